@@ -1,0 +1,238 @@
+//! The admin HTTP server: `/livez`, `/readyz` and `/metrics`.
+//!
+//! - `/livez` answers 200 while the process serves requests.
+//! - `/readyz` answers 200 once every part registered with [`Readiness`] is ready
+//!   (for a controller: every watched resource has listed), 503 with the pending
+//!   parts before that. Where leader election runs, the body says `leader` or
+//!   `standby`; a standby is ready too, so rolling updates do not stall.
+//! - `/metrics` serves the [`prometheus_client`] registry in OpenMetrics text.
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{lease::Leadership, ready::Readiness};
+
+/// The content type of `/metrics`.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Admin server settings.
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct AdminArgs {
+    /// The address of the admin server (`/livez`, `/readyz`, `/metrics`).
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "admin", value_name = "ADDR", default_value = "0.0.0.0:9990")
+    )]
+    pub addr: SocketAddr,
+}
+
+impl Default for AdminArgs {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 9990)),
+        }
+    }
+}
+
+/// What the admin server reports.
+#[derive(Clone, Debug)]
+pub struct AdminState {
+    readiness: Readiness,
+    leadership: Option<Leadership>,
+    registry: Arc<Registry>,
+}
+
+impl AdminState {
+    /// State reporting `readiness` and the metrics in `registry`.
+    pub fn new(readiness: Readiness, registry: Registry) -> Self {
+        Self {
+            readiness,
+            leadership: None,
+            registry: Arc::new(registry),
+        }
+    }
+
+    /// Also reports leader or standby in `/readyz`.
+    #[must_use]
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leadership = Some(leadership);
+        self
+    }
+
+    fn respond(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed\n".into(),
+            );
+        }
+        match request.uri().path() {
+            "/livez" => text(StatusCode::OK, "ok\n".into()),
+            "/readyz" => {
+                let role = self
+                    .leadership
+                    .as_ref()
+                    .map(|l| if l.is_leader() { "leader" } else { "standby" });
+                if self.readiness.is_ready() {
+                    let mut body = "ok\n".to_owned();
+                    if let Some(role) = role {
+                        body.push_str(role);
+                        body.push('\n');
+                    }
+                    text(StatusCode::OK, body)
+                } else {
+                    let mut body = String::from("not ready:");
+                    for part in self.readiness.pending() {
+                        body.push(' ');
+                        body.push_str(&part);
+                    }
+                    body.push('\n');
+                    text(StatusCode::SERVICE_UNAVAILABLE, body)
+                }
+            }
+            "/metrics" => {
+                let mut body = String::new();
+                match prometheus_client::encoding::text::encode(&mut body, &self.registry) {
+                    Ok(()) => Response::builder()
+                        .status(StatusCode::OK)
+                        .header(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)
+                        .body(Full::new(Bytes::from(body)))
+                        .unwrap_or_else(|_| Response::new(Full::default())),
+                    Err(_) => text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "encoding failed\n".into(),
+                    ),
+                }
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A bound admin server.
+#[derive(Debug)]
+pub struct AdminServer {
+    listener: TcpListener,
+    state: AdminState,
+}
+
+impl AdminServer {
+    /// Binds `addr` (port 0 picks a free port).
+    pub async fn bind(addr: SocketAddr, state: AdminState) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self { listener, state })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    pub async fn serve(self, shutdown: CancellationToken) {
+        let state = self.state;
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => return,
+                accepted = self.listener.accept() => accepted,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::debug!(%error, "admin accept failed");
+                    continue;
+                }
+            };
+            let state = state.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let response = state.respond(&request);
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = connection => {}
+                    () = shutdown.cancelled() => {}
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::metrics::counter::Counter;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_readiness_and_metrics_serve_the_registry() {
+        let readiness = Readiness::new();
+        let pending = readiness.register("ingresses");
+        let mut registry = Registry::with_prefix("test");
+        let syncs = Counter::<u64>::default();
+        registry.register("syncs", "Syncs done", syncs.clone());
+        syncs.inc_by(3);
+        let state = AdminState::new(readiness, registry).with_leadership(Leadership::always());
+        let server = AdminServer::bind("127.0.0.1:0".parse().unwrap(), state)
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server.serve(shutdown.clone()));
+
+        assert_eq!(get(addr, "/livez").await.0, 200);
+        let (status, body) = get(addr, "/readyz").await;
+        assert_eq!(status, 503);
+        assert!(body.contains("ingresses"), "{body}");
+        pending.ready();
+        let (status, body) = get(addr, "/readyz").await;
+        assert_eq!((status, body.as_str()), (200, "ok\nleader\n"));
+        let (status, body) = get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(body.contains("test_syncs_total 3"), "{body}");
+        assert_eq!(get(addr, "/nope").await.0, 404);
+
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+}
