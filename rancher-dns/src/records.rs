@@ -1,0 +1,566 @@
+//! The record index: turns Services, EndpointSlices and Pods into the records
+//! the Kubernetes DNS specification requires, incrementally.
+//!
+//! Each object *owns* the names it contributes (a Service owns its service
+//! name, SRV names, endpoint names, PTRs and the empty non-terminals above
+//! them). An update recomputes only the changed owner's names and returns the
+//! per-name [`Change`]s, which backends apply.
+
+use std::collections::{BTreeMap, HashMap, HashSet, hash_map::Entry};
+use std::net::IpAddr;
+
+use crate::model::{
+    Change, EndpointSlice, NameRecords, Options, Pod, PodRecords, RData, SCHEMA_VERSION, Service,
+    ServiceKey, ServiceKind,
+};
+use crate::name;
+
+/// Who contributes a name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Owner {
+    Static,
+    Service(ServiceKey),
+    Pod(ServiceKey),
+}
+
+type Owned = BTreeMap<String, Vec<RData>>;
+
+#[derive(Debug, Default)]
+struct NameState {
+    contributions: BTreeMap<Owner, Vec<RData>>,
+    merged: Vec<RData>,
+}
+
+/// Why an object (or part of it) was left out of the zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// `kind/namespace/name` of the object.
+    pub object: String,
+    /// The field that was invalid.
+    pub field: &'static str,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// Incremental index from objects to records. Not thread-safe by itself:
+/// the controller owns it and hands the resulting changes to backends.
+#[derive(Debug)]
+pub struct RecordIndex {
+    options: Options,
+    zone_suffix: String,
+    services: HashMap<ServiceKey, Service>,
+    slices: HashMap<ServiceKey, BTreeMap<String, EndpointSlice>>,
+    slice_service: HashMap<(String, String), ServiceKey>,
+    pods: HashMap<ServiceKey, Pod>,
+    owned: HashMap<Owner, Owned>,
+    names: HashMap<String, NameState>,
+    skipped: u64,
+}
+
+impl RecordIndex {
+    /// An index holding only the static records: SOA and NS at the apex,
+    /// `dns-version.<zone>` TXT and `ns.dns.<zone>`.
+    pub fn new(options: Options) -> Self {
+        let zone_suffix = format!(".{}", options.zone);
+        let mut index = Self {
+            options,
+            zone_suffix,
+            services: HashMap::new(),
+            slices: HashMap::new(),
+            slice_service: HashMap::new(),
+            pods: HashMap::new(),
+            owned: HashMap::new(),
+            names: HashMap::new(),
+            skipped: 0,
+        };
+        let statics = index.static_records();
+        index.set_owner(Owner::Static, statics);
+        index
+    }
+
+    /// The options the index was built with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// How many objects or parts of objects were skipped as invalid so far.
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Number of owner names in the zone (including empty non-terminals).
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether the zone is empty (never: the apex always exists).
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The records of a name, if it exists (lower-case, no trailing dot).
+    pub fn get(&self, name: &str) -> Option<&[RData]> {
+        self.names.get(name).map(|s| s.merged.as_slice())
+    }
+
+    /// The full state, sorted by name.
+    pub fn full(&self) -> Vec<NameRecords> {
+        let mut all: Vec<NameRecords> = self
+            .names
+            .iter()
+            .map(|(n, s)| NameRecords {
+                name: n.clone(),
+                records: s.merged.clone(),
+            })
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Adds or replaces a Service.
+    pub fn apply_service(&mut self, service: Service) -> Vec<Change> {
+        let key = service.key.clone();
+        self.services.insert(key.clone(), service);
+        self.rebuild_service(&key)
+    }
+
+    /// Removes a Service.
+    pub fn delete_service(&mut self, key: &ServiceKey) -> Vec<Change> {
+        self.services.remove(key);
+        self.rebuild_service(key)
+    }
+
+    /// Adds or replaces an EndpointSlice.
+    pub fn apply_slice(&mut self, slice: EndpointSlice) -> Vec<Change> {
+        let id = (slice.namespace.clone(), slice.name.clone());
+        let key = ServiceKey::new(slice.namespace.clone(), slice.service.clone());
+        let mut changes = Vec::new();
+        if let Some(previous) = self.slice_service.insert(id.clone(), key.clone())
+            && previous != key
+        {
+            if let Some(m) = self.slices.get_mut(&previous) {
+                m.remove(&id.1);
+            }
+            changes.extend(self.rebuild_service(&previous));
+        }
+        self.slices
+            .entry(key.clone())
+            .or_default()
+            .insert(id.1, slice);
+        changes.extend(self.rebuild_service(&key));
+        changes
+    }
+
+    /// Removes an EndpointSlice.
+    pub fn delete_slice(&mut self, namespace: &str, name: &str) -> Vec<Change> {
+        let Some(key) = self
+            .slice_service
+            .remove(&(namespace.to_owned(), name.to_owned()))
+        else {
+            return Vec::new();
+        };
+        if let Entry::Occupied(mut e) = self.slices.entry(key.clone()) {
+            e.get_mut().remove(name);
+            if e.get().is_empty() {
+                e.remove();
+            }
+        }
+        self.rebuild_service(&key)
+    }
+
+    /// Adds or replaces a Pod (only used with [`PodRecords::Verified`]).
+    pub fn apply_pod(&mut self, pod: Pod) -> Vec<Change> {
+        let key = ServiceKey::new(pod.namespace.clone(), pod.name.clone());
+        let records = self.pod_records(&pod);
+        self.pods.insert(key.clone(), pod);
+        self.set_owner(Owner::Pod(key), records)
+    }
+
+    /// Removes a Pod.
+    pub fn delete_pod(&mut self, namespace: &str, name: &str) -> Vec<Change> {
+        let key = ServiceKey::new(namespace, name);
+        self.pods.remove(&key);
+        self.set_owner(Owner::Pod(key), Owned::new())
+    }
+
+    /// Replaces every Service (a re-list): Services not in `services` go.
+    pub fn reset_services(&mut self, services: Vec<Service>) -> Vec<Change> {
+        let keep: HashSet<ServiceKey> = services.iter().map(|s| s.key.clone()).collect();
+        let gone: Vec<ServiceKey> = self
+            .services
+            .keys()
+            .filter(|k| !keep.contains(*k))
+            .cloned()
+            .collect();
+        let mut changes = Vec::new();
+        for key in gone {
+            changes.extend(self.delete_service(&key));
+        }
+        for s in services {
+            if self.services.get(&s.key) != Some(&s) {
+                changes.extend(self.apply_service(s));
+            }
+        }
+        changes
+    }
+
+    /// Replaces every EndpointSlice.
+    pub fn reset_slices(&mut self, slices: Vec<EndpointSlice>) -> Vec<Change> {
+        let keep: HashSet<(String, String)> = slices
+            .iter()
+            .map(|s| (s.namespace.clone(), s.name.clone()))
+            .collect();
+        let gone: Vec<(String, String)> = self
+            .slice_service
+            .keys()
+            .filter(|k| !keep.contains(*k))
+            .cloned()
+            .collect();
+        let mut changes = Vec::new();
+        for (ns, name) in gone {
+            changes.extend(self.delete_slice(&ns, &name));
+        }
+        for s in slices {
+            let unchanged = self
+                .slice_service
+                .get(&(s.namespace.clone(), s.name.clone()))
+                .and_then(|k| self.slices.get(k))
+                .and_then(|m| m.get(&s.name))
+                == Some(&s);
+            if !unchanged {
+                changes.extend(self.apply_slice(s));
+            }
+        }
+        changes
+    }
+
+    /// Replaces every Pod.
+    pub fn reset_pods(&mut self, pods: Vec<Pod>) -> Vec<Change> {
+        let keep: HashSet<ServiceKey> = pods
+            .iter()
+            .map(|p| ServiceKey::new(p.namespace.clone(), p.name.clone()))
+            .collect();
+        let gone: Vec<ServiceKey> = self
+            .pods
+            .keys()
+            .filter(|k| !keep.contains(*k))
+            .cloned()
+            .collect();
+        let mut changes = Vec::new();
+        for key in gone {
+            changes.extend(self.delete_pod(&key.namespace, &key.name));
+        }
+        for p in pods {
+            changes.extend(self.apply_pod(p));
+        }
+        changes
+    }
+
+    fn static_records(&self) -> Owned {
+        let o = &self.options;
+        let ttl = o.ttl_secs();
+        let mut owned = Owned::new();
+        let ns = o.nameserver();
+        owned.insert(
+            o.zone.clone(),
+            vec![
+                RData::Soa {
+                    mname: ns.clone(),
+                    rname: format!("hostmaster.{}", o.zone),
+                    serial: 1,
+                    refresh: 7200,
+                    retry: 1800,
+                    expire: 86400,
+                    minimum: ttl,
+                },
+                RData::Ns(ns.clone()),
+            ],
+        );
+        owned.insert(
+            format!("dns-version.{}", o.zone),
+            vec![RData::Txt(vec![SCHEMA_VERSION.to_owned()])],
+        );
+        if !o.nameserver_addresses.is_empty() {
+            let recs = o
+                .nameserver_addresses
+                .iter()
+                .map(|ip| addr_record(*ip))
+                .collect();
+            self.insert_with_parents(&mut owned, ns, recs);
+        }
+        owned
+    }
+
+    fn pod_records(&mut self, pod: &Pod) -> Owned {
+        let mut owned = Owned::new();
+        if self.options.pods != PodRecords::Verified
+            || !self.options.serves_namespace(&pod.namespace)
+        {
+            return owned;
+        }
+        if !name::is_rfc1123_label(&pod.namespace) {
+            self.skip(
+                format!("pod/{}/{}", pod.namespace, pod.name),
+                "metadata.namespace",
+                "not a DNS label",
+            );
+            return owned;
+        }
+        for ip in &pod.ips {
+            let n = format!(
+                "{}.{}.pod.{}",
+                name::dashed_ip(*ip),
+                pod.namespace,
+                self.options.zone
+            );
+            self.insert_with_parents(&mut owned, n, vec![addr_record(*ip)]);
+        }
+        owned
+    }
+
+    fn skip(&mut self, object: String, field: &'static str, reason: impl Into<String>) {
+        let reason = reason.into();
+        tracing::warn!(%object, field, %reason, "skipping invalid data");
+        self.skipped += 1;
+    }
+
+    /// Adds `records` at `name`, plus empty non-terminals up to the apex.
+    fn insert_with_parents(&self, owned: &mut Owned, name: String, records: Vec<RData>) {
+        let mut parent = name.as_str();
+        while let Some((_, rest)) = parent.split_once('.') {
+            if rest.len() <= self.options.zone.len() {
+                break;
+            }
+            owned.entry(rest.to_owned()).or_default();
+            parent = rest;
+        }
+        owned.entry(name).or_default().extend(records);
+    }
+
+    fn rebuild_service(&mut self, key: &ServiceKey) -> Vec<Change> {
+        let owned = match self.services.get(key).cloned() {
+            Some(svc) => self.service_records(&svc),
+            None => Owned::new(),
+        };
+        self.set_owner(Owner::Service(key.clone()), owned)
+    }
+
+    fn service_records(&mut self, svc: &Service) -> Owned {
+        let mut owned = Owned::new();
+        let key = &svc.key;
+        if !self.options.serves_namespace(&key.namespace) {
+            return owned;
+        }
+        let object = format!("service/{key}");
+        if !name::is_rfc1123_label(&key.name) || !name::is_rfc1123_label(&key.namespace) {
+            self.skip(object, "metadata.name", "not a DNS label");
+            return owned;
+        }
+        let base = format!("{}.{}.svc.{}", key.name, key.namespace, self.options.zone);
+        match &svc.kind {
+            ServiceKind::ClusterIp(ips) => {
+                if ips.is_empty() {
+                    return owned;
+                }
+                let recs = ips.iter().map(|ip| addr_record(*ip)).collect();
+                self.insert_with_parents(&mut owned, base.clone(), recs);
+                for ip in ips {
+                    owned
+                        .entry(name::reverse_name(*ip))
+                        .or_default()
+                        .push(RData::Ptr(base.clone()));
+                }
+                for port in &svc.ports {
+                    let Some(pname) = &port.name else { continue };
+                    if !valid_port_name(pname) {
+                        self.skip(
+                            format!("service/{key}"),
+                            "spec.ports.name",
+                            format!("{pname:?} is not a DNS label"),
+                        );
+                        continue;
+                    }
+                    let srv = format!("_{pname}._{}.{base}", port.protocol.label());
+                    let rec = RData::Srv {
+                        priority: 0,
+                        weight: 100,
+                        port: port.port,
+                        target: base.clone(),
+                    };
+                    self.insert_with_parents(&mut owned, srv, vec![rec]);
+                }
+            }
+            ServiceKind::ExternalName(target) => match name::normalize(target) {
+                Ok(t) if !t.is_empty() => {
+                    self.insert_with_parents(&mut owned, base, vec![RData::Cname(t)]);
+                }
+                _ => self.skip(
+                    object,
+                    "spec.externalName",
+                    format!("{target:?} is not a domain name"),
+                ),
+            },
+            ServiceKind::Headless => self.headless_records(svc, &base, &mut owned),
+        }
+        owned
+    }
+
+    fn headless_records(&mut self, svc: &Service, base: &str, owned: &mut Owned) {
+        let Some(slices) = self.slices.get(&svc.key).cloned() else {
+            return;
+        };
+        let mut srv: BTreeMap<String, Vec<(u16, String)>> = BTreeMap::new();
+        for slice in slices.values() {
+            let object = format!("endpointslice/{}/{}", slice.namespace, slice.name);
+            for ep in &slice.endpoints {
+                if !(ep.ready || svc.publish_not_ready_addresses) {
+                    continue;
+                }
+                if ep.addresses.is_empty() {
+                    self.skip(
+                        object.clone(),
+                        "endpoints.addresses",
+                        "endpoint has no addresses",
+                    );
+                    continue;
+                }
+                if let Some(h) = &ep.hostname
+                    && !name::is_rfc1123_label(h)
+                {
+                    self.skip(
+                        object.clone(),
+                        "endpoints.hostname",
+                        format!("{h:?} is not a DNS label"),
+                    );
+                    continue;
+                }
+                let label_for = |ip: IpAddr| -> String {
+                    if let Some(h) = &ep.hostname {
+                        return h.to_ascii_lowercase();
+                    }
+                    if self.options.endpoint_pod_names
+                        && let Some(p) =
+                            ep.pod_name.as_deref().filter(|p| name::is_rfc1123_label(p))
+                    {
+                        return p.to_ascii_lowercase();
+                    }
+                    name::dashed_ip(ip)
+                };
+                for ip in &ep.addresses {
+                    let host = format!("{}.{base}", label_for(*ip));
+                    self.insert_with_parents(owned, base.to_owned(), vec![addr_record(*ip)]);
+                    self.insert_with_parents(owned, host.clone(), vec![addr_record(*ip)]);
+                    if ep.hostname.is_some() {
+                        owned
+                            .entry(name::reverse_name(*ip))
+                            .or_default()
+                            .push(RData::Ptr(host.clone()));
+                    }
+                    for port in &slice.ports {
+                        let Some(pname) = &port.name else { continue };
+                        if !valid_port_name(pname) {
+                            continue;
+                        }
+                        let n = format!("_{pname}._{}.{base}", port.protocol.label());
+                        srv.entry(n).or_default().push((port.port, host.clone()));
+                    }
+                }
+            }
+        }
+        for (n, targets) in srv {
+            let weight = u16::try_from((100 / targets.len()).max(1)).unwrap_or(1);
+            let recs = targets
+                .into_iter()
+                .map(|(port, target)| RData::Srv {
+                    priority: 0,
+                    weight,
+                    port,
+                    target,
+                })
+                .collect();
+            self.insert_with_parents(owned, n, recs);
+        }
+    }
+
+    /// Replaces what `owner` contributes and returns the per-name changes.
+    fn set_owner(&mut self, owner: Owner, mut new: Owned) -> Vec<Change> {
+        for recs in new.values_mut() {
+            recs.sort();
+            recs.dedup();
+        }
+        let old = if new.is_empty() {
+            self.owned.remove(&owner)
+        } else {
+            self.owned.insert(owner.clone(), new.clone())
+        }
+        .unwrap_or_default();
+        let mut changes = Vec::new();
+        for name in old.keys() {
+            if !new.contains_key(name)
+                && let Some(c) = self.contribute(name, &owner, None)
+            {
+                changes.push(c);
+            }
+        }
+        for (name, recs) in new {
+            if old.get(&name) != Some(&recs)
+                && let Some(c) = self.contribute(&name, &owner, Some(recs))
+            {
+                changes.push(c);
+            }
+        }
+        changes
+    }
+
+    fn contribute(
+        &mut self,
+        name: &str,
+        owner: &Owner,
+        recs: Option<Vec<RData>>,
+    ) -> Option<Change> {
+        let state = self.names.entry(name.to_owned()).or_default();
+        let existed = !state.contributions.is_empty();
+        match recs {
+            Some(r) => {
+                state.contributions.insert(owner.clone(), r);
+            }
+            None => {
+                state.contributions.remove(owner);
+            }
+        }
+        if state.contributions.is_empty() {
+            self.names.remove(name);
+            return existed.then(|| Change::Remove(name.to_owned()));
+        }
+        let mut merged: Vec<RData> = state.contributions.values().flatten().cloned().collect();
+        merged.sort();
+        merged.dedup();
+        if existed && merged == state.merged {
+            return None;
+        }
+        state.merged = merged.clone();
+        Some(Change::Upsert(NameRecords {
+            name: name.to_owned(),
+            records: merged,
+        }))
+    }
+
+    /// Whether `name` (normalised) is inside the cluster zone.
+    pub fn in_zone(&self, name: &str) -> bool {
+        name == self.options.zone || name.ends_with(&self.zone_suffix)
+    }
+}
+
+fn valid_port_name(name: &str) -> bool {
+    name::is_rfc1123_label(name)
+}
+
+fn addr_record(ip: IpAddr) -> RData {
+    match ip {
+        IpAddr::V4(v4) => RData::A(v4),
+        IpAddr::V6(v6) => RData::Aaaa(v6),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,395 @@
+//! The server's answer index: immutable snapshots of precomputed answers,
+//! sharded so that an update copies only the shards it touches.
+//!
+//! A [`Snapshot`] maps lower-case wire names to an [`Entry`] of precomputed
+//! answers per record type. [`SnapshotBuilder`] applies [`Change`]s
+//! copy-on-write (`Arc::make_mut` on the touched shards) and publishes a new
+//! snapshot; readers holding the previous one are never disturbed.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::model::{Change, NameRecords, Options, PodRecords, RData, RecordType};
+use crate::name;
+use crate::wire::{self, AA, Encoder, Query, Rcode};
+
+/// Number of shards. A change copies the shards it touches, each about
+/// 1/256 of the zone.
+const SHARDS: usize = 256;
+
+/// One precomputed answer: the bytes that follow the question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireAnswer {
+    /// Answer count.
+    pub an: u16,
+    /// Authority count.
+    pub ns: u16,
+    /// Additional count.
+    pub ar: u16,
+    /// The records, compressed against a question for the owner name.
+    pub body: Box<[u8]>,
+}
+
+/// All answers for one owner name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Answers by record type, sorted by type.
+    answers: Box<[(u16, WireAnswer)]>,
+    /// The name is an alias: its CNAME answers every type.
+    cname: bool,
+}
+
+impl Entry {
+    fn build(records: &NameRecords, ttl: u32) -> Self {
+        let owner = name::to_wire(&records.name);
+        let has_cname = records.records.iter().any(|r| matches!(r, RData::Cname(_)));
+        let mut answers: Vec<(u16, WireAnswer)> = Vec::new();
+        let mut i = 0;
+        let recs = &records.records;
+        while i < recs.len() {
+            let t = recs[i].rtype();
+            let mut j = i;
+            while j < recs.len() && recs[j].rtype() == t {
+                j += 1;
+            }
+            if !has_cname || t == RecordType::CNAME {
+                let mut enc = Encoder::for_question(&owner);
+                for r in &recs[i..j] {
+                    enc.write_record(&owner, ttl, r);
+                }
+                let body = enc.buf[Encoder::question_end(&owner)..].into();
+                answers.push((
+                    t.0,
+                    WireAnswer {
+                        an: (j - i) as u16,
+                        ns: 0,
+                        ar: 0,
+                        body,
+                    },
+                ));
+            }
+            i = j;
+        }
+        answers.sort_by_key(|(t, _)| *t);
+        Self {
+            answers: answers.into(),
+            cname: has_cname,
+        }
+    }
+
+    fn answer(&self, qtype: u16) -> Option<&WireAnswer> {
+        if self.cname {
+            return self.answers.first().map(|(_, a)| a);
+        }
+        self.answers
+            .iter()
+            .find(|(t, _)| *t == qtype)
+            .map(|(_, a)| a)
+    }
+}
+
+/// A zone this server is authoritative for: its apex and SOA record.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    apex: Vec<u8>,
+    /// SOA record after the owner name: type, class, TTL, rdlength, rdata.
+    soa_tail: Vec<u8>,
+    /// Misses are NXDOMAIN here (otherwise they are forwarded).
+    authoritative_misses: bool,
+}
+
+impl Zone {
+    fn new(apex: &str, options: &Options, authoritative_misses: bool) -> Self {
+        let ttl = options.ttl_secs();
+        let soa = RData::Soa {
+            mname: options.nameserver(),
+            rname: format!("hostmaster.{}", options.zone),
+            serial: 1,
+            refresh: 7200,
+            retry: 1800,
+            expire: 86400,
+            minimum: ttl,
+        };
+        let mut enc = Encoder::default();
+        enc.write_record(&[0], ttl, &soa);
+        Self {
+            apex: name::to_wire(apex),
+            soa_tail: enc.buf[1..].to_vec(),
+            authoritative_misses,
+        }
+    }
+}
+
+type Shard = HashMap<Arc<[u8]>, Arc<Entry>, foldhash::fast::RandomState>;
+
+/// How a query is answered.
+#[derive(Debug)]
+pub enum Resolution<'a> {
+    /// A positive answer.
+    Answer(&'a WireAnswer),
+    /// The name exists but has no record of that type (SOA in authority;
+    /// the usize is the offset of the zone apex within the name).
+    NoData(&'a Zone, usize),
+    /// The name does not exist.
+    NxDomain(&'a Zone, usize),
+    /// An insecure pod record computed from the name.
+    Pod(IpAddr),
+    /// Not ours: forward upstream.
+    Forward,
+    /// Ours, but the first full sync has not happened yet.
+    NotSynced,
+    /// Ours, but the query type is not served (ANY, zone transfers).
+    NotImplemented,
+}
+
+/// An immutable view of the zone that queries are answered from.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    shards: Box<[Arc<Shard>]>,
+    shard_hasher: foldhash::fast::FixedState,
+    cluster: Zone,
+    reverse: Arc<[Zone]>,
+    pods: PodRecords,
+    ttl: u32,
+    synced: bool,
+    names: usize,
+}
+
+impl Snapshot {
+    /// Whether the first full sync happened.
+    pub fn synced(&self) -> bool {
+        self.synced
+    }
+
+    /// Number of owner names.
+    pub fn len(&self) -> usize {
+        self.names
+    }
+
+    /// Whether there are no names at all.
+    pub fn is_empty(&self) -> bool {
+        self.names == 0
+    }
+
+    fn entry(&self, wire_name: &[u8]) -> Option<&Entry> {
+        let shard = (self.shard_hasher.hash_one(wire_name) as usize) % SHARDS;
+        self.shards[shard].get(wire_name).map(|e| &**e)
+    }
+
+    /// Resolves a lower-case wire-form question.
+    pub fn resolve(&self, qname: &[u8], qtype: u16) -> Resolution<'_> {
+        let (zone, offset) = if let Some(off) = name::wire_suffix_offset(qname, &self.cluster.apex)
+        {
+            (&self.cluster, off)
+        } else if let Some((z, off)) = self
+            .reverse
+            .iter()
+            .find_map(|z| name::wire_suffix_offset(qname, &z.apex).map(|o| (z, o)))
+        {
+            (z, off)
+        } else {
+            return Resolution::Forward;
+        };
+        if !self.synced {
+            return Resolution::NotSynced;
+        }
+        if qtype == RecordType::ANY.0 || qtype == RecordType::AXFR.0 || qtype == RecordType::IXFR.0
+        {
+            return Resolution::NotImplemented;
+        }
+        match self.entry(qname) {
+            Some(entry) => match entry.answer(qtype) {
+                Some(a) => Resolution::Answer(a),
+                None => Resolution::NoData(zone, offset),
+            },
+            None => {
+                if std::ptr::eq(zone, &self.cluster)
+                    && let Some(ip) = self.insecure_pod(qname, offset)
+                {
+                    let is_v4 = ip.is_ipv4();
+                    return if (is_v4 && qtype == RecordType::A.0)
+                        || (!is_v4 && qtype == RecordType::AAAA.0)
+                    {
+                        Resolution::Pod(ip)
+                    } else {
+                        Resolution::NoData(zone, offset)
+                    };
+                }
+                if zone.authoritative_misses {
+                    Resolution::NxDomain(zone, offset)
+                } else {
+                    Resolution::Forward
+                }
+            }
+        }
+    }
+
+    /// `<dashed-ip>.<ns>.pod.<zone>` with pod records insecure.
+    fn insecure_pod(&self, qname: &[u8], zone_offset: usize) -> Option<IpAddr> {
+        if self.pods != PodRecords::Insecure {
+            return None;
+        }
+        let mut labels = Vec::with_capacity(3);
+        let mut i = 0;
+        while i < zone_offset {
+            let len = usize::from(qname[i]);
+            labels.push(std::str::from_utf8(qname.get(i + 1..i + 1 + len)?).ok()?);
+            i += 1 + len;
+        }
+        let mut labels = labels.into_iter();
+        let (ip, _ns, pod, end) = (
+            labels.next()?,
+            labels.next()?,
+            labels.next()?,
+            labels.next(),
+        );
+        if pod != "pod" || end.is_some() {
+            return None;
+        }
+        name::parse_dashed_ip(ip)
+    }
+
+    /// Answers a parsed query into `out`. Returns the rcode written, or
+    /// `None` when the query must be forwarded.
+    pub fn respond(
+        &self,
+        packet: &[u8],
+        q: &Query,
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Option<Rcode> {
+        let qlen = q.question_end - 12;
+        if q.qclass != wire::CLASS_IN {
+            wire::begin_response(out, packet, q, 0, Rcode::Refused);
+            wire::finish_response(out, q, qlen, limit);
+            return Some(Rcode::Refused);
+        }
+        let rcode = match self.resolve(q.qname.as_wire(), q.qtype) {
+            Resolution::Forward => return None,
+            Resolution::Answer(a) => {
+                wire::begin_response(out, packet, q, AA, Rcode::NoError);
+                out.extend_from_slice(&a.body);
+                wire::set_counts(out, a.an, a.ns, a.ar);
+                Rcode::NoError
+            }
+            Resolution::NoData(zone, off) => {
+                wire::begin_response(out, packet, q, AA, Rcode::NoError);
+                push_soa(out, zone, off);
+                Rcode::NoError
+            }
+            Resolution::NxDomain(zone, off) => {
+                wire::begin_response(out, packet, q, AA, Rcode::NxDomain);
+                push_soa(out, zone, off);
+                Rcode::NxDomain
+            }
+            Resolution::Pod(ip) => {
+                wire::begin_response(out, packet, q, AA, Rcode::NoError);
+                out.extend_from_slice(&[0xc0, 12]);
+                let mut enc = Encoder::default();
+                let data = match ip {
+                    IpAddr::V4(v4) => RData::A(v4),
+                    IpAddr::V6(v6) => RData::Aaaa(v6),
+                };
+                enc.write_record(&[0], self.ttl, &data);
+                out.extend_from_slice(&enc.buf[1..]);
+                wire::set_counts(out, 1, 0, 0);
+                Rcode::NoError
+            }
+            Resolution::NotSynced => {
+                wire::begin_response(out, packet, q, 0, Rcode::ServFail);
+                Rcode::ServFail
+            }
+            Resolution::NotImplemented => {
+                wire::begin_response(out, packet, q, 0, Rcode::NotImp);
+                Rcode::NotImp
+            }
+        };
+        wire::finish_response(out, q, qlen, limit);
+        Some(rcode)
+    }
+}
+
+fn push_soa(out: &mut Vec<u8>, zone: &Zone, offset: usize) {
+    let ptr = 0xc000u16 | (12 + offset) as u16;
+    out.extend_from_slice(&ptr.to_be_bytes());
+    out.extend_from_slice(&zone.soa_tail);
+    wire::set_counts(out, 0, 1, 0);
+}
+
+/// Applies changes copy-on-write and publishes snapshots.
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    current: Snapshot,
+}
+
+impl SnapshotBuilder {
+    /// An empty, unsynced zone for `options`.
+    pub fn new(options: &Options) -> Self {
+        let mut reverse: Vec<Zone> = options
+            .reverse_zones
+            .iter()
+            .map(|z| Zone::new(z, options, true))
+            .collect();
+        reverse.push(Zone::new("in-addr.arpa", options, false));
+        reverse.push(Zone::new("ip6.arpa", options, false));
+        let shard = Arc::new(Shard::default());
+        Self {
+            current: Snapshot {
+                shards: (0..SHARDS).map(|_| shard.clone()).collect(),
+                shard_hasher: foldhash::fast::FixedState::with_seed(fastrand::u64(..)),
+                cluster: Zone::new(&options.zone, options, true),
+                reverse: reverse.into(),
+                pods: options.pods,
+                ttl: options.ttl_secs(),
+                synced: false,
+                names: 0,
+            },
+        }
+    }
+
+    /// Applies per-name changes.
+    pub fn apply(&mut self, changes: &[Change]) {
+        for change in changes {
+            let key = name::to_wire(change.name());
+            let shard = (self.current.shard_hasher.hash_one(key.as_slice()) as usize) % SHARDS;
+            let map = Arc::make_mut(&mut self.current.shards[shard]);
+            match change {
+                Change::Upsert(records) => {
+                    let entry = Arc::new(Entry::build(records, self.current.ttl));
+                    if map.insert(key.into(), entry).is_none() {
+                        self.current.names += 1;
+                    }
+                }
+                Change::Remove(_) => {
+                    if map.remove(key.as_slice()).is_some() {
+                        self.current.names -= 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replaces the whole zone.
+    pub fn replace_all(&mut self, all: &[NameRecords]) {
+        let empty = Arc::new(Shard::default());
+        self.current.shards = (0..SHARDS).map(|_| empty.clone()).collect();
+        self.current.names = 0;
+        let changes: Vec<Change> = all.iter().cloned().map(Change::Upsert).collect();
+        self.apply(&changes);
+    }
+
+    /// Marks the zone synced (or not).
+    pub fn set_synced(&mut self, synced: bool) {
+        self.current.synced = synced;
+    }
+
+    /// The snapshot as of now (cheap: shards are shared).
+    pub fn snapshot(&self) -> Snapshot {
+        self.current.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests;
