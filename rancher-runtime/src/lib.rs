@@ -15,6 +15,9 @@
 //!   [`kind`](requeue::Classify::kind) is [`Retry { after }`](requeue::ErrorKind::Retry)
 //!   is retried after exactly `after`; other errors back off exponentially with
 //!   jitter, from 5 s doubling to 5 min; success resets the backoff.
+//! - [`queue::Queue`]: a keyed work queue for reconcilers: deduplicated keys, no
+//!   key processed twice at once, failures requeued through the policy, so one
+//!   converging object never holds up the others.
 //! - [`lease`]: leader election on a `coordination.k8s.io/v1` Lease, so only one
 //!   replica writes status.
 //! - [`admin`]: `/livez`, `/readyz` and `/metrics` (Prometheus text from a
@@ -149,6 +152,7 @@ pub mod events;
 pub mod index;
 pub mod lease;
 pub mod log;
+pub mod queue;
 pub mod ready;
 pub mod requeue;
 pub mod shutdown;
