@@ -1,6 +1,6 @@
 //! A keyed work queue for reconcilers: each key is queued at most once, a key is
 //! never processed by two workers at once, failures requeue through
-//! [`Policy`](crate::requeue::Policy), and one slow key never holds up the others.
+//! [`Policy`], and one slow key never holds up the others.
 //!
 //! This is the shape of client-go's workqueue: a key added while it is being
 //! processed is marked dirty and queued again once its worker is done, so the
