@@ -1,0 +1,497 @@
+//! A fake Rancher server for tests and demos (feature `testing`).
+//!
+//! [`FakeRancher`] serves the v2-beta project API over HTTP on loopback, in memory, with the
+//! habits of the real server that clients depend on:
+//!
+//! - ids like `1st1` (stacks), `1s5` (services), `1c3` (certificates and registry
+//!   credentials), `1sp2` (registries), `1h1` (hosts);
+//! - collections shaped `{"type": "collection", "data": [...], "pagination": {"next": ...},
+//!   "links": ..., "actions": ...}`, paged by `limit` with a `marker`, filtered by any field
+//!   (`name=`, `externalId=`, `stackId=`, `removed_null=1`, `name_ne=`, …);
+//! - lifecycles: objects pass through transitioning states (`registering`, `activating`,
+//!   `updating-active`, `removing`, `purging`, …, with `transitioning: yes`) that settle after
+//!   a configurable delay; `remove` leaves a `removed` object that `purge` turns `purged`;
+//!   actions are offered in `actions` only in the states where they are valid;
+//! - basic authentication with an access key and secret key (401 otherwise);
+//! - validation errors in Rancher's shape: `{"type": "error", "status": 422, "code":
+//!   "MissingRequired", "fieldName": "stackId", ...}`;
+//! - load balancer placement: the fake keeps a set of hosts with labels and IPs and places
+//!   each running loadBalancerService's `scale` instances on distinct active hosts that match
+//!   its `io.rancher.scheduler.affinity:host_label` and whose public ports are not taken by
+//!   another load balancer. `publicEndpoints` lists every (host IP, public port) pair;
+//!   `currentScale` and `healthState` (`healthy`, `degraded`, `unhealthy`) follow. When hosts
+//!   change (added, marked unhealthy, removed) instances move.
+//!
+//! Tests also get fault injection ([`FakeRancher::fail_next`], [`FakeRancher::drop_next`],
+//! [`FakeRancher::set_response_delay`]), a log of requests ([`FakeRancher::requests`]) and
+//! direct access to the state ([`FakeRancher::get`], [`FakeRancher::seed`], host controls).
+//!
+//! Where the fake chose a behaviour the real server's documentation does not pin down:
+//! an action that is not available answers `422 InvalidAction`; a load balancer that cannot
+//! place all its instances settles to `active` with `healthState: degraded` (or `unhealthy`
+//! with none) and a `transitioningMessage` naming the shortfall, instead of retrying forever.
+//!
+//! ```no_run
+//! use rancher_client::{ListParams, testing::{FakeHost, FakeRancher}};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let fake = FakeRancher::builder()
+//!     .host(FakeHost::new("node-1", "192.0.2.11").label("ingress", "true"))
+//!     .host(FakeHost::new("node-2", "192.0.2.12"))
+//!     .start()
+//!     .await?;
+//! // Give `fake.url()`, `CATTLE_ACCESS_KEY` and `CATTLE_SECRET_KEY` to the code under test,
+//! // or use a client directly:
+//! let client = fake.client();
+//! let hosts = client.hosts().list(&ListParams::new()).await?;
+//! assert_eq!(hosts.len(), 2);
+//! # Ok(()) }
+//! ```
+
+// The fake passes Rancher error bodies and HTTP responses by value on its error paths; they
+// are cold paths of test code, so boxing them would only add noise.
+#![allow(clippy::result_large_err)]
+
+mod http;
+mod store;
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use store::FakeHost;
+
+use crate::{
+    Client, Config, Credentials, Host, LoadBalancerService, Resource, RetryPolicy,
+    error::ErrorBody,
+    resource::{LB_INSTANCE_IMAGE, state},
+};
+use http::{Faults, Shared, lock};
+use store::{Kind, Store};
+
+/// Access key the fake accepts unless the builder sets another.
+pub const DEFAULT_ACCESS_KEY: &str = "fake-access-key";
+/// Secret key the fake accepts unless the builder sets another.
+pub const DEFAULT_SECRET_KEY: &str = "fake-secret-key";
+/// Project id in the fake's URL unless the builder sets another.
+pub const DEFAULT_PROJECT_ID: &str = "1a5";
+/// The value of the `lb.instance.image` setting.
+pub const DEFAULT_LB_IMAGE: &str = "rancher/lb-service-haproxy:v0.9.14";
+
+/// A request the fake received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The path, e.g. `/v2-beta/projects/1a5/loadbalancerservices/1s1`.
+    pub path: String,
+    /// The raw query, e.g. `action=activate`.
+    pub query: Option<String>,
+    /// The status answered; `None` when the connection was dropped.
+    pub status: Option<u16>,
+}
+
+impl RecordedRequest {
+    /// Whether this is `method` on a path ending with `suffix`.
+    pub fn is(&self, method: &str, suffix: &str) -> bool {
+        self.method == method && self.path.ends_with(suffix)
+    }
+}
+
+/// Builds a [`FakeRancher`].
+#[derive(Clone, Debug)]
+pub struct FakeRancherBuilder {
+    bind: SocketAddr,
+    project_id: String,
+    credentials: Option<Credentials>,
+    hosts: Vec<FakeHost>,
+    settle_delay: Duration,
+    page_limit: usize,
+    settings: BTreeMap<String, String>,
+}
+
+impl Default for FakeRancherBuilder {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            project_id: DEFAULT_PROJECT_ID.to_owned(),
+            credentials: Some(Credentials::new(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)),
+            hosts: Vec::new(),
+            settle_delay: Duration::from_millis(50),
+            page_limit: 100,
+            settings: BTreeMap::from([(LB_INSTANCE_IMAGE.to_owned(), DEFAULT_LB_IMAGE.to_owned())]),
+        }
+    }
+}
+
+impl FakeRancherBuilder {
+    /// Address to listen on; default `127.0.0.1:0` (a free port).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// The project id in the URL; default [`DEFAULT_PROJECT_ID`].
+    pub fn project_id(mut self, id: impl Into<String>) -> Self {
+        self.project_id = id.into();
+        self
+    }
+
+    /// The key pair the server accepts; default [`DEFAULT_ACCESS_KEY`] /
+    /// [`DEFAULT_SECRET_KEY`].
+    pub fn credentials(
+        mut self,
+        access_key: impl Into<String>,
+        secret_key: impl Into<String>,
+    ) -> Self {
+        self.credentials = Some(Credentials::new(access_key.into(), secret_key.into()));
+        self
+    }
+
+    /// Accept requests without authentication.
+    pub fn no_auth(mut self) -> Self {
+        self.credentials = None;
+        self
+    }
+
+    /// Adds a host.
+    pub fn host(mut self, host: FakeHost) -> Self {
+        self.hosts.push(host);
+        self
+    }
+
+    /// Adds hosts.
+    pub fn hosts(mut self, hosts: impl IntoIterator<Item = FakeHost>) -> Self {
+        self.hosts.extend(hosts);
+        self
+    }
+
+    /// How long each transitioning state lasts; default 50 ms. Zero settles on the next
+    /// request.
+    pub fn settle_delay(mut self, delay: Duration) -> Self {
+        self.settle_delay = delay;
+        self
+    }
+
+    /// Default page size of collections; default 100 (as Rancher).
+    pub fn page_limit(mut self, limit: usize) -> Self {
+        self.page_limit = limit.max(1);
+        self
+    }
+
+    /// Sets a server setting.
+    pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.insert(name.into(), value.into());
+        self
+    }
+
+    /// Binds the listener and starts serving on the current tokio runtime.
+    pub async fn start(self) -> std::io::Result<FakeRancher> {
+        let listener = TcpListener::bind(self.bind).await?;
+        let addr = listener.local_addr()?;
+        let origin = format!("http://{addr}");
+        let base_url = format!("{origin}/v2-beta/projects/{}", self.project_id);
+        let mut store = Store::new(self.project_id.clone(), base_url.clone(), self.settle_delay);
+        store.page_limit = self.page_limit;
+        for (name, value) in &self.settings {
+            store
+                .seed(
+                    Kind::Setting,
+                    json!({"name": name, "value": value}),
+                    state::ACTIVE,
+                )
+                .map_err(|e| std::io::Error::other(format!("setting {name}: {e:?}")))?;
+        }
+        for host in self.hosts {
+            store.add_host(host);
+        }
+        let shared = Arc::new(Shared {
+            store: std::sync::Mutex::new(store),
+            faults: std::sync::Mutex::new(Faults::default()),
+            requests: std::sync::Mutex::new(Vec::new()),
+            credentials: self.credentials,
+            project_id: self.project_id,
+            origin,
+        });
+        let shutdown = CancellationToken::new();
+        tokio::spawn(http::serve(listener, shared.clone(), shutdown.clone()));
+        Ok(FakeRancher {
+            shared,
+            addr,
+            base_url,
+            guard: Arc::new(ShutdownGuard(shutdown)),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct ShutdownGuard(CancellationToken);
+
+impl Drop for ShutdownGuard {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// A running fake Rancher server. Clones share the server; it stops when the last clone is
+/// dropped or on [`FakeRancher::shutdown`]. `Debug` does not show the secret key.
+#[derive(Clone, Debug)]
+pub struct FakeRancher {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    base_url: String,
+    guard: Arc<ShutdownGuard>,
+}
+
+impl FakeRancher {
+    /// A builder with the defaults: `127.0.0.1:0`, project `1a5`, keys
+    /// [`DEFAULT_ACCESS_KEY`]/[`DEFAULT_SECRET_KEY`], no hosts, 50 ms settle delay.
+    pub fn builder() -> FakeRancherBuilder {
+        FakeRancherBuilder::default()
+    }
+
+    /// The versioned project URL, the value for `CATTLE_URL`.
+    pub fn url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The key pair the server accepts, if it checks authentication.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.shared.credentials.as_ref()
+    }
+
+    /// `CATTLE_URL`, `CATTLE_ACCESS_KEY` and `CATTLE_SECRET_KEY` for the code under test.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![(crate::ENV_URL, self.base_url.clone())];
+        if let Some(c) = &self.shared.credentials {
+            env.push((crate::ENV_ACCESS_KEY, c.access_key.clone()));
+            env.push((crate::ENV_SECRET_KEY, c.secret_key.expose().to_owned()));
+        }
+        env
+    }
+
+    /// A client configuration for this server with its keys, a 10 s timeout and quick
+    /// retries (3 retries from 10 ms).
+    pub fn config(&self) -> Config {
+        // The URL is built by the fake, so it parses.
+        let mut config = Config::new(&self.base_url)
+            .unwrap_or_else(|e| unreachable!("fake url {} is invalid: {e}", self.base_url))
+            .timeout(Duration::from_secs(10))
+            .retry(RetryPolicy {
+                max_retries: 3,
+                initial_backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_millis(100),
+            });
+        if let Some(c) = &self.shared.credentials {
+            config = config.credentials(c.clone());
+        }
+        config
+    }
+
+    /// A client for this server (see [`FakeRancher::config`]). Installs the ring crypto
+    /// provider first if the process has none, since this is test code.
+    pub fn client(&self) -> Client {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        Client::new(self.config())
+            .unwrap_or_else(|e| unreachable!("client for the fake server: {e}"))
+    }
+
+    /// Stops serving; open connections are closed.
+    pub fn shutdown(&self) {
+        self.guard.0.cancel();
+    }
+
+    // ----- fault injection -------------------------------------------------------------
+
+    /// Answers the next `n` requests with `500 ServerError`.
+    pub fn fail_next(&self, n: u32) {
+        self.fail_next_with(n, 500);
+    }
+
+    /// Answers the next `n` requests with `status` and a Rancher error body.
+    pub fn fail_next_with(&self, n: u32, status: u16) {
+        lock(&self.shared.faults).fail = (n > 0).then_some((n, status));
+    }
+
+    /// Closes the connection of the next `n` requests without answering.
+    pub fn drop_next(&self, n: u32) {
+        lock(&self.shared.faults).drop = n;
+    }
+
+    /// Delays every response by `delay` (`None` to stop).
+    pub fn set_response_delay(&self, delay: Option<Duration>) {
+        lock(&self.shared.faults).delay = delay;
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        *lock(&self.shared.faults) = Faults::default();
+    }
+
+    // ----- requests --------------------------------------------------------------------
+
+    /// Every request received so far, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.requests).clone()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        lock(&self.shared.requests).clear();
+    }
+
+    // ----- lifecycle -------------------------------------------------------------------
+
+    /// Changes how long each transitioning state lasts.
+    pub fn set_settle_delay(&self, delay: Duration) {
+        self.shared.store().settle_delay = delay;
+    }
+
+    /// Completes every pending transition now.
+    pub fn settle_now(&self) {
+        self.shared.store().settle_now();
+    }
+
+    /// Ends the current transition of an object with `transitioning: error` and `message`.
+    /// Returns false if there is no such object.
+    pub fn fail_transition<R: Resource>(&self, id: &str, message: &str) -> bool {
+        match Kind::from_type(R::TYPE) {
+            Some(kind) => self.shared.store().fail_transition(kind, id, message),
+            None => false,
+        }
+    }
+
+    // ----- state -----------------------------------------------------------------------
+
+    /// One object as a client would read it, `None` if absent (or of a type the fake does
+    /// not serve).
+    pub fn get<R: Resource>(&self, id: &str) -> Option<R> {
+        let kind = Kind::from_type(R::TYPE)?;
+        let value = self.shared.store().get(kind, id).ok()?;
+        serde_json::from_value(value).ok()
+    }
+
+    /// Every object of a type, removed ones included, oldest first.
+    pub fn list<R: Resource>(&self) -> Vec<R> {
+        let Some(kind) = Kind::from_type(R::TYPE) else {
+            return Vec::new();
+        };
+        let store = self.shared.store();
+        store
+            .records(kind)
+            .filter_map(|r| serde_json::from_value(store.render(r)).ok())
+            .collect()
+    }
+
+    /// Stores an object directly, already settled (`active`), validated as a create would
+    /// be. Use it to seed registries, credentials, certificates, stacks or settings.
+    pub fn seed<R: Resource>(&self, object: &R) -> Result<R, ErrorBody> {
+        let kind = Kind::from_type(R::TYPE).ok_or_else(|| {
+            ErrorBody::new(
+                404,
+                "NotFound",
+                format!("the fake does not serve {}", R::TYPE),
+            )
+        })?;
+        if kind == Kind::Host {
+            return Err(ErrorBody::new(
+                422,
+                "InvalidType",
+                "add hosts with add_host",
+            ));
+        }
+        let value = serde_json::to_value(object)
+            .map_err(|e| ErrorBody::new(422, "InvalidBodyContent", e.to_string()))?;
+        let stored = self.shared.store().seed(kind, value, state::ACTIVE)?;
+        serde_json::from_value(stored)
+            .map_err(|e| ErrorBody::new(500, "ServerError", e.to_string()))
+    }
+
+    /// Sets a server setting, creating it if needed.
+    pub fn set_setting(&self, name: &str, value: &str) {
+        let mut store = self.shared.store();
+        let update = json!({"value": value});
+        if store.update(Kind::Setting, name, update).is_err() {
+            let _ = store.seed(
+                Kind::Setting,
+                json!({"name": name, "value": value}),
+                state::ACTIVE,
+            );
+        }
+    }
+
+    // ----- hosts -----------------------------------------------------------------------
+
+    /// Adds a host; returns its id. Load balancers short of instances are placed on it.
+    pub fn add_host(&self, host: FakeHost) -> String {
+        self.shared.store().add_host(host)
+    }
+
+    /// Every host, removed ones included.
+    pub fn hosts(&self) -> Vec<Host> {
+        self.list()
+    }
+
+    /// The id of the host with this hostname.
+    pub fn host_id(&self, hostname: &str) -> Option<String> {
+        self.hosts()
+            .into_iter()
+            .find(|h| h.hostname == hostname && !h.meta.is_removed())
+            .map(|h| h.meta.id)
+    }
+
+    /// Marks a host's agent connected (`agentState: active`) or `disconnected`. Instances on
+    /// a disconnected host move to other eligible hosts. Returns false if there is no such
+    /// host.
+    pub fn set_host_healthy(&self, id: &str, healthy: bool) -> bool {
+        let mut store = self.shared.store();
+        let Some(body) = store.host_mut(id) else {
+            return false;
+        };
+        let agent = if healthy { "active" } else { "disconnected" };
+        body.insert("agentState".into(), json!(agent));
+        store.place();
+        true
+    }
+
+    /// Replaces a host's labels. Returns false if there is no such host.
+    pub fn set_host_labels(&self, id: &str, labels: BTreeMap<String, String>) -> bool {
+        let mut store = self.shared.store();
+        let Some(body) = store.host_mut(id) else {
+            return false;
+        };
+        body.insert("labels".into(), json!(labels));
+        store.place();
+        true
+    }
+
+    /// Removes a host; its instances move. Returns false if there is no such host.
+    pub fn remove_host(&self, id: &str) -> bool {
+        self.shared.store().remove_host(id)
+    }
+
+    /// Ids of the hosts running instances of a load balancer, in placement order.
+    pub fn placements(&self, lb_id: &str) -> Vec<String> {
+        self.shared.store().placements(lb_id)
+    }
+
+    /// The load balancer, for assertions (same as `get::<LoadBalancerService>`).
+    pub fn load_balancer(&self, id: &str) -> Option<LoadBalancerService> {
+        self.get(id)
+    }
+
+    /// Raw JSON of an object as a client would read it.
+    pub fn raw<R: Resource>(&self, id: &str) -> Option<Value> {
+        let kind = Kind::from_type(R::TYPE)?;
+        self.shared.store().get(kind, id).ok()
+    }
+}

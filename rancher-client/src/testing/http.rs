@@ -1,0 +1,410 @@
+//! The fake server's HTTP side: routes, authentication and fault injection.
+
+use std::{
+    convert::Infallible,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    body::{Body, Bytes},
+    extract::{Path, Query, State},
+    http::{HeaderMap, Method, Request, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use base64::Engine;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::{
+    RecordedRequest,
+    store::{Kind, Outcome, Store, not_found},
+};
+use crate::{Credentials, error::ErrorBody};
+
+/// Faults to inject into the next requests.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    /// Answer the next N requests with this status.
+    pub(crate) fail: Option<(u32, u16)>,
+    /// Close the connection without answering the next N requests.
+    pub(crate) drop: u32,
+    /// Wait this long before answering every request.
+    pub(crate) delay: Option<Duration>,
+}
+
+/// State shared by the connection tasks and the test handle.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: Mutex<Store>,
+    pub(crate) faults: Mutex<Faults>,
+    pub(crate) requests: Mutex<Vec<RecordedRequest>>,
+    pub(crate) credentials: Option<Credentials>,
+    pub(crate) project_id: String,
+    pub(crate) origin: String,
+}
+
+/// Locks a mutex, recovering from poisoning (a panicking test must not wedge the server).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    /// The store, with due transitions applied.
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+        let mut s = lock(&self.store);
+        s.tick();
+        s
+    }
+
+    fn take_drop(&self) -> bool {
+        let mut f = lock(&self.faults);
+        if f.drop > 0 {
+            f.drop -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn take_failure(&self) -> Option<u16> {
+        let mut f = lock(&self.faults);
+        let (n, status) = f.fail?;
+        f.fail = (n > 1).then_some((n - 1, status));
+        Some(status)
+    }
+
+    fn delay(&self) -> Option<Duration> {
+        lock(&self.faults).delay
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(expected) = &self.credentials else {
+            return true;
+        };
+        let Some(value) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let Some(encoded) = value
+            .strip_prefix("Basic ")
+            .or_else(|| value.strip_prefix("basic "))
+        else {
+            return false;
+        };
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+            return false;
+        };
+        let Ok(decoded) = String::from_utf8(decoded) else {
+            return false;
+        };
+        decoded.split_once(':').is_some_and(|(user, pass)| {
+            user == expected.access_key && pass == expected.secret_key.expose()
+        })
+    }
+}
+
+pub(crate) fn error_response(body: ErrorBody) -> Response {
+    let status = StatusCode::from_u16(body.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(body)).into_response()
+}
+
+fn respond(outcome: Outcome) -> Response {
+    match outcome {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+fn kind_of(collection: &str) -> Result<Kind, Response> {
+    Kind::from_collection(collection)
+        .ok_or_else(|| error_response(not_found(format!("collection {collection}"))))
+}
+
+type AppState = State<Arc<Shared>>;
+
+fn check_project(shared: &Shared, project: &str) -> Result<(), Response> {
+    if project == shared.project_id {
+        Ok(())
+    } else {
+        Err(error_response(not_found(format!("project {project}"))))
+    }
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Response> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        error_response(ErrorBody::new(
+            422,
+            "InvalidBodyContent",
+            format!("the request body is not JSON: {e}"),
+        ))
+    })
+}
+
+async fn api_root(State(shared): AppState) -> Response {
+    let projects = format!("{}/v2-beta/projects", shared.origin);
+    Json(json!({
+        "type": "apiVersion",
+        "id": "v2-beta",
+        "links": { "self": format!("{}/v2-beta", shared.origin), "projects": projects },
+    }))
+    .into_response()
+}
+
+async fn project(State(shared): AppState, Path(project): Path<String>) -> Response {
+    if let Err(r) = check_project(&shared, &project) {
+        return r;
+    }
+    let base = lock(&shared.store).base_url.clone();
+    let links: serde_json::Map<String, Value> = Kind::ALL
+        .iter()
+        .filter(|k| **k != Kind::IpAddress)
+        .map(|k| {
+            (
+                k.collection().to_owned(),
+                json!(format!("{base}/{}", k.collection())),
+            )
+        })
+        .chain([("self".to_owned(), json!(base))])
+        .collect();
+    Json(json!({
+        "type": "project",
+        "id": project,
+        "name": "Default",
+        "state": "active",
+        "orchestration": "kubernetes",
+        "links": links,
+    }))
+    .into_response()
+}
+
+async fn list(
+    State(shared): AppState,
+    Path((project, collection)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let kind = match check_project(&shared, &project).and_then(|()| kind_of(&collection)) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let store = shared.store();
+    let url = format!("{}/{}", store.base_url, kind.collection());
+    respond(store.list(kind, &query, None, &url))
+}
+
+async fn create(
+    State(shared): AppState,
+    Path((project, collection)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (kind, input) = match check_project(&shared, &project)
+        .and_then(|()| kind_of(&collection))
+        .and_then(|k| parse_body(&body).map(|b| (k, b)))
+    {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match shared.store().create(kind, input) {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+async fn get_one(
+    State(shared): AppState,
+    Path((project, collection, id)): Path<(String, String, String)>,
+) -> Response {
+    let kind = match check_project(&shared, &project).and_then(|()| kind_of(&collection)) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    respond(shared.store().get(kind, &id))
+}
+
+async fn update(
+    State(shared): AppState,
+    Path((project, collection, id)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    let (kind, input) = match check_project(&shared, &project)
+        .and_then(|()| kind_of(&collection))
+        .and_then(|k| parse_body(&body).map(|b| (k, b)))
+    {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    respond(shared.store().update(kind, &id, input))
+}
+
+async fn delete(
+    State(shared): AppState,
+    Path((project, collection, id)): Path<(String, String, String)>,
+) -> Response {
+    let kind = match check_project(&shared, &project).and_then(|()| kind_of(&collection)) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    respond(
+        shared
+            .store()
+            .action(kind, &id, crate::resource::action::REMOVE, json!({})),
+    )
+}
+
+async fn action(
+    State(shared): AppState,
+    Path((project, collection, id)): Path<(String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    body: Bytes,
+) -> Response {
+    let (kind, input) = match check_project(&shared, &project)
+        .and_then(|()| kind_of(&collection))
+        .and_then(|k| parse_body(&body).map(|b| (k, b)))
+    {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Some((_, name)) = query.iter().find(|(k, _)| k == "action") else {
+        return error_response(ErrorBody::new(
+            405,
+            "MethodNotAllowed",
+            "POST on a resource needs ?action=<name>",
+        ));
+    };
+    respond(shared.store().action(kind, &id, name, input))
+}
+
+async fn link(
+    State(shared): AppState,
+    Path((project, collection, id, link)): Path<(String, String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let kind = match check_project(&shared, &project).and_then(|()| kind_of(&collection)) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    respond(shared.store().link(kind, &id, &link, &query))
+}
+
+async fn fallback(method: Method, uri: axum::http::Uri) -> Response {
+    error_response(not_found(format!("{method} {}", uri.path())))
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    let p = "/v2-beta/projects/{project}";
+    Router::new()
+        .route("/v2-beta", get(api_root))
+        .route(p, get(project))
+        .route(&format!("{p}/{{collection}}"), get(list).post(create))
+        .route(
+            &format!("{p}/{{collection}}/{{id}}"),
+            get(get_one).put(update).delete(delete).post(action),
+        )
+        .route(
+            &format!("{p}/{{collection}}/{{id}}/"),
+            get(get_one).post(action),
+        )
+        .route(&format!("{p}/{{collection}}/{{id}}/{{link}}"), get(link))
+        .fallback(fallback)
+        .with_state(shared)
+}
+
+/// Accepts connections until `shutdown` is cancelled. Each request first goes through the
+/// fault injection (drop, delay, fail) and the basic-auth check, then the routes.
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let app = router(shared.clone());
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else {
+            continue;
+        };
+        let shared = shared.clone();
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let kill = CancellationToken::new();
+            let kill_conn = kill.clone();
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let shared = shared.clone();
+                let app = app.clone();
+                let kill = kill_conn.clone();
+                async move {
+                    let resp = handle(shared, app, kill, req).await;
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                () = kill.cancelled() => {}
+                () = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    app: Router,
+    kill: CancellationToken,
+    req: Request<hyper::body::Incoming>,
+) -> Response {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
+    let record = |status: Option<u16>| {
+        lock(&shared.requests).push(RecordedRequest {
+            method: method.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            status,
+        });
+    };
+    if shared.take_drop() {
+        record(None);
+        kill.cancel();
+        return std::future::pending().await;
+    }
+    if let Some(delay) = shared.delay() {
+        tokio::time::sleep(delay).await;
+    }
+    let resp = if let Some(status) = shared.take_failure() {
+        error_response(ErrorBody::new(
+            status,
+            crate::error::code::SERVER_ERROR,
+            "injected failure",
+        ))
+    } else if !shared.authorized(req.headers()) {
+        let mut r = error_response(ErrorBody::new(
+            401,
+            crate::error::code::UNAUTHORIZED,
+            "Unauthorized",
+        ));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"Enter API access key and secret key\""),
+        );
+        r
+    } else {
+        match app.oneshot(req.map(Body::new)).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    };
+    record(Some(resp.status().as_u16()));
+    resp
+}
