@@ -252,3 +252,42 @@ pub mod code {
     /// The request is in an invalid state.
     pub const INVALID_STATE: &str = "InvalidState";
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_map_to_variants() {
+        let body = |status: u16, code: &str| {
+            serde_json::to_vec(&ErrorBody::new(status, code, "msg").field("name")).unwrap()
+        };
+        assert!(matches!(
+            Error::from_response("/x", 404, &body(404, "NotFound")),
+            Error::NotFound { .. }
+        ));
+        assert!(matches!(
+            Error::from_response("/x", 409, &body(409, "Conflict")),
+            Error::Conflict { .. }
+        ));
+        assert!(matches!(
+            Error::from_response("/x", 403, &body(403, "Forbidden")),
+            Error::Unauthorized { status: 403, .. }
+        ));
+        let api = Error::from_response("/x", 422, &body(422, "NotUnique"));
+        assert!(
+            matches!(&api, Error::Api { status: 422, code, field_name: Some(f), .. }
+                if code == "NotUnique" && f == "name"),
+            "{api:?}"
+        );
+        assert_eq!(
+            api.to_string(),
+            "rancher api error 422 NotUnique on /x: msg (field name)"
+        );
+        // A proxy's HTML error page still gives a usable error.
+        let html = Error::from_response("/x", 502, b"<html>bad gateway</html>");
+        assert!(
+            matches!(&html, Error::Api { status: 502, message, .. } if message.contains("bad gateway"))
+        );
+    }
+}

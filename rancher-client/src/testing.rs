@@ -236,13 +236,23 @@ impl Drop for ShutdownGuard {
 }
 
 /// A running fake Rancher server. Clones share the server; it stops when the last clone is
-/// dropped or on [`FakeRancher::shutdown`]. `Debug` does not show the secret key.
-#[derive(Clone, Debug)]
+/// dropped or on [`FakeRancher::shutdown`]. `Debug` shows neither the secret key nor stored
+/// secrets (registry passwords, certificate keys).
+#[derive(Clone)]
 pub struct FakeRancher {
     shared: Arc<Shared>,
     addr: SocketAddr,
     base_url: String,
     guard: Arc<ShutdownGuard>,
+}
+
+impl std::fmt::Debug for FakeRancher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeRancher")
+            .field("url", &self.base_url)
+            .field("credentials", &self.shared.credentials)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FakeRancher {

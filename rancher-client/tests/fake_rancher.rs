@@ -713,9 +713,18 @@ async fn wrong_keys_are_unauthorized_and_secrets_never_leak() {
         .unwrap_err();
     assert!(matches!(err, Error::Unauthorized { .. }), "{err}");
 
-    // The fake's own Debug hides its secret key too.
+    // The fake's own Debug hides its secret key and the secrets it stores.
     let fake_secret = fake.credentials().unwrap().secret_key.expose().to_owned();
-    assert!(!format!("{fake:?}").contains(&fake_secret));
+    let registry = fake.seed(&Registry::new("registry.example.org")).unwrap();
+    fake.seed(&RegistryCredential::new(
+        &registry.meta.id,
+        "user",
+        "stored-password",
+    ))
+    .unwrap();
+    let fake_debug = format!("{fake:?}");
+    assert!(!fake_debug.contains(&fake_secret), "{fake_debug}");
+    assert!(!fake_debug.contains("stored-password"), "{fake_debug}");
     assert!(!format!("{:?}", fake.client()).contains(&fake_secret));
 }
 

@@ -39,7 +39,6 @@ pub(crate) struct Faults {
 }
 
 /// State shared by the connection tasks and the test handle.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) store: Mutex<Store>,
     pub(crate) faults: Mutex<Faults>,

@@ -140,7 +140,7 @@ fn create_only(kind: Kind) -> &'static [&'static str] {
 }
 
 /// A stored object.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Record {
     pub(crate) seq: u64,
     pub(crate) kind: Kind,
@@ -226,8 +226,7 @@ fn invalid(code: &str, field: &str, message: impl Into<String>) -> ErrorBody {
     ErrorBody::new(422, code, message).field(field)
 }
 
-/// The in-memory state.
-#[derive(Debug)]
+/// The in-memory state. No `Debug`: it holds registry passwords and private keys.
 pub(crate) struct Store {
     pub(crate) project_id: String,
     /// `http://addr/v2-beta/projects/<id>`.
