@@ -11,11 +11,66 @@
 //!    specification requires (A/AAAA, headless endpoint sets, StatefulSet
 //!    hostnames, SRV, PTR, ExternalName CNAMEs, `dns-version`, SOA/NS),
 //!    incrementally, as per-name [`Change`](model::Change)s.
-//! 3. [`snapshot`]: the built-in server's index of precomputed answers,
+//! 3. [`backend::DnsBackend`]: receives the full zone and per-name changes.
+//!    In-tree: [`backend::ServerBackend`] (feeds the built-in server),
+//!    [`backend::AnswersBackend`] (Rancher DNS `answers.json`, written
+//!    atomically) and, behind `testing`, `MemoryBackend` with a conformance
+//!    battery any backend can run.
+//! 4. [`snapshot`]: the built-in server's index of precomputed answers,
 //!    published as immutable snapshots; [`wire`] parses queries and writes
-//!    responses without allocating.
+//!    responses without allocating; [`server::Server`] serves UDP (one
+//!    `SO_REUSEPORT` socket per core) and TCP and forwards other names
+//!    through [`forward::Forwarder`] (bounded cache, negative caching);
+//!    [`metrics::Metrics`] counts queries by type and rcode.
 //!
-//! # Running
+//! # Implementing a backend
+//!
+//! ```no_run
+//! use async_trait::async_trait;
+//! use rancher_dns::backend::{DnsBackend, Result};
+//! use rancher_dns::model::{Change, NameRecords};
+//!
+//! /// Logs every change.
+//! struct LogBackend;
+//!
+//! #[async_trait]
+//! impl DnsBackend for LogBackend {
+//!     async fn sync(&self, records: &[NameRecords]) -> Result<()> {
+//!         println!("full zone: {} names", records.len());
+//!         Ok(())
+//!     }
+//!     async fn apply(&self, changes: &[Change]) -> Result<()> {
+//!         for c in changes {
+//!             println!("changed: {}", c.name());
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//! ```
+//!
+//! # Running the server
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use rancher_dns::backend::{DnsBackend, ServerBackend};
+//! use rancher_dns::metrics::Metrics;
+//! use rancher_dns::model::Options;
+//! use rancher_dns::records::RecordIndex;
+//! use rancher_dns::server::{Server, ServerConfig};
+//!
+//! let options = Options::default();
+//! let metrics = Metrics::new();
+//! let backend = ServerBackend::new(&options, metrics.clone());
+//! let index = RecordIndex::new(options);
+//! backend.sync(&index.full()).await?;
+//! let config = ServerConfig { listen: "127.0.0.1:5353".parse()?, ..ServerConfig::default() };
+//! let server = Server::start(&config, backend.snapshots(), metrics)?;
+//! # drop(server);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The index on its own
 //!
 //! ```
 //! use rancher_dns::model::{Options, Service, ServiceKey, ServiceKind};
@@ -42,12 +97,16 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `testing` | no | [`fixtures`]: hand-built objects for tests |
+//! | `testing` | no | `fixtures` (hand-built objects), `backend::MemoryBackend` and `backend::conformance` |
 
+pub mod backend;
 #[cfg(any(test, feature = "testing"))]
 pub mod fixtures;
+pub mod forward;
+pub mod metrics;
 pub mod model;
 pub mod name;
 pub mod records;
+pub mod server;
 pub mod snapshot;
 pub mod wire;

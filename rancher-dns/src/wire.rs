@@ -43,6 +43,19 @@ pub enum Rcode {
 }
 
 impl Rcode {
+    /// The rcode of a header's low four bits (`None` for codes not listed).
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => Self::NoError,
+            1 => Self::FormErr,
+            2 => Self::ServFail,
+            3 => Self::NxDomain,
+            4 => Self::NotImp,
+            5 => Self::Refused,
+            _ => return None,
+        })
+    }
+
     /// Name as in `dig` output.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -243,8 +256,8 @@ pub fn parse_query(p: &[u8]) -> Result<Query, ParseError> {
     })
 }
 
-/// Skips a possibly compressed name without following pointers.
-fn skip_name(p: &[u8], mut i: usize) -> Option<usize> {
+/// Skips a possibly compressed name without following pointers; returns the offset after it.
+pub fn skip_name(p: &[u8], mut i: usize) -> Option<usize> {
     let mut total = 0usize;
     loop {
         let len = *p.get(i)?;

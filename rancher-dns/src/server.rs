@@ -1,0 +1,380 @@
+//! The built-in DNS server: UDP on one `SO_REUSEPORT` socket per core, each
+//! served by its own thread; TCP on a tokio listener; answers from the
+//! current [`Snapshot`]; everything else forwarded upstream.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::forward::{self, ForwardConfig, Forwarder};
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
+use crate::wire::{self, ParseError, Query, RA, Rcode};
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Binding a socket failed.
+    #[error("binding {addr} failed")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Starting a worker thread failed.
+    #[error("starting a UDP worker failed")]
+    Thread(#[source] io::Error),
+}
+
+/// Result alias for this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:53";
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// UDP and TCP address (port 0 picks one, the same for both).
+    pub listen: SocketAddr,
+    /// UDP sockets/threads; 0 means one per core.
+    pub udp_threads: usize,
+    /// Forwarding of names outside the cluster zones.
+    pub forward: ForwardConfig,
+    /// Idle TCP connections are closed after this long.
+    pub tcp_idle_timeout: Duration,
+    /// Most concurrent TCP connections.
+    pub max_tcp_connections: usize,
+    /// Most concurrent upstream exchanges; more are answered SERVFAIL.
+    pub max_forwards: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 53)),
+            udp_threads: 0,
+            forward: ForwardConfig::default(),
+            tcp_idle_timeout: Duration::from_secs(10),
+            max_tcp_connections: 1024,
+            max_forwards: 4096,
+        }
+    }
+}
+
+/// What to do with a packet.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send the response written to the output buffer.
+    Reply,
+    /// Forward upstream.
+    Forward(Box<Query>),
+    /// Send nothing.
+    Drop,
+}
+
+/// Answers packets: shared by the UDP workers and TCP connections.
+#[derive(Debug)]
+pub struct Handler {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    forwarder: Option<Forwarder>,
+    metrics: Metrics,
+    forwards: Arc<Semaphore>,
+}
+
+impl Handler {
+    /// A handler answering from `snapshot`, forwarding per `config`.
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, config: &ServerConfig, metrics: Metrics) -> Self {
+        let forwarder =
+            (!config.forward.upstreams.is_empty()).then(|| Forwarder::new(config.forward.clone()));
+        Self {
+            snapshot,
+            forwarder,
+            metrics,
+            forwards: Arc::new(Semaphore::new(config.max_forwards)),
+        }
+    }
+
+    /// Answers `packet` into `out` from the snapshot or the cache.
+    pub fn answer(&self, packet: &[u8], out: &mut Vec<u8>, tcp: bool) -> Outcome {
+        let q = match wire::parse_query(packet) {
+            Ok(q) => q,
+            Err(ParseError::Drop) => {
+                self.metrics.dropped.inc();
+                return Outcome::Drop;
+            }
+            Err(ParseError::Reject { id, flags, rcode }) => {
+                wire::reject_response(out, id, flags, rcode);
+                self.metrics.query(0, rcode);
+                return Outcome::Reply;
+            }
+        };
+        let limit = if tcp {
+            usize::from(u16::MAX)
+        } else {
+            q.udp_limit()
+        };
+        let snapshot = self.snapshot.load();
+        if let Some(rcode) = snapshot.respond(packet, &q, out, limit) {
+            if self.forwarder.is_some() {
+                out[3] |= RA as u8;
+            }
+            self.metrics.query(q.qtype, rcode);
+            return Outcome::Reply;
+        }
+        let Some(forwarder) = &self.forwarder else {
+            wire::begin_response(out, packet, &q, 0, Rcode::Refused);
+            wire::finish_response(out, &q, q.question_end - 12, limit);
+            self.metrics.query(q.qtype, Rcode::Refused);
+            return Outcome::Reply;
+        };
+        if forwarder.cached(packet, &q, out, limit) {
+            self.metrics.cache_hits.inc();
+            self.metrics.query(q.qtype, rcode_of(out));
+            return Outcome::Reply;
+        }
+        Outcome::Forward(Box::new(q))
+    }
+
+    /// Forwards a query upstream; SERVFAIL when no upstream answers.
+    pub async fn forward(&self, packet: &[u8], q: &Query, tcp: bool) -> Vec<u8> {
+        let limit = if tcp {
+            usize::from(u16::MAX)
+        } else {
+            q.udp_limit()
+        };
+        let servfail = |metrics: &Metrics| {
+            let mut out = Vec::new();
+            wire::begin_response(&mut out, packet, q, RA, Rcode::ServFail);
+            wire::finish_response(&mut out, q, q.question_end - 12, limit);
+            metrics.query(q.qtype, Rcode::ServFail);
+            out
+        };
+        let (Some(forwarder), Ok(_permit)) = (&self.forwarder, self.forwards.try_acquire()) else {
+            return servfail(&self.metrics);
+        };
+        self.metrics.cache_misses.inc();
+        match forwarder.forward(packet, q).await {
+            Ok(mut r) => {
+                forward::fit(&mut r, q, limit);
+                self.metrics.query(q.qtype, rcode_of(&r));
+                r
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "forwarding failed");
+                self.metrics.upstream_errors.inc();
+                servfail(&self.metrics)
+            }
+        }
+    }
+}
+
+fn rcode_of(r: &[u8]) -> Rcode {
+    r.get(3)
+        .and_then(|b| Rcode::from_code(b & 0x0f))
+        .unwrap_or(Rcode::ServFail)
+}
+
+/// A running server. Dropping it stops the workers.
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    tcp: tokio::task::JoinHandle<()>,
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<StdUdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    // A larger receive buffer absorbs bursts; the kernel caps it.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    s.bind(&addr.into())?;
+    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    Ok(s.into())
+}
+
+fn tcp_listener(addr: SocketAddr) -> io::Result<StdTcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+impl Server {
+    /// Binds UDP and TCP and starts serving. Must be called within a tokio
+    /// runtime (forwarding and TCP run on it).
+    pub fn start(
+        config: &ServerConfig,
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        metrics: Metrics,
+    ) -> Result<Self> {
+        let handler = Arc::new(Handler::new(snapshot, config, metrics));
+        let bind_err = |addr| move |source| Error::Bind { addr, source };
+        let first = udp_socket(config.listen).map_err(bind_err(config.listen))?;
+        let local_addr = first.local_addr().map_err(bind_err(config.listen))?;
+        let threads = match config.udp_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let mut sockets = vec![first];
+        for _ in 1..threads {
+            sockets.push(udp_socket(local_addr).map_err(bind_err(local_addr))?);
+        }
+        let listener = tcp_listener(local_addr)
+            .and_then(TcpListener::from_std)
+            .map_err(bind_err(local_addr))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let runtime = tokio::runtime::Handle::current();
+        let mut handles = Vec::new();
+        for (n, socket) in sockets.into_iter().enumerate() {
+            let (h, stop, rt) = (handler.clone(), stop.clone(), runtime.clone());
+            let socket = Arc::new(socket);
+            let t = std::thread::Builder::new()
+                .name(format!("dns-udp-{n}"))
+                .spawn(move || udp_loop(&socket, &h, &stop, &rt))
+                .map_err(Error::Thread)?;
+            handles.push(t);
+        }
+        let tcp = tokio::spawn(tcp_loop(
+            listener,
+            handler,
+            Arc::new(Semaphore::new(config.max_tcp_connections)),
+            config.tcp_idle_timeout,
+        ));
+        tracing::info!(%local_addr, udp_sockets = threads, "dns server listening");
+        Ok(Self {
+            local_addr,
+            stop,
+            threads: handles,
+            tcp,
+        })
+    }
+
+    /// The bound address (UDP and TCP).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops the workers and waits for them.
+    pub async fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.tcp.abort();
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.tcp.abort();
+    }
+}
+
+fn udp_loop(
+    socket: &Arc<StdUdpSocket>,
+    handler: &Arc<Handler>,
+    stop: &AtomicBool,
+    rt: &tokio::runtime::Handle,
+) {
+    let mut buf = vec![0u8; 65535];
+    let mut out = Vec::with_capacity(4096);
+    while !stop.load(Ordering::Relaxed) {
+        let (n, peer) = match socket.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "udp receive failed");
+                continue;
+            }
+        };
+        let packet = &buf[..n];
+        match handler.answer(packet, &mut out, false) {
+            Outcome::Reply => {
+                let _ = socket.send_to(&out, peer);
+            }
+            Outcome::Drop => {}
+            Outcome::Forward(q) => {
+                let (packet, h, s) = (packet.to_vec(), handler.clone(), socket.clone());
+                rt.spawn(async move {
+                    let r = h.forward(&packet, &q, false).await;
+                    let _ = s.send_to(&r, peer);
+                });
+            }
+        }
+    }
+}
+
+async fn tcp_loop(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    slots: Arc<Semaphore>,
+    idle: Duration,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let h = handler.clone();
+        tokio::spawn(async move {
+            let _ = tcp_conn(stream, &h, idle).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn tcp_conn(mut stream: TcpStream, handler: &Handler, idle: Duration) -> io::Result<()> {
+    let mut buf = Vec::new();
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let Ok(len) = tokio::time::timeout(idle, stream.read_u16()).await else {
+            return Ok(());
+        };
+        let len = usize::from(len?);
+        buf.resize(len, 0);
+        tokio::time::timeout(idle, stream.read_exact(&mut buf))
+            .await
+            .map_err(io::Error::other)??;
+        let response = match handler.answer(&buf, &mut out, true) {
+            Outcome::Reply => std::mem::take(&mut out),
+            Outcome::Drop => return Ok(()),
+            Outcome::Forward(q) => handler.forward(&buf, &q, true).await,
+        };
+        let len = u16::try_from(response.len()).unwrap_or(u16::MAX);
+        let mut framed = Vec::with_capacity(response.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&response);
+        stream.write_all(&framed).await?;
+        out = response;
+    }
+}
