@@ -941,3 +941,34 @@ async fn client_is_cheap_to_share_across_tasks() {
         8
     );
 }
+
+#[tokio::test]
+async fn start_on_create_and_stack_removal_cascade() {
+    let fake = fake().await;
+    let client = fake.client();
+    let st = stack(&client, "lbs").await;
+    let api = client.load_balancer_services();
+    let mut def = lb("auto", &st.meta.id, &["80:80"], 1);
+    def.start_on_create = Some(true);
+    let created = api.create(&def).await.unwrap();
+    let active = api.wait_settled(&created.meta.id, &wait()).await.unwrap();
+    assert_eq!(active.meta.state(), state::ACTIVE);
+    assert_eq!(active.current_scale, Some(1));
+
+    // Removing the stack removes its services and frees their hosts' ports.
+    client.stacks().remove(&st.meta.id).await.unwrap();
+    let removed = api.wait_settled(&created.meta.id, &wait()).await.unwrap();
+    assert_eq!(removed.meta.state(), state::REMOVED);
+    assert!(removed.public_endpoints.is_empty());
+    let hosts = client.hosts().list(&ListParams::new()).await.unwrap();
+    assert!(hosts.iter().all(|h| h.public_endpoints.is_empty()));
+    // A service cannot be created in a removed stack.
+    let err = api
+        .create(&lb("late", &st.meta.id, &["80"], 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Api { field_name: Some(f), .. } if f == "stackId"),
+        "{err}"
+    );
+}
