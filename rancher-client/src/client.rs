@@ -335,9 +335,10 @@ impl Client {
 
     /// `<project url>/<collection>/<id>`.
     pub(crate) fn resource_url(&self, collection: &str, id: &str) -> Result<Url> {
-        if id.is_empty() || id.contains(['/', '?', '#']) {
-            return Err(Error::Config {
-                message: format!("invalid {collection} id {id:?}"),
+        if id.is_empty() || id == "." || id == ".." || id.contains(['/', '\\', '?', '#', '%']) {
+            return Err(Error::InvalidId {
+                collection: collection.to_owned(),
+                id: id.to_owned(),
             });
         }
         self.parse(&format!("{}/{collection}/{id}", self.inner.base))
@@ -432,7 +433,7 @@ impl Client {
         loop {
             let result = self.attempt(&method, &url, &path, body.as_deref()).await;
             match result {
-                Ok(bytes) => return Ok(bytes).map(|b| (path, b)),
+                Ok(bytes) => return Ok((path, bytes)),
                 Err(err) if attempt < retry.max_retries && retryable(&err, idempotent) => {
                     let delay = retry.backoff(attempt);
                     tracing::debug!(%method, %path, attempt, ?delay, error = %err, "retrying rancher request");
@@ -479,6 +480,7 @@ impl Client {
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(transport)?;
+        tracing::trace!(%method, %path, status = status.as_u16(), "rancher response");
         if status.is_success() {
             Ok(bytes)
         } else {
@@ -567,6 +569,35 @@ mod tests {
         assert!(!userinfo.to_string().contains("topsecret"), "{userinfo}");
         assert!(Config::new("ftp://rancher.example.org/").is_err());
         assert!(Config::new("not a url").is_err());
+    }
+
+    #[test]
+    fn server_links_are_rebased_onto_the_configured_origin() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = Client::new(
+            Config::new("https://rancher.example.org/v2-beta/projects/1a5/")
+                .unwrap()
+                .credentials(Credentials::new("ak", "sk")),
+        )
+        .unwrap();
+        let url = client
+            .server_url("http://evil.example.net:8080/v2-beta/projects/1a5/hosts?limit=2&marker=m4")
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://rancher.example.org/v2-beta/projects/1a5/hosts?limit=2&marker=m4"
+        );
+        let same = client
+            .server_url("https://rancher.example.org/v2-beta/projects/1a5/hosts/1h1")
+            .unwrap();
+        assert_eq!(same.path(), "/v2-beta/projects/1a5/hosts/1h1");
+        assert_eq!(
+            client.collection_url("stacks").unwrap().as_str(),
+            "https://rancher.example.org/v2-beta/projects/1a5/stacks"
+        );
+        for bad in ["../x/y", "..", "", "a?b", "a%2Fb"] {
+            assert!(client.resource_url("stacks", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

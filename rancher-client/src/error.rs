@@ -23,6 +23,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// An id given to the client cannot be an id (empty, or with `/`, `?`, `#`, `%`).
+    #[error("invalid {collection} id {id:?}")]
+    InvalidId {
+        /// The collection, e.g. `loadbalancerservices`.
+        collection: String,
+        /// The id as given.
+        id: String,
+    },
     /// Rancher answered 404.
     #[error("{path} not found: {message}")]
     NotFound {

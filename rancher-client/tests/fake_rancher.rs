@@ -604,6 +604,20 @@ async fn no_retry_on_422_and_validation_errors_name_the_field() {
 }
 
 #[tokio::test]
+async fn client_from_the_fakes_environment() {
+    let fake = fake().await;
+    let env = fake.env();
+    let config =
+        Config::from_lookup(|name| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
+            .unwrap();
+    let client = Client::new(config).unwrap();
+    assert_eq!(
+        client.hosts().list(&ListParams::new()).await.unwrap().len(),
+        3
+    );
+}
+
+#[tokio::test]
 async fn not_found_is_typed() {
     let fake = fake().await;
     let client = fake.client();
