@@ -97,12 +97,20 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
+//! | `runtime` | yes | [`convert`] (k8s-openapi objects to the model), the watch sink `index` and the `controller` with `DnsArgs` and `Dns::start` |
+//! | `clap` | no | `clap::Args` on `controller::DnsArgs` |
 //! | `testing` | no | `fixtures` (hand-built objects), `backend::MemoryBackend` and `backend::conformance` |
 
 pub mod backend;
+#[cfg(feature = "runtime")]
+pub mod controller;
+#[cfg(feature = "runtime")]
+pub mod convert;
 #[cfg(any(test, feature = "testing"))]
 pub mod fixtures;
 pub mod forward;
+#[cfg(feature = "runtime")]
+pub mod index;
 pub mod metrics;
 pub mod model;
 pub mod name;
