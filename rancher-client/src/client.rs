@@ -613,6 +613,24 @@ mod tests {
         assert!(d5 >= Duration::from_millis(200) && d5 <= Duration::from_millis(400));
     }
 
+    #[tokio::test]
+    async fn connect_errors_are_retried_for_every_method() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // Nothing listens on the discard port of loopback.
+        let source = reqwest::Client::new()
+            .post("http://127.0.0.1:9/")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(source.is_connect(), "{source:?}");
+        let err = Error::Transport {
+            path: "/".into(),
+            source,
+        };
+        assert!(retryable(&err, false));
+        assert!(retryable(&err, true));
+    }
+
     #[test]
     fn retry_rules() {
         let api = |status| Error::Api {

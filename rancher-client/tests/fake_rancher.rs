@@ -235,6 +235,24 @@ async fn host_label_affinity() {
     let mut ips = placed.public_ips();
     ips.sort_unstable();
     assert_eq!(ips, vec!["192.0.2.11", "192.0.2.13"]);
+
+    // Relabelling node-2 into zone a through the API makes room for the third instance.
+    let node2 = fake.host_id("node-2").unwrap();
+    let mut host = client.hosts().get(&node2).await.unwrap();
+    host.labels.insert("zone".into(), "a".into());
+    client.hosts().update(&host).await.unwrap();
+    let grown = client
+        .load_balancer_services()
+        .get(&placed.meta.id)
+        .await
+        .unwrap();
+    assert_eq!(grown.current_scale, Some(3));
+    assert_eq!(grown.health_state.as_deref(), Some("healthy"));
+
+    // And relabelling it away through the fake's controls takes it back.
+    assert!(fake.set_host_labels(&node2, [("zone".to_owned(), "b".to_owned())].into()));
+    assert_eq!(fake.placements(&placed.meta.id).len(), 2);
+    assert!(!fake.placements(&placed.meta.id).contains(&node2));
 }
 
 #[tokio::test]
