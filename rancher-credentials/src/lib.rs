@@ -1,0 +1,80 @@
+//! A kubelet image credential provider (`credentialprovider.kubelet.k8s.io/v1`)
+//! for private registries.
+//!
+//! # Overview
+//!
+//! The kubelet runs a credential provider plugin for each image that matches the
+//! plugin's `matchImages`, writes one request on its stdin and reads one response
+//! from its stdout. This crate is that plugin, as a library:
+//!
+//! - [`model`]: the [`Request`](model::Request) and
+//!   [`Response`](model::Response) with their exact JSON, the
+//!   [`CacheKeyType`](model::CacheKeyType), and credentials whose `Debug` output
+//!   never shows a password.
+//! - [`CredentialProvider`]: the trait a backend implements.
+//! - [`exec::run`]: the exec protocol over any reader and writer, strict both
+//!   ways, with a deadline.
+//! - [`matching::matches`]: `matchImages` and `auth` key matching exactly as the
+//!   kubelet does it, to test a configuration with.
+//! - [`duration`]: Go duration strings, the form of `cacheDuration`.
+//!
+//! # Implementing a backend
+//!
+//! A provider answers with credentials keyed by patterns that match the image:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use async_trait::async_trait;
+//! use rancher_credentials::{
+//!     CredentialProvider,
+//!     matching,
+//!     model::{AuthConfig, CacheKeyType, Request, Response},
+//!     provider::Result,
+//! };
+//!
+//! /// One robot account for every registry under example.org.
+//! struct Robot;
+//!
+//! #[async_trait]
+//! impl CredentialProvider for Robot {
+//!     async fn credentials(&self, request: &Request) -> Result<Response> {
+//!         if !matching::matches_registry("*.example.org", &request.image) {
+//!             return Ok(Response::empty());
+//!         }
+//!         Ok(Response::new(CacheKeyType::Registry)
+//!             .with_cache_duration(Some(Duration::from_secs(600)))
+//!             .with_auth(matching::registry(&request.image), AuthConfig::new("robot", "token")))
+//!     }
+//! }
+//!
+//! # async fn serve() {
+//! // In the plugin's main: one request on stdin, one response on stdout.
+//! if let Err(err) = rancher_credentials::exec::run(tokio::io::stdin(), tokio::io::stdout(), &Robot).await {
+//!     eprintln!("{}", err.one_line());
+//!     std::process::exit(err.exit_code().into());
+//! }
+//! # }
+//! ```
+//!
+//! # Running the plugin
+//!
+//! The binary `rancher-credential-provider` in the `rancher-examples` package picks
+//! providers with flags; `deploy/credential-provider/` in that package holds a
+//! `CredentialProviderConfig` and the kubelet flags that install it.
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `runtime` | yes | reserved for the providers that read Kubernetes objects through `kube` |
+//! | `testing` | no | [`testing::FakeProvider`] and the [`testing::conformance`] battery every provider can run |
+
+pub mod duration;
+pub mod exec;
+pub mod matching;
+pub mod model;
+pub mod provider;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use provider::CredentialProvider;
