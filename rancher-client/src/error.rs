@@ -212,6 +212,21 @@ pub struct ErrorBody {
     pub detail: Option<String>,
 }
 
+impl std::fmt::Display for ErrorBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.code)?;
+        if let Some(m) = &self.message {
+            write!(f, ": {m}")?;
+        }
+        if let Some(field) = &self.field_name {
+            write!(f, " (field {field})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ErrorBody {}
+
 impl ErrorBody {
     /// An error body with the given status, code and message.
     pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> Self {

@@ -31,22 +31,60 @@
 //! place all its instances settles to `active` with `healthState: degraded` (or `unhealthy`
 //! with none) and a `transitioningMessage` naming the shortfall, instead of retrying forever.
 //!
-//! ```no_run
-//! use rancher_client::{ListParams, testing::{FakeHost, FakeRancher}};
+//! # Using it from another crate's tests
 //!
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! Add `rancher-client = { workspace = true, features = ["testing"] }` to the
+//! dev-dependencies, start a fake with the hosts the test needs, and give the code under test
+//! [`FakeRancher::url`] and the keys (or [`FakeRancher::env`], or [`FakeRancher::client`]).
+//! Then assert on what a user would see: the load balancer's `publicEndpoints` through a
+//! client, or the fake's view ([`FakeRancher::placements`], [`FakeRancher::requests`]).
+//!
+//! ```
+//! use std::time::Duration;
+//! use rancher_client::{
+//!     ListParams, LoadBalancerService, Stack, WaitParams,
+//!     resource::LaunchConfig,
+//!     testing::{FakeHost, FakeRancher},
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let fake = FakeRancher::builder()
 //!     .host(FakeHost::new("node-1", "192.0.2.11").label("ingress", "true"))
-//!     .host(FakeHost::new("node-2", "192.0.2.12"))
+//!     .host(FakeHost::new("node-2", "192.0.2.12").extra_ip("198.51.100.12"))
+//!     .settle_delay(Duration::from_millis(10))
 //!     .start()
 //!     .await?;
-//! // Give `fake.url()`, `CATTLE_ACCESS_KEY` and `CATTLE_SECRET_KEY` to the code under test,
-//! // or use a client directly:
 //! let client = fake.client();
-//! let hosts = client.hosts().list(&ListParams::new()).await?;
-//! assert_eq!(hosts.len(), 2);
+//!
+//! // Seed what the code under test expects to find, already active.
+//! let stack = fake.seed(&Stack::new("kubernetes-ingress-lbs", "kubernetes-ingress-lbs://"))?;
+//!
+//! // ... run the code under test; here, by hand:
+//! let mut lb = LoadBalancerService::new("default-rancherlb-web", &stack.meta.id);
+//! lb.scale = Some(2);
+//! lb.start_on_create = Some(true);
+//! lb.launch_config = Some(LaunchConfig { ports: vec!["80:80".into()], ..Default::default() });
+//! let lb = client.load_balancer_services().create(&lb).await?;
+//! let wait = WaitParams::timeout(Duration::from_secs(5)).interval(Duration::from_millis(10));
+//! let lb = client.load_balancer_services().wait_settled(&lb.meta.id, &wait).await?;
+//! assert_eq!(lb.public_ips().len(), 2);
+//!
+//! // A host fails: its instance has nowhere to go (two hosts, scale 2).
+//! let node1 = fake.host_id("node-1").unwrap();
+//! fake.set_host_healthy(&node1, false);
+//! let lb = client.load_balancer_services().get(&lb.meta.id).await?;
+//! assert_eq!(lb.public_ips(), vec!["192.0.2.12"]);
+//! assert_eq!(lb.health_state.as_deref(), Some("degraded"));
+//!
+//! // Faults for the next requests.
+//! fake.fail_next(2); // two 500s: reads are retried and succeed
+//! client.hosts().list(&ListParams::new()).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! A fake on a fixed address ([`FakeRancherBuilder::bind`]) serves other processes too, for
+//! as long as the runtime that started it runs.
 
 // The fake passes Rancher error bodies and HTTP responses by value on its error paths; they
 // are cold paths of test code, so boxing them would only add noise.

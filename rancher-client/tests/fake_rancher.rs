@@ -27,7 +27,7 @@ fn three_hosts() -> Vec<FakeHost> {
         FakeHost::new("node-1", "192.0.2.11").label("zone", "a"),
         FakeHost::new("node-2", "192.0.2.12")
             .label("zone", "b")
-            .ip("198.51.100.12"),
+            .extra_ip("198.51.100.12"),
         FakeHost::new("node-3", "192.0.2.13").label("zone", "a"),
     ]
 }

@@ -208,8 +208,8 @@ impl FakeHost {
         self
     }
 
-    /// Adds an IP address.
-    pub fn ip(mut self, ip: impl Into<String>) -> Self {
+    /// Adds an IP address besides the agent IP.
+    pub fn extra_ip(mut self, ip: impl Into<String>) -> Self {
         self.extra_ips.push(ip.into());
         self
     }
