@@ -1,0 +1,463 @@
+//! An in-memory Kubernetes API server on loopback that `kube` clients and `kubectl` both
+//! talk to, for tests, examples and demos on a machine with no cluster.
+//!
+//! # Overview
+//!
+//! [`Sandbox::builder`] starts one or more independent clusters in the current process.
+//! Each serves the Kubernetes REST API over plain HTTP on `127.0.0.1` from memory:
+//! discovery, CRUD, list/watch with resourceVersion semantics (bookmarks, 410 on expired
+//! versions), label and field selectors, `limit`/`continue` pagination, merge, JSON,
+//! strategic-merge and server-side-apply patches, status subresources, finalizers, `Status`
+//! error bodies, ClusterIP/NodePort allocation and server-side `Table` output for
+//! `kubectl get`. It runs no controllers: no scheduler, no EndpointSlice controller, no
+//! garbage collector.
+//!
+//! Served kinds are listed in a table ([`resource`]): namespaces, nodes, pods, services,
+//! endpoints, secrets, configmaps, events (`core/v1` and `events.k8s.io/v1`, one storage),
+//! leases, endpointslices, ingresses, ingressclasses, deployments and
+//! CustomResourceDefinitions; an established CRD adds its kinds at run time.
+//!
+//! Each [`Cluster`] has an address, a ready [`kube::Client`] and a context in the
+//! kubeconfig file the builder writes ([`SandboxBuilder::kubeconfig_path`]), which
+//! `kubectl --kubeconfig` uses as is.
+//!
+//! # Running the sandbox
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use k8s_openapi::api::core::v1::ConfigMap;
+//! use kube::api::{Api, PostParams};
+//!
+//! // Binaries and tests install the ring provider once, before any client exists.
+//! let _ = rustls::crypto::ring::default_provider().install_default();
+//! let sandbox = rancher_sandbox::Sandbox::builder()
+//!     .kubeconfig_path("/tmp/sandbox.kubeconfig")
+//!     .start()
+//!     .await?;
+//! let config_maps: Api<ConfigMap> = Api::namespaced(sandbox.client(), "default");
+//! let mut cm = ConfigMap::default();
+//! cm.metadata.name = Some("settings".into());
+//! config_maps.create(&PostParams::default(), &cm).await?;
+//! // `kubectl --kubeconfig /tmp/sandbox.kubeconfig get configmaps` now shows it.
+//! sandbox.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Objects can also be loaded at start from a directory of YAML manifests
+//! ([`SandboxBuilder::manifests_dir`]); documents that fail are reported by
+//! [`Sandbox::seed_errors`] with file, document number and reason, and the rest load.
+//!
+//! # Where the sandbox differs from kube-apiserver
+//!
+//! - No authentication, authorization, admission webhooks, protobuf or `dryRun`.
+//! - A `continue` token resumes after the last key of the previous page; later pages see
+//!   current data rather than a snapshot.
+//! - Server-side apply tracks ownership per applier (`operation: Apply`) with lists owned
+//!   whole; writes through update and the other patch types do not take ownership.
+//!   Conflicts are reported only between appliers.
+//! - No schema validation of custom resources and no conversion between CRD versions
+//!   (every served version reads the same stored object).
+//! - Deleting a namespace deletes its objects at once (finalizers still hold them).
+//!
+//! # Feature flags
+//!
+//! | flag | default | what |
+//! | --- | --- | --- |
+//! | (none) | | the crate has no optional features |
+
+pub mod allocate;
+mod convert;
+pub mod discovery;
+mod kubeconfig;
+mod openapi;
+pub mod patch;
+pub mod resource;
+pub mod seed;
+mod selector;
+mod server;
+pub mod status;
+mod store;
+mod table;
+mod validate;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::seed::SeedError;
+pub use crate::server::MAX_BODY_BYTES;
+pub use crate::watch::INITIAL_EVENTS_END_ANNOTATION;
+
+/// Errors starting a sandbox.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The service CIDR is not a usable IPv4 network.
+    #[error(transparent)]
+    ServiceCidr(#[from] allocate::CidrError),
+    /// Binding the listening socket failed.
+    #[error("binding the API server socket failed")]
+    Bind(#[source] std::io::Error),
+    /// Writing the kubeconfig file failed.
+    #[error("writing the kubeconfig to {path} failed")]
+    Kubeconfig {
+        /// The kubeconfig path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The manifests directory could not be read.
+    #[error("reading the manifests failed")]
+    Manifests(#[from] seed::Error),
+    /// Building the `kube::Client` failed.
+    #[error("building the kube client failed")]
+    Client(#[source] kube::Error),
+    /// `clusters(0)` was asked for.
+    #[error("a sandbox needs at least one cluster")]
+    NoClusters,
+}
+
+/// Result of sandbox operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Configures and starts a [`Sandbox`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SandboxBuilder {
+    kubeconfig_path: Option<PathBuf>,
+    clusters: usize,
+    service_cidr: String,
+    manifests_dir: Option<PathBuf>,
+    watch_history: usize,
+    bookmark_interval: Duration,
+    default_objects: bool,
+    name: String,
+}
+
+impl Default for SandboxBuilder {
+    fn default() -> Self {
+        Self {
+            kubeconfig_path: None,
+            clusters: 1,
+            service_cidr: allocate::DEFAULT_SERVICE_CIDR.to_string(),
+            manifests_dir: None,
+            watch_history: 10_000,
+            bookmark_interval: Duration::from_secs(10),
+            default_objects: true,
+            name: "sandbox".to_string(),
+        }
+    }
+}
+
+impl SandboxBuilder {
+    /// Writes a kubeconfig here on start (one context per cluster, the first current).
+    pub fn kubeconfig_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kubeconfig_path = Some(path.into());
+        self
+    }
+
+    /// How many independent clusters to run (default 1).
+    pub fn clusters(mut self, n: usize) -> Self {
+        self.clusters = n;
+        self
+    }
+
+    /// The IPv4 service CIDR ClusterIPs come from (default `10.43.0.0/16`).
+    pub fn service_cidr(mut self, cidr: impl Into<String>) -> Self {
+        self.service_cidr = cidr.into();
+        self
+    }
+
+    /// Loads every manifest in this directory into every cluster at start.
+    pub fn manifests_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.manifests_dir = Some(dir.into());
+        self
+    }
+
+    /// How many changes a cluster retains for watches that resume from a resourceVersion
+    /// (default 10 000); older versions get 410 Gone.
+    pub fn watch_history(mut self, changes: usize) -> Self {
+        self.watch_history = changes;
+        self
+    }
+
+    /// How often watches with `allowWatchBookmarks` get a BOOKMARK (default 10 s).
+    pub fn bookmark_interval(mut self, every: Duration) -> Self {
+        self.bookmark_interval = every;
+        self
+    }
+
+    /// Whether to create what every cluster has: the `default`, `kube-system`,
+    /// `kube-public` and `kube-node-lease` namespaces and the `default/kubernetes`
+    /// Service (default true).
+    pub fn default_objects(mut self, yes: bool) -> Self {
+        self.default_objects = yes;
+        self
+    }
+
+    /// Context and cluster name in the kubeconfig: `NAME` for one cluster, `NAME-0`,
+    /// `NAME-1`, ... for several (default `sandbox`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Starts the clusters, seeds them and writes the kubeconfig.
+    pub async fn start(self) -> Result<Sandbox> {
+        if self.clusters == 0 {
+            return Err(Error::NoClusters);
+        }
+        let files = match &self.manifests_dir {
+            Some(dir) => seed::manifest_files(dir)?,
+            None => Vec::new(),
+        };
+        let mut clusters = Vec::new();
+        let mut seed_errors = Vec::new();
+        for i in 0..self.clusters {
+            let name = if self.clusters == 1 {
+                self.name.clone()
+            } else {
+                format!("{}-{i}", self.name)
+            };
+            let (cluster, errors) = Cluster::start(&self, name, &files).await?;
+            clusters.push(cluster);
+            seed_errors.extend(errors);
+        }
+        if let Some(path) = &self.kubeconfig_path {
+            let entries: Vec<(String, String)> =
+                clusters.iter().map(|c| (c.name.clone(), c.url())).collect();
+            let text = kubeconfig::render(&entries);
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|source| Error::Kubeconfig {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            std::fs::write(path, text).map_err(|source| Error::Kubeconfig {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(Sandbox {
+            clusters,
+            kubeconfig_path: self.kubeconfig_path,
+            seed_errors,
+        })
+    }
+}
+
+/// A running sandbox: one or more clusters. Dropping it stops them.
+#[derive(Debug)]
+pub struct Sandbox {
+    clusters: Vec<Cluster>,
+    kubeconfig_path: Option<PathBuf>,
+    seed_errors: Vec<SeedError>,
+}
+
+impl Sandbox {
+    /// A builder with the defaults: one cluster, service CIDR `10.43.0.0/16`, no kubeconfig.
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder::default()
+    }
+
+    /// The first cluster's client (default namespace `default`).
+    pub fn client(&self) -> kube::Client {
+        self.clusters[0].client()
+    }
+
+    /// The first cluster's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.clusters[0].addr()
+    }
+
+    /// The kubeconfig file, if the builder was given a path.
+    pub fn kubeconfig_path(&self) -> Option<&Path> {
+        self.kubeconfig_path.as_deref()
+    }
+
+    /// All clusters, in kubeconfig order.
+    pub fn clusters(&self) -> &[Cluster] {
+        &self.clusters
+    }
+
+    /// Cluster `i`, if there is one.
+    pub fn cluster(&self, i: usize) -> Option<&Cluster> {
+        self.clusters.get(i)
+    }
+
+    /// Manifest documents that failed to load at start (all clusters).
+    pub fn seed_errors(&self) -> &[SeedError] {
+        &self.seed_errors
+    }
+
+    /// Stops every cluster and waits for the servers to finish.
+    pub async fn shutdown(mut self) {
+        for c in &mut self.clusters {
+            c.stop().await;
+        }
+    }
+}
+
+/// One cluster of a sandbox: its own address, state and kubeconfig context.
+pub struct Cluster {
+    name: String,
+    addr: SocketAddr,
+    client: kube::Client,
+    shared: Arc<server::Shared>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Cluster {
+    async fn start(
+        b: &SandboxBuilder,
+        name: String,
+        files: &[PathBuf],
+    ) -> Result<(Self, Vec<SeedError>)> {
+        let alloc = allocate::Allocator::new(&b.service_cidr)?;
+        let first_ip = alloc.first_ip();
+        let store = store::Store::new(
+            &store::StoreConfig {
+                history: b.watch_history,
+            },
+            alloc,
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(Error::Bind)?;
+        let addr = listener.local_addr().map_err(Error::Bind)?;
+        let shutdown = CancellationToken::new();
+        let shared = Arc::new(server::Shared {
+            store,
+            addr: addr.to_string(),
+            bookmark_interval: b.bookmark_interval,
+            shutdown: shutdown.clone(),
+        });
+        let errors = {
+            let mut state = shared.store.lock();
+            if b.default_objects {
+                default_objects(&mut state, &first_ip.to_string());
+            }
+            seed::load(&mut state, files)?
+        };
+        let router = server::router(shared.clone());
+        let task = tokio::spawn(async move {
+            let serve =
+                axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "sandbox API server stopped");
+            }
+        });
+        let url: http::Uri =
+            format!("http://{addr}")
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| {
+                    Error::Bind(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        e.to_string(),
+                    ))
+                })?;
+        let mut config = kube::Config::new(url);
+        config.default_namespace = "default".to_string();
+        let client = kube::Client::try_from(config).map_err(Error::Client)?;
+        tracing::info!(%name, %addr, "sandbox cluster listening");
+        Ok((
+            Self {
+                name,
+                addr,
+                client,
+                shared,
+                task: Some(task),
+            },
+            errors,
+        ))
+    }
+
+    /// The kubeconfig context (and cluster) name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The listening address on loopback.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client for this cluster (default namespace `default`).
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// The current cluster-wide resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.store.lock().resource_version()
+    }
+
+    /// Loads the manifests in `dir` into this cluster; returns the documents that failed.
+    pub fn load_manifests(&self, dir: &Path) -> Result<Vec<SeedError>> {
+        let files = seed::manifest_files(dir)?;
+        let mut state = self.shared.store.lock();
+        Ok(seed::load(&mut state, &files)?)
+    }
+
+    async fn stop(&mut self) {
+        self.shared.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("name", &self.name)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shared.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn default_objects(state: &mut store::State, first_ip: &str) {
+    let Some(namespaces) = state.find_type("", "v1", "namespaces") else {
+        return;
+    };
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
+        let _ = state.create(&namespaces, "", obj);
+    }
+    if let Some(services) = state.find_type("", "v1", "services") {
+        let svc = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": first_ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
+        });
+        let _ = state.create(&services, "default", svc);
+    }
+}

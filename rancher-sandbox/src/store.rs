@@ -1,0 +1,1328 @@
+//! The in-memory object store of one cluster: objects keyed by resource, namespace and
+//! name, one cluster-wide resourceVersion counter, a bounded event history for watches,
+//! and the write rules kube-apiserver applies (defaults, validation, status subresource,
+//! generation, finalizers, optimistic concurrency, Service allocation, CRDs).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
+
+use crate::allocate::Allocator;
+use crate::convert;
+use crate::patch::{self, FieldPath};
+use crate::resource::{self, APIEXTENSIONS_GROUP, Registry, ResourceType};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::status::{self, ApiError, ApiResult};
+use crate::validate;
+
+/// Objects of one resource, keyed by (namespace, name); `""` namespace for cluster scope.
+type Table = BTreeMap<(String, String), Arc<Value>>;
+
+/// The kind of a watch event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One change to one object.
+#[derive(Debug)]
+pub(crate) struct Change {
+    pub(crate) rv: u64,
+    pub(crate) storage: String,
+    pub(crate) namespace: String,
+    pub(crate) kind: EventType,
+    pub(crate) object: Arc<Value>,
+    pub(crate) previous: Option<Arc<Value>>,
+}
+
+/// A change replayed to a new watch: kind, object and the object before the change.
+pub(crate) type Replayed = (EventType, Arc<Value>, Option<Arc<Value>>);
+
+/// Which part of an object a write targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    Main,
+    Status,
+}
+
+/// The content type of a PATCH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PatchType {
+    Merge,
+    Json,
+    Strategic,
+    Apply,
+}
+
+/// What a delete did.
+#[derive(Debug)]
+pub(crate) enum Deleted {
+    /// Removed now; the final object.
+    Now(Arc<Value>),
+    /// Finalizers remain; the object now carries a deletionTimestamp.
+    Pending(Arc<Value>),
+}
+
+/// Where a watch starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WatchFrom {
+    /// Synthetic ADDED events for current objects, then changes.
+    Current,
+    /// Changes after this resourceVersion.
+    Version(u64),
+}
+
+/// List parameters.
+#[derive(Debug, Default)]
+pub(crate) struct ListOptions {
+    pub(crate) labels: LabelSelector,
+    pub(crate) fields: FieldSelector,
+    pub(crate) limit: Option<usize>,
+    pub(crate) continue_token: Option<String>,
+}
+
+/// A page of a list.
+#[derive(Debug)]
+pub(crate) struct ListPage {
+    pub(crate) items: Vec<Arc<Value>>,
+    pub(crate) resource_version: u64,
+    pub(crate) continue_token: Option<String>,
+    pub(crate) remaining: Option<usize>,
+}
+
+/// Store configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreConfig {
+    pub(crate) history: usize,
+}
+
+/// Everything behind the store's lock.
+#[derive(Debug)]
+pub(crate) struct State {
+    rv: u64,
+    pub(crate) registry: Registry,
+    tables: HashMap<String, Table>,
+    history: VecDeque<Arc<Change>>,
+    history_limit: usize,
+    compacted: u64,
+    alloc: Allocator,
+    events: broadcast::Sender<Arc<Change>>,
+}
+
+/// One cluster's store.
+#[derive(Debug)]
+pub(crate) struct Store {
+    state: Mutex<State>,
+    events: broadcast::Sender<Arc<Change>>,
+}
+
+/// Capacity of the change broadcast; a watcher that falls further behind is sent 410.
+const BROADCAST_CAPACITY: usize = 1 << 16;
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn uid() -> String {
+    let mut b = [0u8; 16];
+    for x in &mut b {
+        *x = fastrand::u8(..);
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj["metadata"][field].as_str()
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Everything but `metadata` and `status` (or but `metadata` when there is no status subresource).
+fn spec_part(rt: &ResourceType, obj: &Value) -> Map<String, Value> {
+    obj.as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| *k != "metadata" && !(rt.status && *k == "status"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The continue token: where the next page starts and the list's resourceVersion.
+fn encode_continue(rv: u64, key: &(String, String)) -> String {
+    let raw = json!({"rv": rv, "ns": key.0, "name": key.1}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(token: &str) -> ApiResult<(u64, (String, String))> {
+    let bad = || ApiError::bad_request(format!("continue key is not valid: {token:?}"));
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = v["rv"].as_u64().ok_or_else(bad)?;
+    let ns = v["ns"].as_str().ok_or_else(bad)?.to_string();
+    let name = v["name"].as_str().ok_or_else(bad)?.to_string();
+    Ok((rv, (ns, name)))
+}
+
+impl Store {
+    pub(crate) fn new(config: &StoreConfig, alloc: Allocator) -> Self {
+        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let state = State {
+            rv: 1,
+            registry: Registry::built_in(),
+            tables: HashMap::new(),
+            history: VecDeque::new(),
+            history_limit: config.history.max(1),
+            compacted: 0,
+            alloc,
+            events: events.clone(),
+        };
+        Self {
+            state: Mutex::new(state),
+            events,
+        }
+    }
+
+    /// Locks the state. A poisoned lock is taken over: every write leaves the state consistent
+    /// before it can fail.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A fresh receiver of changes (used after the state lock was taken, so none are missed).
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.events.subscribe()
+    }
+}
+
+impl State {
+    /// The current cluster-wide resourceVersion.
+    pub(crate) fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    /// The type served at `group/version/plural`.
+    pub(crate) fn find_type(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<Arc<ResourceType>> {
+        self.registry.find(group, version, plural)
+    }
+
+    fn table(&self, storage: &str) -> Option<&Table> {
+        self.tables.get(storage)
+    }
+
+    fn record(
+        &mut self,
+        rt_storage: &str,
+        namespace: &str,
+        kind: EventType,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
+        let change = Arc::new(Change {
+            rv: self.rv,
+            storage: rt_storage.to_string(),
+            namespace: namespace.to_string(),
+            kind,
+            object,
+            previous,
+        });
+        self.history.push_back(change.clone());
+        while self.history.len() > self.history_limit {
+            if let Some(old) = self.history.pop_front() {
+                self.compacted = old.rv;
+            }
+        }
+        // No receivers is fine.
+        let _ = self.events.send(change);
+    }
+
+    fn next_rv(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+
+    /// Reads one object.
+    pub(crate) fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> ApiResult<Arc<Value>> {
+        self.table(&rt.storage)
+            .and_then(|t| t.get(&(ns.to_string(), name.to_string())))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
+    }
+
+    /// Whether an object matches the selectors, as `rt` serves it.
+    pub(crate) fn matches(
+        rt: &ResourceType,
+        obj: &Value,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+    ) -> bool {
+        if !labels.matches(&obj["metadata"]["labels"]) {
+            return false;
+        }
+        if fields == &FieldSelector::default() {
+            return true;
+        }
+        fields.matches(&convert::present(rt, obj))
+    }
+
+    /// Lists objects of `rt` in `ns` (all namespaces when `None`).
+    pub(crate) fn list(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<ListPage> {
+        let (rv, start) = match opts.continue_token.as_deref().filter(|t| !t.is_empty()) {
+            Some(t) => {
+                let (rv, key) = decode_continue(t)?;
+                (rv, Some(key))
+            }
+            None => (self.rv, None),
+        };
+        let empty = Table::new();
+        let table = self.table(&rt.storage).unwrap_or(&empty);
+        let lower = match (&start, ns) {
+            (Some(k), _) => std::ops::Bound::Excluded(k.clone()),
+            (None, Some(ns)) => std::ops::Bound::Included((ns.to_string(), String::new())),
+            (None, None) => std::ops::Bound::Unbounded,
+        };
+        let limit = opts.limit.filter(|l| *l > 0);
+        let mut items = Vec::new();
+        let mut continue_token = None;
+        let mut remaining = None;
+        let mut iter = table
+            .range((lower, std::ops::Bound::Unbounded))
+            .take_while(|((k_ns, _), _)| ns.is_none_or(|n| n == k_ns))
+            .filter(|(_, obj)| Self::matches(rt, obj, &opts.labels, &opts.fields));
+        for (key, obj) in iter.by_ref() {
+            items.push(obj.clone());
+            if limit.is_some_and(|l| items.len() >= l) {
+                continue_token = Some(encode_continue(rv, key));
+                break;
+            }
+        }
+        if continue_token.is_some() {
+            let rest = iter.count();
+            if rest == 0 {
+                continue_token = None;
+            } else {
+                remaining = Some(rest);
+            }
+        }
+        Ok(ListPage {
+            items,
+            resource_version: rv,
+            continue_token,
+            remaining,
+        })
+    }
+
+    /// Starts a watch: the events to send first, and whether the requested version expired.
+    pub(crate) fn watch_backlog(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        from: WatchFrom,
+    ) -> ApiResult<Vec<Replayed>> {
+        match from {
+            WatchFrom::Current => {
+                let empty = Table::new();
+                let table = self.table(&rt.storage).unwrap_or(&empty);
+                Ok(table
+                    .iter()
+                    .filter(|((k_ns, _), _)| ns.is_none_or(|n| n == k_ns))
+                    .map(|(_, o)| (EventType::Added, o.clone(), None))
+                    .collect())
+            }
+            WatchFrom::Version(v) => {
+                if v < self.compacted {
+                    return Err(ApiError::expired(format!(
+                        "too old resource version: {v} ({})",
+                        self.compacted + 1
+                    )));
+                }
+                let start = self.history.partition_point(|c| c.rv <= v);
+                Ok(self
+                    .history
+                    .range(start..)
+                    .filter(|c| c.storage == rt.storage && ns.is_none_or(|n| n == c.namespace))
+                    .map(|c| (c.kind, c.object.clone(), c.previous.clone()))
+                    .collect())
+            }
+        }
+    }
+
+    /// Checks the body's `apiVersion`/`kind` against the endpoint and converts it to storage form.
+    fn accept_body(rt: &ResourceType, obj: Value) -> ApiResult<Value> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(format!(
+                "the body of a {} must be a JSON object",
+                rt.kind
+            )));
+        }
+        if let Some(av) = obj.get("apiVersion").and_then(Value::as_str)
+            && av != rt.api_version()
+        {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                rt.api_version()
+            )));
+        }
+        if let Some(kind) = obj.get("kind").and_then(Value::as_str)
+            && kind != rt.kind
+        {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                rt.kind
+            )));
+        }
+        if !obj["metadata"].is_object() && !obj["metadata"].is_null() {
+            return Err(ApiError::bad_request(
+                "metadata must be an object".to_string(),
+            ));
+        }
+        Ok(convert::to_storage(rt, obj))
+    }
+
+    fn check_namespace(&self, rt: &ResourceType, ns: &str, obj: &mut Value) -> ApiResult<()> {
+        if !obj["metadata"].is_object() {
+            obj["metadata"] = json!({});
+        }
+        if rt.namespaced {
+            match meta_str(obj, "namespace") {
+                Some(body_ns) if !body_ns.is_empty() && body_ns != ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => obj["metadata"]["namespace"] = json!(ns),
+            }
+        } else if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("namespace");
+        }
+        Ok(())
+    }
+
+    fn namespace_usable(&self, ns: &str) -> ApiResult<()> {
+        let ns_obj = self
+            .tables
+            .get("/namespaces")
+            .and_then(|t| t.get(&(String::new(), ns.to_string())))
+            .ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
+        if ns_obj["metadata"]
+            .get("deletionTimestamp")
+            .is_some_and(|v| !v.is_null())
+        {
+            return Err(ApiError::forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            )));
+        }
+        Ok(())
+    }
+
+    fn validate(rt: &ResourceType, obj: &Value, name: &str) -> ApiResult<()> {
+        let causes = validate::object(rt, obj);
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(&rt.kind, &rt.group, name, &causes))
+        }
+    }
+
+    /// Creates an object.
+    pub(crate) fn create(
+        &mut self,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        obj: Value,
+    ) -> ApiResult<Arc<Value>> {
+        let mut obj = Self::accept_body(rt, obj)?;
+        self.check_namespace(rt, ns, &mut obj)?;
+        let mut name = meta_str(&obj, "name").unwrap_or_default().to_string();
+        if name.is_empty() {
+            let prefix = meta_str(&obj, "generateName")
+                .unwrap_or_default()
+                .to_string();
+            if prefix.is_empty() {
+                return Err(ApiError::invalid(
+                    &rt.kind,
+                    &rt.group,
+                    "",
+                    &[
+                        "metadata.name: Required value: name or generateName is required"
+                            .to_string(),
+                    ],
+                ));
+            }
+            let prefix: String = prefix.chars().take(63 - 5).collect();
+            name = loop {
+                let candidate = format!("{prefix}{}", random_suffix());
+                if self.get(rt, ns, &candidate).is_err() {
+                    break candidate;
+                }
+            };
+            obj["metadata"]["name"] = json!(name);
+        }
+        if let Err(e) = validate::name(rt.names, &name) {
+            return Err(ApiError::invalid(
+                &rt.kind,
+                &rt.group,
+                &name,
+                &[format!("metadata.name: Invalid value: {name:?}: {e}")],
+            ));
+        }
+        if rt.namespaced {
+            self.namespace_usable(ns)?;
+        }
+        Self::validate(rt, &obj, &name)?;
+        let key = (
+            if rt.namespaced {
+                ns.to_string()
+            } else {
+                String::new()
+            },
+            name.clone(),
+        );
+        if self
+            .tables
+            .get(&rt.storage)
+            .is_some_and(|t| t.contains_key(&key))
+        {
+            return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
+        }
+        // Server-owned metadata.
+        let meta = obj["metadata"]
+            .as_object_mut()
+            .ok_or_else(|| ApiError::internal("metadata vanished"))?;
+        for f in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            meta.remove(f);
+        }
+        meta.insert("uid".to_string(), json!(uid()));
+        meta.insert("creationTimestamp".to_string(), json!(now()));
+        meta.insert("generation".to_string(), json!(1));
+        if meta
+            .get("finalizers")
+            .is_some_and(|f| f.as_array().is_some_and(Vec::is_empty))
+        {
+            meta.remove("finalizers");
+        }
+        reset_status_on_create(rt, &mut obj);
+        self.defaults(rt, None, &mut obj, &name)?;
+        let crd_types = if is_crd(rt) {
+            Some(self.crd_types(&obj, &name)?)
+        } else {
+            None
+        };
+        let rv = self.next_rv();
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        if let Some(types) = crd_types {
+            self.registry.register_crd(&name, types);
+        }
+        let obj = Arc::new(obj);
+        self.tables
+            .entry(rt.storage.clone())
+            .or_default()
+            .insert(key.clone(), obj.clone());
+        self.record(&rt.storage, &key.0, EventType::Added, obj.clone(), None);
+        Ok(obj)
+    }
+
+    /// Kind-specific defaults and allocations (Services, Secrets, CRDs).
+    fn defaults(
+        &mut self,
+        rt: &ResourceType,
+        old: Option<&Value>,
+        obj: &mut Value,
+        name: &str,
+    ) -> ApiResult<()> {
+        match (rt.group.as_str(), rt.plural.as_str()) {
+            ("", "services") => {
+                if let Err(causes) = self.alloc.allocate_service(old, obj) {
+                    return Err(ApiError::invalid(&rt.kind, &rt.group, name, &causes));
+                }
+                if obj.get("status").is_none_or(Value::is_null) {
+                    obj["status"] = json!({"loadBalancer": {}});
+                }
+            }
+            ("", "secrets") => {
+                if obj.get("type").is_none() {
+                    obj["type"] = json!("Opaque");
+                }
+                if let Some(Value::Object(string_data)) =
+                    obj.as_object_mut().and_then(|m| m.remove("stringData"))
+                {
+                    if !obj["data"].is_object() {
+                        obj["data"] = json!({});
+                    }
+                    for (k, v) in string_data {
+                        let s = v.as_str().unwrap_or_default();
+                        obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(s));
+                    }
+                }
+            }
+            ("", "pods") => {
+                if let Some(cs) = obj["spec"]["containers"].as_array_mut() {
+                    for c in cs {
+                        if let Some(ports) = c["ports"].as_array_mut() {
+                            for p in ports {
+                                if p.get("protocol").is_none() {
+                                    p["protocol"] = json!("TCP");
+                                }
+                            }
+                        }
+                    }
+                }
+                if obj["spec"].get("restartPolicy").is_none() && obj["spec"].is_object() {
+                    obj["spec"]["restartPolicy"] = json!("Always");
+                }
+            }
+            ("discovery.k8s.io", "endpointslices") => {
+                if let Some(ports) = obj["ports"].as_array_mut() {
+                    for p in ports {
+                        if p.get("protocol").is_none() {
+                            p["protocol"] = json!("TCP");
+                        }
+                    }
+                }
+            }
+            ("apps", "deployments")
+                if obj["spec"].is_object() && obj["spec"].get("replicas").is_none() =>
+            {
+                obj["spec"]["replicas"] = json!(1);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn crd_types(&self, crd: &Value, name: &str) -> ApiResult<Vec<ResourceType>> {
+        let rt = self
+            .registry
+            .find(APIEXTENSIONS_GROUP, "v1", "customresourcedefinitions");
+        let kind = rt
+            .as_ref()
+            .map_or("CustomResourceDefinition", |r| r.kind.as_str());
+        let types = resource::types_from_crd(crd)
+            .map_err(|c| ApiError::invalid(kind, APIEXTENSIONS_GROUP, name, &c))?;
+        for t in &types {
+            if let Some(existing) = self.registry.find(&t.group, &t.version, &t.plural)
+                && self.registry.crd_owning(&existing) != Some(name)
+            {
+                return Err(ApiError::invalid(
+                    kind,
+                    APIEXTENSIONS_GROUP,
+                    name,
+                    &[format!(
+                        "spec.names.plural: Invalid value: {:?}: already served by {}",
+                        t.plural,
+                        existing.qualified()
+                    )],
+                ));
+            }
+        }
+        Ok(types)
+    }
+
+    /// Replaces an object (PUT), or its status.
+    pub(crate) fn update(
+        &mut self,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        name: &str,
+        obj: Value,
+        part: Part,
+    ) -> ApiResult<Arc<Value>> {
+        let mut obj = Self::accept_body(rt, obj)?;
+        self.check_namespace(rt, ns, &mut obj)?;
+        match meta_str(&obj, "name") {
+            Some(n) if !n.is_empty() && n != name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+            _ => obj["metadata"]["name"] = json!(name),
+        }
+        let key_ns = if rt.namespaced { ns } else { "" };
+        let old = match self.get(rt, key_ns, name) {
+            Ok(old) => old,
+            Err(e) if rt.create_on_update && part == Part::Main => {
+                let _ = e;
+                return self.create(rt, ns, obj);
+            }
+            Err(e) => return Err(e),
+        };
+        self.write(rt, &old, obj, part)
+    }
+
+    /// The common path of update, patch and apply: `new` is the full desired object.
+    fn write(
+        &mut self,
+        rt: &Arc<ResourceType>,
+        old: &Arc<Value>,
+        mut new: Value,
+        part: Part,
+    ) -> ApiResult<Arc<Value>> {
+        let name = meta_str(old, "name").unwrap_or_default().to_string();
+        let ns = meta_str(old, "namespace").unwrap_or_default().to_string();
+        let old_rv = meta_str(old, "resourceVersion").unwrap_or_default();
+        match meta_str(&new, "resourceVersion") {
+            Some(rv) if !rv.is_empty() && rv != old_rv => {
+                return Err(ApiError::conflict(
+                    &rt.group,
+                    &rt.plural,
+                    &name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
+            _ => {}
+        }
+        if part == Part::Status {
+            let status = new.get("status").cloned();
+            new = (**old).clone();
+            match status {
+                Some(s) if !s.is_null() => new["status"] = s,
+                _ => {
+                    if let Some(m) = new.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        } else if rt.status {
+            match old.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    if let Some(m) = new.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        }
+        // Server-owned metadata comes from the stored object.
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+        ] {
+            match old["metadata"].get(f) {
+                Some(v) => new["metadata"][f] = v.clone(),
+                None => {
+                    if let Some(m) = new["metadata"].as_object_mut() {
+                        m.remove(f);
+                    }
+                }
+            }
+        }
+        if new["metadata"].get("managedFields").is_none()
+            && let Some(mf) = old["metadata"].get("managedFields")
+        {
+            new["metadata"]["managedFields"] = mf.clone();
+        }
+        if new["metadata"]
+            .get("finalizers")
+            .is_some_and(|f| f.as_array().is_some_and(Vec::is_empty) || f.is_null())
+            && let Some(m) = new["metadata"].as_object_mut()
+        {
+            m.remove("finalizers");
+        }
+        let deleting = old["metadata"]
+            .get("deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
+        if deleting {
+            let before = finalizers(old);
+            if finalizers(&new).iter().any(|f| !before.contains(f)) {
+                return Err(ApiError::invalid(&rt.kind, &rt.group, &name, &["metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted".to_string()]));
+            }
+        }
+        Self::validate(rt, &new, &name)?;
+        self.defaults(rt, Some(old), &mut new, &name)?;
+        // A write that changes nothing is not a write.
+        new["metadata"]["resourceVersion"] = json!(old_rv);
+        if new == **old {
+            return Ok(old.clone());
+        }
+        if spec_part(rt, &new) != spec_part(rt, old) {
+            let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+            new["metadata"]["generation"] = json!(generation);
+        }
+        let crd_types = if is_crd(rt) && part == Part::Main {
+            Some(self.crd_types(&new, &name)?)
+        } else {
+            None
+        };
+        let key = (ns.clone(), name.clone());
+        let rv = self.next_rv();
+        new["metadata"]["resourceVersion"] = json!(rv.to_string());
+        if let Some(types) = crd_types {
+            self.registry.register_crd(&name, types);
+        }
+        let new = Arc::new(new);
+        if deleting && finalizers(&new).is_empty() {
+            self.remove(rt, &key, new.clone(), Some(old.clone()));
+            return Ok(new);
+        }
+        self.tables
+            .entry(rt.storage.clone())
+            .or_default()
+            .insert(key, new.clone());
+        self.record(
+            &rt.storage,
+            &ns,
+            EventType::Modified,
+            new.clone(),
+            Some(old.clone()),
+        );
+        Ok(new)
+    }
+
+    /// Removes an object for good (its last finalizer is gone or it had none).
+    fn remove(
+        &mut self,
+        rt: &ResourceType,
+        key: &(String, String),
+        final_obj: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
+        if let Some(t) = self.tables.get_mut(&rt.storage) {
+            t.remove(key);
+        }
+        if rt.group.is_empty() && rt.plural == "services" {
+            self.alloc.release_service(&final_obj);
+        }
+        self.record(
+            &rt.storage,
+            &key.0,
+            EventType::Deleted,
+            final_obj.clone(),
+            previous,
+        );
+        if is_crd(rt) {
+            self.drop_crd(&key.1);
+        }
+        if rt.group.is_empty() && rt.plural == "namespaces" {
+            return;
+        }
+        // A terminating namespace goes once it is empty.
+        if rt.namespaced && !key.0.is_empty() {
+            self.finish_namespace(&key.0);
+        }
+    }
+
+    fn finish_namespace(&mut self, ns: &str) {
+        let ns_key = (String::new(), ns.to_string());
+        let Some(ns_obj) = self
+            .tables
+            .get("/namespaces")
+            .and_then(|t| t.get(&ns_key))
+            .cloned()
+        else {
+            return;
+        };
+        if ns_obj["metadata"]
+            .get("deletionTimestamp")
+            .is_none_or(Value::is_null)
+        {
+            return;
+        }
+        let empty = self.tables.values().all(|t| {
+            t.range((ns.to_string(), String::new())..)
+                .next()
+                .is_none_or(|((k, _), _)| k != ns)
+        });
+        if empty && let Some(rt) = self.registry.find("", "v1", "namespaces") {
+            let rv = self.next_rv();
+            let mut final_obj = (*ns_obj).clone();
+            final_obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+            self.remove(&rt, &ns_key, Arc::new(final_obj), Some(ns_obj));
+        }
+    }
+
+    fn drop_crd(&mut self, crd_name: &str) {
+        if let Some(storage) = self.registry.remove_crd(crd_name)
+            && let Some(table) = self.tables.remove(&storage)
+        {
+            for ((ns, _), obj) in table {
+                self.rv += 1;
+                let mut final_obj = (*obj).clone();
+                final_obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+                self.record(
+                    &storage,
+                    &ns,
+                    EventType::Deleted,
+                    Arc::new(final_obj),
+                    Some(obj),
+                );
+            }
+        }
+    }
+
+    /// Patches an object (or its status).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn patch(
+        &mut self,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        name: &str,
+        kind: PatchType,
+        body: Value,
+        part: Part,
+        manager: Option<&str>,
+        force: bool,
+    ) -> ApiResult<Arc<Value>> {
+        let key_ns = if rt.namespaced { ns } else { "" };
+        let old = match self.get(rt, key_ns, name) {
+            Ok(o) => o,
+            Err(e) if kind == PatchType::Apply && part == Part::Main => {
+                let _ = e;
+                return self.apply_create(rt, ns, name, body, manager);
+            }
+            Err(e) => return Err(e),
+        };
+        let current = convert::present(rt, &old).into_owned();
+        let patched = match kind {
+            PatchType::Merge => {
+                if !body.is_object() {
+                    return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+                }
+                patch::merge_patch(&current, &body)
+            }
+            PatchType::Json => {
+                patch::json_patch(&current, &body).map_err(|e| patch_failed(rt, name, &e))?
+            }
+            PatchType::Strategic => patch::strategic_merge_patch(&current, &body)
+                .map_err(|e| patch_failed(rt, name, &e))?,
+            PatchType::Apply => self.apply_merge(rt, &current, &body, manager, force, part)?,
+        };
+        if !patched.is_object() {
+            return Err(ApiError::invalid(
+                &rt.kind,
+                &rt.group,
+                name,
+                &["patch: the patched document is not an object".to_string()],
+            ));
+        }
+        if meta_str(&patched, "name").is_some_and(|n| n != name) {
+            return Err(ApiError::invalid(
+                &rt.kind,
+                &rt.group,
+                name,
+                &[
+                    "metadata.name: Invalid value: the name cannot be changed by a patch"
+                        .to_string(),
+                ],
+            ));
+        }
+        let patched = Self::accept_body(rt, patched)?;
+        self.write(rt, &old, patched, part)
+    }
+
+    fn apply_create(
+        &mut self,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        name: &str,
+        config: Value,
+        manager: Option<&str>,
+    ) -> ApiResult<Arc<Value>> {
+        let manager = manager.ok_or_else(|| {
+            ApiError::bad_request("PATCH with an apply patch requires the fieldManager parameter")
+        })?;
+        check_apply_config(rt, &config, name)?;
+        let paths = patch::leaf_paths(&config);
+        let mut obj = config;
+        obj["metadata"]["name"] = json!(name);
+        obj["metadata"]["managedFields"] =
+            json!([managed_entry(manager, &rt.api_version(), &paths)]);
+        self.create(rt, ns, obj)
+    }
+
+    /// Server-side apply's merge: conflicts against other appliers, then merge the
+    /// configuration and drop fields this manager applied before and no longer does.
+    fn apply_merge(
+        &self,
+        rt: &ResourceType,
+        current: &Value,
+        config: &Value,
+        manager: Option<&str>,
+        force: bool,
+        part: Part,
+    ) -> ApiResult<Value> {
+        let name = meta_str(current, "name").unwrap_or_default().to_string();
+        let manager = manager.ok_or_else(|| {
+            ApiError::bad_request("PATCH with an apply patch requires the fieldManager parameter")
+        })?;
+        check_apply_config(rt, config, &name)?;
+        let mut paths = patch::leaf_paths(config);
+        if part == Part::Status {
+            paths.retain(|p| p.first().is_some_and(|s| s == "status"));
+        }
+        let mut entries: Vec<Value> = current["metadata"]["managedFields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut conflicts = Vec::new();
+        let mut previous: Vec<FieldPath> = Vec::new();
+        for entry in &mut entries {
+            let owner = entry["manager"].as_str().unwrap_or_default().to_string();
+            let owned = patch::from_fields_v1(&entry["fieldsV1"]);
+            if owner == manager && entry["operation"] == "Apply" {
+                previous = owned;
+                continue;
+            }
+            if entry["operation"] != "Apply" {
+                continue;
+            }
+            let mut kept = Vec::new();
+            for q in owned {
+                let clash = paths.iter().find(|p| {
+                    patch::overlaps(p, &q)
+                        && patch::value_at(current, p) != patch::value_at(config, p)
+                });
+                match clash {
+                    Some(p) if !force => {
+                        conflicts.push(format!("conflict with \"{owner}\": .{}", p.join(".")));
+                        kept.push(q);
+                    }
+                    Some(_) => {}
+                    None => kept.push(q),
+                }
+            }
+            entry["fieldsV1"] = patch::to_fields_v1(&kept);
+        }
+        if !conflicts.is_empty() {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                &name,
+                &format!(
+                    "Apply failed with {} conflict{}: {}",
+                    conflicts.len(),
+                    if conflicts.len() == 1 { "" } else { "s" },
+                    conflicts.join(", ")
+                ),
+            ));
+        }
+        let mut stripped = config.clone();
+        if let Some(m) = stripped["metadata"].as_object_mut() {
+            m.remove("managedFields");
+            m.remove("resourceVersion");
+        }
+        let mut merged = patch::strategic_merge_patch(current, &stripped)
+            .map_err(|e| patch_failed(rt, &name, &e))?;
+        let others: Vec<FieldPath> = entries
+            .iter()
+            .filter(|e| !(e["manager"] == manager && e["operation"] == "Apply"))
+            .flat_map(|e| patch::from_fields_v1(&e["fieldsV1"]))
+            .collect();
+        for p in previous {
+            if !paths.iter().any(|n| patch::overlaps(n, &p))
+                && !others.iter().any(|o| patch::overlaps(o, &p))
+            {
+                patch::remove_path(&mut merged, &p);
+            }
+        }
+        entries.retain(|e| {
+            !(e["manager"] == manager && e["operation"] == "Apply")
+                && e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty())
+        });
+        entries.push(managed_entry(manager, &rt.api_version(), &paths));
+        merged["metadata"]["managedFields"] = Value::Array(entries);
+        merged["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+        Ok(merged)
+    }
+
+    /// Deletes an object, honouring finalizers and preconditions.
+    pub(crate) fn delete(
+        &mut self,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        name: &str,
+        precondition_rv: Option<&str>,
+        precondition_uid: Option<&str>,
+    ) -> ApiResult<Deleted> {
+        let key_ns = if rt.namespaced { ns } else { "" };
+        let old = self.get(rt, key_ns, name)?;
+        if let Some(rv) = precondition_rv.filter(|s| !s.is_empty())
+            && meta_str(&old, "resourceVersion") != Some(rv)
+        {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                &format!(
+                    "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
+                    meta_str(&old, "resourceVersion").unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(uid) = precondition_uid.filter(|s| !s.is_empty())
+            && meta_str(&old, "uid") != Some(uid)
+        {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                &format!(
+                    "the UID in the precondition ({uid}) does not match the UID in record ({}). The object might have been deleted and then recreated",
+                    meta_str(&old, "uid").unwrap_or_default()
+                ),
+            ));
+        }
+        let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";
+        let key = (key_ns.to_string(), name.to_string());
+        if !finalizers(&old).is_empty() || is_namespace {
+            let mut obj = (*old).clone();
+            let already = obj["metadata"]
+                .get("deletionTimestamp")
+                .is_some_and(|v| !v.is_null());
+            if !already {
+                obj["metadata"]["deletionTimestamp"] = json!(now());
+                obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                if is_namespace {
+                    obj["status"]["phase"] = json!("Terminating");
+                }
+                let rv = self.next_rv();
+                obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+                let obj = Arc::new(obj);
+                self.tables
+                    .entry(rt.storage.clone())
+                    .or_default()
+                    .insert(key.clone(), obj.clone());
+                self.record(
+                    &rt.storage,
+                    "",
+                    EventType::Modified,
+                    obj.clone(),
+                    Some(old.clone()),
+                );
+                if is_namespace {
+                    self.empty_namespace(name);
+                    if let Ok(still) = self.get(rt, "", name) {
+                        return Ok(Deleted::Pending(still));
+                    }
+                    return Ok(Deleted::Now(obj));
+                }
+                return Ok(Deleted::Pending(obj));
+            }
+            return Ok(Deleted::Pending(old));
+        }
+        let rv = self.next_rv();
+        let mut final_obj = (*old).clone();
+        final_obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let final_obj = Arc::new(final_obj);
+        self.remove(rt, &key, final_obj.clone(), Some(old));
+        Ok(Deleted::Now(final_obj))
+    }
+
+    /// Deletes everything in a terminating namespace; the namespace goes when it is empty.
+    fn empty_namespace(&mut self, ns: &str) {
+        let types: Vec<Arc<ResourceType>> = self
+            .registry
+            .types()
+            .iter()
+            .filter(|t| t.namespaced)
+            .cloned()
+            .collect();
+        let mut seen = Vec::new();
+        for rt in types {
+            if seen.contains(&rt.storage) {
+                continue;
+            }
+            seen.push(rt.storage.clone());
+            let names: Vec<String> = self
+                .tables
+                .get(&rt.storage)
+                .map(|t| {
+                    t.range((ns.to_string(), String::new())..)
+                        .take_while(|((k, _), _)| k == ns)
+                        .map(|((_, n), _)| n.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for n in names {
+                let _ = self.delete(&rt, ns, &n, None, None);
+            }
+        }
+        self.finish_namespace(ns);
+    }
+
+    /// Deletes every object of `rt` in `ns` that matches the selectors.
+    pub(crate) fn delete_collection(
+        &mut self,
+        rt: &Arc<ResourceType>,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<Vec<Arc<Value>>> {
+        let page = self.list(
+            rt,
+            ns,
+            &ListOptions {
+                labels: opts.labels.clone(),
+                fields: opts.fields.clone(),
+                limit: None,
+                continue_token: None,
+            },
+        )?;
+        let mut out = Vec::new();
+        for obj in page.items {
+            let obj_ns = meta_str(&obj, "namespace").unwrap_or_default().to_string();
+            let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+            match self.delete(rt, &obj_ns, &name, None, None)? {
+                Deleted::Now(o) | Deleted::Pending(o) => out.push(o),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The success body of an immediate delete.
+    pub(crate) fn delete_status(rt: &ResourceType, obj: &Value) -> Value {
+        status::success(
+            &rt.group,
+            &rt.plural,
+            meta_str(obj, "name").unwrap_or_default(),
+            meta_str(obj, "uid").unwrap_or_default(),
+        )
+    }
+}
+
+fn is_crd(rt: &ResourceType) -> bool {
+    rt.group == APIEXTENSIONS_GROUP && rt.plural == "customresourcedefinitions"
+}
+
+fn patch_failed(rt: &ResourceType, name: &str, e: &patch::PatchError) -> ApiError {
+    ApiError::invalid(
+        &rt.kind,
+        &rt.group,
+        name,
+        &[format!(
+            "patch: Invalid value: the patch does not apply: {e}"
+        )],
+    )
+}
+
+fn check_apply_config(rt: &ResourceType, config: &Value, name: &str) -> ApiResult<()> {
+    if !config.is_object() {
+        return Err(ApiError::bad_request(
+            "an apply patch must be a YAML or JSON object",
+        ));
+    }
+    if config
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+        || config
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
+        return Err(ApiError::bad_request(
+            "invalid object: apiVersion and kind must be set in an apply patch",
+        ));
+    }
+    if let Some(n) = config["metadata"]["name"].as_str()
+        && n != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        )));
+    }
+    let _ = rt;
+    Ok(())
+}
+
+fn managed_entry(manager: &str, api_version: &str, paths: &[FieldPath]) -> Value {
+    json!({
+        "manager": manager,
+        "operation": "Apply",
+        "apiVersion": api_version,
+        "time": now(),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": patch::to_fields_v1(paths),
+    })
+}
+
+/// kube-apiserver resets status on create for kinds with a status subresource.
+fn reset_status_on_create(rt: &ResourceType, obj: &mut Value) {
+    if !rt.status {
+        return;
+    }
+    let status = match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "namespaces") => Some(json!({"phase": "Active"})),
+        ("", "pods") => Some(json!({"phase": "Pending", "qosClass": "BestEffort"})),
+        ("", "nodes") => return,
+        ("", "services") => Some(json!({"loadBalancer": {}})),
+        ("networking.k8s.io", "ingresses") => Some(json!({"loadBalancer": {}})),
+        ("apps", "deployments") => Some(json!({})),
+        (APIEXTENSIONS_GROUP, "customresourcedefinitions") => {
+            let names = obj["spec"]["names"].clone();
+            let t = now();
+            Some(json!({
+                "acceptedNames": names,
+                "storedVersions": obj["spec"]["versions"].as_array().map(|vs| vs.iter().filter(|v| v["storage"] == true).filter_map(|v| v["name"].as_str().map(str::to_string)).collect::<Vec<_>>()).unwrap_or_default(),
+                "conditions": [
+                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": t},
+                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": t},
+                ],
+            }))
+        }
+        _ => None,
+    };
+    match status {
+        Some(s) => obj["status"] = s,
+        None => {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
+    }
+}
