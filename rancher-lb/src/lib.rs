@@ -11,6 +11,10 @@
 //! - [`placement`]: [`place`](placement::place) puts `scale` instances on
 //!   distinct eligible hosts, stable across updates, honouring labels and
 //!   listener-port conflicts, and reports a shortfall.
+//! - [`driver`]: the [`Driver`](driver::Driver) trait: `ensure` a load
+//!   balancer and get its [`Status`](driver::Status) (addresses, instances,
+//!   conditions), `ensure_deleted`, and [`subscribe`](driver::Driver::subscribe)
+//!   to status changes (an instance restarted, a host failed).
 //!
 //! ```
 //! use rancher_lb::model::{
@@ -40,11 +44,53 @@
 //! # Ok::<(), rancher_lb::model::Error>(())
 //! ```
 //!
+//! # Implementing a backend
+//!
+//! A driver implements [`Driver`](driver::Driver); it is used as
+//! `Arc<dyn Driver>`. With the `testing` feature, `rancher_lb::testing`
+//! offers a fake driver and a conformance battery to run against your own.
+//!
+//! ```no_run
+//! use async_trait::async_trait;
+//! use rancher_lb::driver::{Driver, Result, Status, StatusUpdate};
+//! use rancher_lb::model::{LbId, LoadBalancer};
+//! use tokio::sync::broadcast;
+//!
+//! struct Printer {
+//!     tx: broadcast::Sender<StatusUpdate>,
+//! }
+//!
+//! #[async_trait]
+//! impl Driver for Printer {
+//!     async fn ensure(&self, lb: &LoadBalancer) -> Result<Status> {
+//!         tracing::info!(id = %lb.id(), routes = lb.http_routes().len(), "ensure");
+//!         Ok(Status::default())
+//!     }
+//!     async fn ensure_deleted(&self, _id: &LbId) -> Result<()> {
+//!         Ok(())
+//!     }
+//!     async fn status(&self, _id: &LbId) -> Result<Option<Status>> {
+//!         Ok(None)
+//!     }
+//!     fn subscribe(&self) -> broadcast::Receiver<StatusUpdate> {
+//!         self.tx.subscribe()
+//!     }
+//! }
+//! ```
+//!
+//! # Running the drivers
+//!
+//! Drivers are libraries; the Ingress controller and the cloud provider pick
+//! one at run time and hold it as `Arc<dyn Driver>`.
+//!
 //! # Feature flags
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `testing` | no | a fake driver and a conformance battery |
 
+pub mod driver;
 pub mod model;
 pub mod placement;
+#[cfg(feature = "testing")]
+pub mod testing;
