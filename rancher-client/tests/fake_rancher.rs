@@ -120,8 +120,13 @@ async fn create_activate_and_publish_endpoints() {
     assert_eq!(inactive.meta.state(), state::INACTIVE);
     assert!(inactive.public_endpoints.is_empty());
 
-    let activating = api.activate(&created.meta.id).await.unwrap();
+    let mut activating = api.activate(&created.meta.id).await.unwrap();
     assert_eq!(activating.meta.state(), state::ACTIVATING);
+    // Updates are accepted mid-transition; the transition carries on.
+    activating.meta.description = Some("web load balancer".into());
+    let still = api.update(&activating).await.unwrap();
+    assert_eq!(still.meta.state(), state::ACTIVATING);
+    assert_eq!(still.meta.description.as_deref(), Some("web load balancer"));
     let active = api.wait_settled(&created.meta.id, &wait()).await.unwrap();
     assert_eq!(active.meta.state(), state::ACTIVE);
     assert!(active.meta.has_action("deactivate"));
@@ -370,6 +375,11 @@ async fn remove_then_purge_lifecycle() {
     let removed = api.wait_settled(&web.meta.id, &wait()).await.unwrap();
     assert_eq!(removed.meta.state(), state::REMOVED);
     assert!(removed.public_endpoints.is_empty(), "instances are gone");
+    let err = api.update(&removed).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Api { status: 422, code, .. } if code == "InvalidState"),
+        "{err}"
+    );
     api.purge(&web.meta.id).await.unwrap();
     let purged = api.wait_settled(&web.meta.id, &wait()).await.unwrap();
     assert_eq!(purged.meta.state(), state::PURGED);

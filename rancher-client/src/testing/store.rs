@@ -379,19 +379,26 @@ impl Store {
 
     /// Completes every pending transition at once.
     pub(crate) fn settle_now(&mut self) {
-        let seqs: Vec<u64> = self
-            .records
-            .values()
-            .filter(|r| r.transitioning())
-            .map(|r| r.seq)
-            .collect();
-        for seq in seqs {
-            while let Some(rec) = self.records.get_mut(&seq) {
-                let Some(next) = rec.pending.pop_front() else {
-                    rec.next_at = None;
-                    break;
-                };
-                self.enter_state(seq, next);
+        // Entering a state can start other transitions (a stack's removal removes its
+        // services), so repeat until nothing is pending.
+        loop {
+            let seqs: Vec<u64> = self
+                .records
+                .values()
+                .filter(|r| r.transitioning())
+                .map(|r| r.seq)
+                .collect();
+            if seqs.is_empty() {
+                break;
+            }
+            for seq in seqs {
+                while let Some(rec) = self.records.get_mut(&seq) {
+                    let Some(next) = rec.pending.pop_front() else {
+                        rec.next_at = None;
+                        break;
+                    };
+                    self.enter_state(seq, next);
+                }
             }
         }
         self.place();
@@ -711,7 +718,7 @@ impl Store {
         let rec = self
             .record(kind, id)
             .ok_or_else(|| not_found(format!("{} {id}", kind.type_name())))?;
-        if !self.available_actions(rec).contains(&action::UPDATE) {
+        if rec.is_removed() || kind == Kind::IpAddress {
             return Err(ErrorBody::new(
                 422,
                 code::INVALID_STATE,
