@@ -17,6 +17,11 @@
 //! - [`matching::matches`]: `matchImages` and `auth` key matching exactly as the
 //!   kubelet does it, to test a configuration with.
 //! - [`duration`]: Go duration strings, the form of `cacheDuration`.
+//! - Providers in [`provider`]: a Docker `config.json` file
+//!   ([`DockerConfigProvider`](provider::DockerConfigProvider)), a
+//!   `kubernetes.io/dockerconfigjson` Secret (`SecretProvider`, feature `runtime`),
+//!   and several of them asked in order
+//!   ([`CompositeProvider`](provider::CompositeProvider)).
 //!
 //! # Implementing a backend
 //!
@@ -66,7 +71,7 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `runtime` | yes | reserved for the providers that read Kubernetes objects through `kube` |
+//! | `runtime` | yes | `provider::SecretProvider`: credentials from one `kubernetes.io/dockerconfigjson` Secret, read through `kube` |
 //! | `testing` | no | [`testing::FakeProvider`] and the [`testing::conformance`] battery every provider can run |
 
 pub mod duration;

@@ -8,9 +8,13 @@ use crate::model::{Request, Response};
 
 mod composite;
 mod docker_config;
+#[cfg(feature = "runtime")]
+pub mod secret;
 
 pub use composite::CompositeProvider;
 pub use docker_config::{DockerConfig, DockerConfigConfig, DockerConfigProvider};
+#[cfg(feature = "runtime")]
+pub use secret::{SecretConfig, SecretProvider, SecretRef};
 
 /// A boxed error from a backend.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

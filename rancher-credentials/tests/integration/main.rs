@@ -4,3 +4,5 @@
 mod composite;
 mod docker_config;
 mod exec;
+#[cfg(feature = "runtime")]
+mod secret;
