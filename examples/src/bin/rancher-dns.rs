@@ -32,7 +32,14 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals();
     let readiness = Readiness::new();
     let mut registry = Registry::with_prefix("rancher_dns");
-    let dns = Dns::start(&args.dns, client, &mut registry, &readiness, shutdown.token()).await?;
+    let dns = Dns::start(
+        &args.dns,
+        client,
+        &mut registry,
+        &readiness,
+        shutdown.token(),
+    )
+    .await?;
     let admin = AdminServer::bind(args.admin.addr, AdminState::new(readiness, registry)).await?;
     shutdown.spawn(admin.serve(shutdown.token()));
     shutdown.triggered().await;
