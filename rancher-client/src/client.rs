@@ -257,6 +257,14 @@ impl Client {
         &self.inner.config
     }
 
+    /// Reads the project resource (the `CATTLE_URL` itself): succeeds when Rancher is
+    /// reachable and accepts the keys. Meant for readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        let url = self.parse(&self.inner.base)?;
+        let _: serde_json::Value = self.get_json(url).await?;
+        Ok(())
+    }
+
     /// Typed access to one resource type.
     pub fn api<R: Resource>(&self) -> Api<R> {
         Api::new(self.clone())

@@ -736,6 +736,9 @@ async fn wrong_keys_are_unauthorized_and_secrets_never_leak() {
         matches!(err, Error::Unauthorized { status: 401, .. }),
         "{err}"
     );
+    let ping = client.ping().await.unwrap_err();
+    assert!(matches!(ping, Error::Unauthorized { .. }), "{ping}");
+    fake.client().ping().await.unwrap();
     for text in [
         format!("{err}"),
         format!("{err:?}"),
