@@ -14,7 +14,8 @@
 //!   capabilities return [`Error::NotImplemented`], malformed input gives
 //!   [`Error::InvalidService`] naming the field.
 //! - [`well_known`]: the finalizer, labels and event reasons.
-//! - `convert` (feature `runtime`): `k8s-openapi` objects into the model.
+//! - [`controller`] (feature `runtime`): the service controller and the node
+//!   controller part, over [`index::Index`] and `convert` (objects into the model).
 //! - `testing` (feature `testing`): a fake provider that records calls, and a
 //!   conformance battery any provider can run.
 //!
@@ -65,8 +66,26 @@
 //!
 //! # Running the controller
 //!
-//! The service controller (feature `runtime`) watches Services, Nodes and
-//! EndpointSlices and calls the provider; see the `controller` module.
+//! [`controller::Controller`] (feature `runtime`) watches Services, Nodes and
+//! EndpointSlices and calls the provider; the plumbing (watches, retries, leader
+//! election, shutdown) is `rancher-runtime`'s:
+//!
+//! ```no_run
+//! # #[cfg(feature = "testing")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::{sync::Arc, time::Duration};
+//! use rancher_cloudprovider::{controller::{Config, Controller}, testing::FakeCloud};
+//! use rancher_runtime::{client::ClientArgs, lease::Leadership, ready::Readiness, shutdown::Shutdown};
+//!
+//! rancher_runtime::install_crypto_provider();
+//! let client = ClientArgs::default().client().await?;
+//! let shutdown = Shutdown::on_signals();
+//! let controller = Controller::new(client, Arc::new(FakeCloud::default()), Config::default());
+//! controller.run(Leadership::always(), Readiness::new(), &shutdown).await;
+//! shutdown.drain(Duration::from_secs(10)).await?;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Feature flags
 //!
@@ -76,11 +95,15 @@
 //! | `testing` | no | `testing`: the fake provider and the conformance battery |
 
 #[cfg(feature = "runtime")]
+pub mod controller;
+#[cfg(feature = "runtime")]
 pub mod convert;
 pub mod error;
+#[cfg(feature = "runtime")]
+pub mod index;
 pub mod model;
 mod provider;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod well_known;
 
