@@ -1,0 +1,430 @@
+//! Benchmark of the built-in server, printed as a table:
+//!
+//! 1. Queries per second against NSD (Debian `nsd`, `rrl-ratelimit: 0`)
+//!    serving the same records as zone files, with `dnsperf`; each server
+//!    pinned to core 0 with `taskset`, dnsperf on core 1. The query mix is
+//!    what pods send: service hits, NXDOMAINs from search-path expansion,
+//!    SRV, NODATA (AAAA of IPv4 services), headless and pod names, PTR.
+//! 2. Scale: 10 000 Services with 100 000 endpoints: time to the first full
+//!    answer set, RSS, and the delay from an endpoint change to the changed
+//!    answer over UDP (median, p99).
+//!
+//! Run with `cargo bench -p rancher-dns --bench dnsperf` (needs `nsd`,
+//! `dnsperf` and `taskset`). Without `--bench` it does nothing, so test
+//! runs that build every target stay quick.
+#![allow(clippy::print_stdout, clippy::print_stderr, missing_docs)]
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rancher_dns::backend::{DnsBackend, ServerBackend};
+use rancher_dns::fixtures::{mk_endpoint, mk_external, mk_headless, mk_service, mk_slice, tcp};
+use rancher_dns::metrics::Metrics;
+use rancher_dns::model::{NameRecords, Options, RData};
+use rancher_dns::records::RecordIndex;
+use rancher_dns::server::{Server, ServerConfig};
+
+const NAMESPACES: usize = 10;
+
+fn options() -> Options {
+    Options {
+        reverse_zones: vec!["10.in-addr.arpa".into()],
+        ..Options::default()
+    }
+}
+
+/// The benchmark cluster: 1000 ClusterIP services, 100 headless services
+/// with 10 StatefulSet pods each, 10 ExternalName services.
+fn cluster() -> RecordIndex {
+    let mut index = RecordIndex::new(options());
+    for i in 0..1000 {
+        let ip = format!("10.43.{}.{}", i / 250, i % 250 + 1);
+        index.apply_service(mk_service(
+            &format!("ns{}", i % NAMESPACES),
+            &format!("svc{i}"),
+            &[&ip],
+            vec![tcp("http", 80)],
+        ));
+    }
+    for j in 0..100 {
+        let ns = format!("ns{}", j % NAMESPACES);
+        index.apply_service(mk_headless(&ns, &format!("db{j}"), vec![]));
+        let eps = (0..10)
+            .map(|k| {
+                mk_endpoint(
+                    &format!("10.42.{j}.{}", k + 1),
+                    Some(&format!("db{j}-{k}")),
+                    true,
+                )
+            })
+            .collect();
+        index.apply_slice(mk_slice(
+            &ns,
+            &format!("db{j}-x"),
+            &format!("db{j}"),
+            eps,
+            vec![tcp("mongo", 27017)],
+        ));
+    }
+    for e in 0..10 {
+        index.apply_service(mk_external(
+            &format!("ns{e}"),
+            &format!("ext{e}"),
+            "www.example.org",
+        ));
+    }
+    index
+}
+
+fn queries() -> String {
+    let mut q = String::new();
+    for i in 0..1000 {
+        let ns = i % NAMESPACES;
+        // A pod in ns looks up "svcI.nsN": ndots:5 tries the search path first.
+        let _ = writeln!(q, "svc{i}.ns{ns}.ns{ns}.svc.cluster.local A");
+        let _ = writeln!(q, "svc{i}.ns{ns}.svc.cluster.local A");
+        let _ = writeln!(q, "svc{i}.ns{ns}.svc.cluster.local AAAA");
+        if i % 2 == 0 {
+            let _ = writeln!(q, "_http._tcp.svc{i}.ns{ns}.svc.cluster.local SRV");
+        }
+        if i % 4 == 0 {
+            // An external name walks the whole search path.
+            let _ = writeln!(q, "www.example{i}.org.ns{ns}.svc.cluster.local A");
+            let _ = writeln!(q, "www.example{i}.org.svc.cluster.local A");
+            let _ = writeln!(q, "www.example{i}.org.cluster.local A");
+            let _ = writeln!(q, "{}.{}.43.10.in-addr.arpa PTR", i % 250 + 1, i / 250);
+        }
+    }
+    for j in 0..100 {
+        let ns = j % NAMESPACES;
+        let _ = writeln!(q, "db{j}.ns{ns}.svc.cluster.local A");
+        let _ = writeln!(q, "db{j}-{}.db{j}.ns{ns}.svc.cluster.local A", j % 10);
+        let _ = writeln!(q, "_mongo._tcp.db{j}.ns{ns}.svc.cluster.local SRV");
+    }
+    q
+}
+
+fn rdata(r: &RData) -> String {
+    match r {
+        RData::A(ip) => format!("A {ip}"),
+        RData::Aaaa(ip) => format!("AAAA {ip}"),
+        RData::Cname(t) => format!("CNAME {t}."),
+        RData::Ptr(t) => format!("PTR {t}."),
+        RData::Ns(t) => format!("NS {t}."),
+        RData::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => format!("SRV {priority} {weight} {port} {target}."),
+        RData::Txt(s) => format!(
+            "TXT {}",
+            s.iter()
+                .map(|t| format!("\"{t}\""))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        RData::Soa {
+            mname,
+            rname,
+            serial,
+            refresh,
+            retry,
+            expire,
+            minimum,
+        } => {
+            format!("SOA {mname}. {rname}. {serial} {refresh} {retry} {expire} {minimum}")
+        }
+        _ => String::new(),
+    }
+}
+
+/// Zone files for NSD: the cluster zone and 10.in-addr.arpa.
+fn zone_files(all: &[NameRecords], dir: &Path) {
+    let soa = "SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 5";
+    let mut fwd = String::new();
+    let mut rev =
+        format!("10.in-addr.arpa. 5 IN {soa}\n10.in-addr.arpa. 5 IN NS ns.dns.cluster.local.\n");
+    for n in all {
+        let out = if n.name.ends_with(".in-addr.arpa") {
+            &mut rev
+        } else {
+            &mut fwd
+        };
+        for r in &n.records {
+            let _ = writeln!(out, "{}. 5 IN {}", n.name, rdata(r));
+        }
+    }
+    std::fs::write(dir.join("cluster.local.zone"), fwd).expect("write zone");
+    std::fs::write(dir.join("10.in-addr.arpa.zone"), rev).expect("write zone");
+}
+
+fn free_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.local_addr().expect("addr").port()
+}
+
+fn probe(addr: SocketAddr, name: &str) -> Option<u8> {
+    let s = UdpSocket::bind("127.0.0.1:0").ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(200))).ok()?;
+    let mut p = vec![0x42, 0x42, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    p.extend(rancher_dns::name::to_wire(name));
+    p.extend([0, 1, 0, 1]);
+    s.send_to(&p, addr).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = s.recv(&mut buf).ok()?;
+    (n >= 12).then_some(buf[3] & 0x0f)
+}
+
+fn wait_up(addr: SocketAddr) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if probe(addr, "svc1.ns1.svc.cluster.local") == Some(0) {
+            return true;
+        }
+    }
+    false
+}
+
+fn dnsperf(port: u16, file: &Path, seconds: u32) -> f64 {
+    let out = Command::new("taskset")
+        .args([
+            "-c",
+            "1",
+            "dnsperf",
+            "-s",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-d",
+        ])
+        .arg(file)
+        .args([
+            "-l",
+            &seconds.to_string(),
+            "-c",
+            "8",
+            "-q",
+            "500",
+            "-T",
+            "1",
+        ])
+        .output()
+        .expect("dnsperf runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Queries per second:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_ours(port: u16) -> Killed {
+    let exe = std::env::current_exe().expect("own path");
+    let child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(exe)
+        .args(["--serve", &port.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start server");
+    Killed(child)
+}
+
+fn start_nsd(port: u16, dir: &Path) -> Killed {
+    let d = dir.display();
+    let conf = format!(
+        "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  server-count: 1\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  logfile: \"{d}/nsd.log\"\n  rrl-ratelimit: 0\n  verbosity: 0\n  tcp-count: 16\nremote-control:\n  control-enable: no\nzone:\n  name: cluster.local\n  zonefile: cluster.local.zone\nzone:\n  name: 10.in-addr.arpa\n  zonefile: 10.in-addr.arpa.zone\n"
+    );
+    std::fs::write(dir.join("nsd.conf"), conf).expect("write nsd.conf");
+    let child = Command::new("taskset")
+        .args(["-c", "0", "nsd", "-d", "-c"])
+        .arg(dir.join("nsd.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nsd");
+    Killed(child)
+}
+
+fn serve(port: u16) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let index = cluster();
+        let metrics = Metrics::new();
+        let backend = ServerBackend::new(&options(), metrics.clone());
+        backend.sync(&index.full()).await.expect("sync");
+        let config = ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            udp_threads: 1,
+            ..ServerConfig::default()
+        };
+        let _server = Server::start(&config, backend.snapshots(), metrics).expect("server");
+        std::future::pending::<()>().await;
+    });
+}
+
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn scale() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let rss_before = rss_mb();
+        let started = Instant::now();
+        let mut index = RecordIndex::new(Options::default());
+        for i in 0..9000 {
+            let ip = format!("10.{}.{}.{}", 100 + i / 60000, (i / 250) % 240, i % 250 + 1);
+            index.apply_service(mk_service(&format!("ns{}", i % 100), &format!("svc{i}"), &[&ip], vec![tcp("http", 80)]));
+        }
+        for j in 0..1000 {
+            let ns = format!("ns{}", j % 100);
+            index.apply_service(mk_headless(&ns, &format!("db{j}"), vec![]));
+            let eps = (0..100)
+                .map(|k| {
+                    let host = format!("db{j}-{k}");
+                    mk_endpoint(&format!("10.{}.{}.{}", j / 250 + 1, j % 250, k + 1), (k % 2 == 0).then_some(host.as_str()), true)
+                })
+                .collect();
+            index.apply_slice(mk_slice(&ns, &format!("db{j}-x"), &format!("db{j}"), eps, vec![tcp("mongo", 27017)]));
+        }
+        let metrics = Metrics::new();
+        let backend = ServerBackend::new(&Options::default(), metrics.clone());
+        backend.sync(&index.full()).await.expect("sync");
+        let first_sync = started.elapsed();
+        let names = index.len();
+        let rss = rss_mb();
+
+        let config = ServerConfig { listen: "127.0.0.1:0".parse().expect("addr"), udp_threads: 1, ..ServerConfig::default() };
+        let server = Server::start(&config, backend.snapshots(), metrics).expect("server");
+        let addr = server.local_addr();
+        let mut delays = Vec::new();
+        for round in 0..1000usize {
+            let j = round % 1000;
+            let k = (round / 10) % 50 * 2; // an endpoint with a hostname
+            let ns = format!("ns{}", j % 100);
+            let name = format!("db{j}-{k}.db{j}.{ns}.svc.cluster.local");
+            let eps = (0..100)
+                .map(|e| {
+                    let host = format!("db{j}-{e}");
+                    let ready = e != k;
+                    mk_endpoint(&format!("10.{}.{}.{}", j / 250 + 1, j % 250, e + 1), (e % 2 == 0).then_some(host.as_str()), ready)
+                })
+                .collect();
+            let t = Instant::now();
+            let changes = index.apply_slice(mk_slice(&ns, &format!("db{j}-x"), &format!("db{j}"), eps, vec![tcp("mongo", 27017)]));
+            backend.apply(&changes).await.expect("apply");
+            let seen = tokio::task::spawn_blocking(move || {
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < deadline {
+                    if probe(addr, &name) == Some(3) {
+                        return true;
+                    }
+                }
+                false
+            })
+            .await
+            .expect("probe");
+            assert!(seen, "change never became visible");
+            delays.push(t.elapsed());
+        }
+        delays.sort();
+        println!();
+        println!("| scale: 10 000 services, 100 000 endpoints | value |");
+        println!("| --- | --- |");
+        println!("| owner names in the zone | {names} |");
+        println!("| time to first full answer set (index + snapshot) | {:.2} s |", first_sync.as_secs_f64());
+        println!("| RSS after sync (process; before: {rss_before:.1} MB) | {rss:.1} MB |");
+        println!("| change-to-answer, median (endpoint readiness → dig-visible NXDOMAIN over UDP) | {:.3} ms |", percentile(&delays, 0.5).as_secs_f64() * 1e3);
+        println!("| change-to-answer, p99 | {:.3} ms |", percentile(&delays, 0.99).as_secs_f64() * 1e3);
+        server.shutdown().await;
+    });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--serve") {
+        let port = args.get(i + 1).and_then(|p| p.parse().ok()).unwrap_or(5353);
+        serve(port);
+        return;
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        return;
+    }
+    let only_scale = std::env::var_os("DNSPERF_SKIP_QPS").is_some();
+    if !only_scale {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = cluster();
+        zone_files(&index.full(), dir.path());
+        let qfile = dir.path().join("queries.txt");
+        std::fs::write(&qfile, queries()).expect("write queries");
+        let seconds: u32 = std::env::var("DNSPERF_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10);
+        let (mut ours, mut nsd) = (Vec::new(), Vec::new());
+        for _round in 0..2 {
+            let port = free_port();
+            let server = start_ours(port);
+            assert!(
+                wait_up(SocketAddr::from(([127, 0, 0, 1], port))),
+                "rancher-dns did not start"
+            );
+            ours.push(dnsperf(port, &qfile, seconds));
+            drop(server);
+            let port = free_port();
+            let server = start_nsd(port, dir.path());
+            assert!(
+                wait_up(SocketAddr::from(([127, 0, 0, 1], port))),
+                "nsd did not start"
+            );
+            nsd.push(dnsperf(port, &qfile, seconds));
+            drop(server);
+        }
+        let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        let (o, n) = (best(&ours), best(&nsd));
+        println!(
+            "| server (one core, taskset -c 0; dnsperf -c 8 -T 1 on core 1, {seconds} s, best of 2) | queries/s | runs |"
+        );
+        println!("| --- | --- | --- |");
+        println!("| rancher-dns built-in server | {o:.0} | {ours:.0?} |");
+        println!("| NSD (rrl-ratelimit: 0) | {n:.0} | {nsd:.0?} |");
+        println!(
+            "| ratio rancher-dns / NSD | {:.2}x | |",
+            if n > 0.0 { o / n } else { 0.0 }
+        );
+        println!(
+            "| query mix | {} queries: hits, search-path NXDOMAINs, NODATA, SRV, headless, pod names, PTR | |",
+            queries().lines().count()
+        );
+    }
+    scale();
+}
