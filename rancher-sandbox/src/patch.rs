@@ -194,7 +194,19 @@ pub fn json_patch(target: &Value, patch: &Value) -> Result<Value> {
                 add_at(&mut doc, path, v)?;
             }
             "test" => {
-                if get_at(&doc, path)? != value()? {
+                // Like kube-apiserver's JSON patch, a missing member tests equal to null.
+                let actual = match get_at(&doc, path) {
+                    Ok(v) => v,
+                    Err(_)
+                        if tokens(path)?.split_last().is_some_and(|(_, parents)| {
+                            parent_mut(&mut doc.clone(), parents, path).is_ok_and(|p| p.is_object())
+                        }) =>
+                    {
+                        Value::Null
+                    }
+                    Err(e) => return Err(e),
+                };
+                if actual != value()? {
                     return Err(PatchError(format!(
                         "test operation {n} failed: value at {path:?} differs"
                     )));
@@ -549,6 +561,13 @@ mod tests {
         );
         assert!(json_patch(&t, &json!([{"op": "remove", "path": "/nope"}])).is_err());
         assert!(json_patch(&t, &json!([{"op": "test", "path": "/b/c", "value": "z"}])).is_err());
+        assert!(
+            json_patch(
+                &t,
+                &json!([{"op": "test", "path": "/b/missing", "value": null}])
+            )
+            .is_ok()
+        );
         assert!(json_patch(&t, &json!({"op": "add"})).is_err());
     }
 

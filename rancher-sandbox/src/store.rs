@@ -1140,7 +1140,7 @@ impl State {
                     .insert(key.clone(), obj.clone());
                 self.record(
                     &rt.storage,
-                    "",
+                    &key.0,
                     EventType::Modified,
                     obj.clone(),
                     Some(old.clone()),
