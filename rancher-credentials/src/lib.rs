@@ -17,7 +17,9 @@
 //! - [`matching::matches`]: `matchImages` and `auth` key matching exactly as the
 //!   kubelet does it, to test a configuration with.
 //! - [`duration`]: Go duration strings, the form of `cacheDuration`.
-//! - Providers in [`provider`]: a Docker `config.json` file
+//! - Providers in [`provider`]: Rancher's private registries (`RancherProvider`,
+//!   feature `rancher`: every active registry with its own credential), a Docker
+//!   `config.json` file
 //!   ([`DockerConfigProvider`](provider::DockerConfigProvider)), a
 //!   `kubernetes.io/dockerconfigjson` Secret (`SecretProvider`, feature `runtime`),
 //!   and several of them asked in order
@@ -72,6 +74,7 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `runtime` | yes | `provider::SecretProvider`: credentials from one `kubernetes.io/dockerconfigjson` Secret, read through `kube` |
+//! | `rancher` | yes | `provider::RancherProvider`: the credentials of every active registry of a Rancher project, through `rancher-client` |
 //! | `testing` | no | [`testing::FakeProvider`] and the [`testing::conformance`] battery every provider can run |
 
 pub mod duration;

@@ -8,11 +8,15 @@ use crate::model::{Request, Response};
 
 mod composite;
 mod docker_config;
+#[cfg(feature = "rancher")]
+mod rancher;
 #[cfg(feature = "runtime")]
 pub mod secret;
 
 pub use composite::CompositeProvider;
 pub use docker_config::{DockerConfig, DockerConfigConfig, DockerConfigProvider};
+#[cfg(feature = "rancher")]
+pub use rancher::{RancherConfig, RancherProvider};
 #[cfg(feature = "runtime")]
 pub use secret::{SecretConfig, SecretProvider, SecretRef};
 

@@ -4,5 +4,7 @@
 mod composite;
 mod docker_config;
 mod exec;
+#[cfg(feature = "rancher")]
+mod rancher;
 #[cfg(feature = "runtime")]
 mod secret;
