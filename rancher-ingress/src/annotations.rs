@@ -58,7 +58,7 @@ pub const INGRESS_CLASS: &str = "kubernetes.io/ingress.class";
 pub const IS_DEFAULT_CLASS: &str = "ingressclass.kubernetes.io/is-default-class";
 
 /// The largest accepted scale.
-pub const MAX_SCALE: u32 = 1000;
+pub const MAX_SCALE: u32 = 256;
 
 /// Parsing options.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -372,7 +372,7 @@ mod tests {
             ("scale", "two"),
             ("scale", "-1"),
             ("scale", "+1"),
-            ("scale", "1001"),
+            ("scale", "257"),
             ("scale", ""),
             ("http.port", "0"),
             ("http.port", "65536"),

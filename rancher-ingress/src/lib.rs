@@ -92,9 +92,17 @@
 pub mod annotations;
 pub mod backend;
 pub mod class;
+#[cfg(feature = "runtime")]
+pub mod controller;
+#[cfg(feature = "runtime")]
+pub mod convert;
 #[cfg(any(test, feature = "testing"))]
 pub mod fixtures;
 pub mod host;
+#[cfg(feature = "runtime")]
+pub mod index;
+#[cfg(feature = "runtime")]
+pub mod metrics;
 pub mod model;
 pub mod path;
 pub mod source;

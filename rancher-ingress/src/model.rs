@@ -89,9 +89,10 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// A stable identifier, unique within a load balancer: `namespace/service:port`.
+    /// A stable identifier, unique within a load balancer and a valid DNS
+    /// subdomain: `namespace.service.port`.
     pub fn id(&self) -> String {
-        format!("{}/{}:{}", self.namespace, self.service, self.port)
+        format!("{}.{}.{}", self.namespace, self.service, self.port)
     }
 }
 
