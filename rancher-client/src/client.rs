@@ -435,22 +435,27 @@ impl Client {
         body: Option<Vec<u8>>,
     ) -> Result<(String, bytes::Bytes)> {
         let path = describe(&url);
+        let span = tracing::debug_span!("rancher_request", %method, %path);
         let retry = &self.inner.config.retry;
         let idempotent = method != Method::POST;
-        let mut attempt = 0;
-        loop {
-            let result = self.attempt(&method, &url, &path, body.as_deref()).await;
-            match result {
-                Ok(bytes) => return Ok((path, bytes)),
-                Err(err) if attempt < retry.max_retries && retryable(&err, idempotent) => {
-                    let delay = retry.backoff(attempt);
-                    tracing::debug!(%method, %path, attempt, ?delay, error = %err, "retrying rancher request");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
+        let run = async {
+            let mut attempt = 0;
+            loop {
+                let result = self.attempt(&method, &url, &path, body.as_deref()).await;
+                match result {
+                    Ok(bytes) => return Ok(bytes),
+                    Err(err) if attempt < retry.max_retries && retryable(&err, idempotent) => {
+                        let delay = retry.backoff(attempt);
+                        tracing::debug!(attempt, ?delay, error = %err, "retrying rancher request");
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                    }
+                    Err(err) => return Err(err),
                 }
-                Err(err) => return Err(err),
             }
-        }
+        };
+        let bytes = tracing::Instrument::instrument(run, span).await?;
+        Ok((path, bytes))
     }
 
     async fn attempt(
@@ -488,7 +493,7 @@ impl Client {
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(transport)?;
-        tracing::trace!(%method, %path, status = status.as_u16(), "rancher response");
+        tracing::trace!(status = status.as_u16(), "rancher response");
         if status.is_success() {
             Ok(bytes)
         } else {

@@ -23,6 +23,8 @@
 //!   `CATTLE_ACCESS_KEY` and `CATTLE_SECRET_KEY` ([`Client::from_env`]) or from a [`Config`];
 //!   HTTP basic authentication, timeouts, and retries with backoff on connect errors and 5xx
 //!   ([`RetryPolicy`] says exactly which). It is cheap to clone and `Send + Sync`.
+//!   [`Client::ping`] checks reachability and keys, for readiness probes. Each request runs
+//!   in a `rancher_request` tracing span (method and path; never credentials).
 //! - [`Api<R>`](Api) holds the operations on one resource type: [`Api::list`] with filters
 //!   ([`ListParams`]) following `pagination.next` to the end, [`Api::get`], [`Api::create`],
 //!   [`Api::update`] (PUT), actions ([`Api::activate`], [`Api::deactivate`], [`Api::remove`],
