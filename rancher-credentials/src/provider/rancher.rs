@@ -117,10 +117,7 @@ impl RancherProvider {
             .iter()
             .filter(|credential| is_active(&credential.meta))
             .collect();
-        active.sort_by(|a, b| {
-            (b.meta.created.as_deref(), b.meta.id.as_str())
-                .cmp(&(a.meta.created.as_deref(), a.meta.id.as_str()))
-        });
+        newest_first(&mut active);
         let mut auth = BTreeMap::new();
         for credential in active {
             let Some(address) = addresses.get(credential.registry_id.as_str()) else {
