@@ -5,6 +5,9 @@
 //! reports to the Ingresses that load balancer serves. The in-tree backend drives a
 //! `rancher-lb` driver; users plug in their own by implementing this trait.
 
+#[cfg(feature = "lb")]
+pub mod lb;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

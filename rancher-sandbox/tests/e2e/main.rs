@@ -1,6 +1,7 @@
 //! End-to-end tests: real `kube` clients (and the real `kubectl`) against the sandbox.
 
 mod api;
+mod kubectl;
 mod patch;
 mod watch;
 

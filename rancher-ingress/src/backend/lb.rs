@@ -1,0 +1,369 @@
+//! The in-tree backend: load balancers realised by a `rancher-lb`
+//! [`Driver`] (HAProxy on managed hosts, or the Rancher API).
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use async_trait::async_trait;
+use rancher_lb::{
+    driver::{self, Driver},
+    model::{
+        BackendSpec, CertificateSpec, EndpointSpec, HttpRouteSpec, LbId, ListenerSpec,
+        LoadBalancer as LbModel, LoadBalancerSpec, PathMatch, PlacementSpec,
+        Protocol as LbProtocol, StickinessSpec,
+    },
+};
+use tokio::sync::broadcast;
+
+use crate::{
+    backend::{Error, IngressBackend, Result},
+    host::Host,
+    model::{Address, LoadBalancer, Protocol, Status},
+    path::PathKind,
+};
+
+/// The cookie name used when a stickiness policy names none.
+pub const DEFAULT_STICKY_COOKIE: &str = "lb-sticky";
+
+/// An [`IngressBackend`] on a `rancher-lb` [`Driver`].
+pub struct LbBackend {
+    driver: Arc<dyn Driver>,
+    /// Names ensured and not deleted since this process started.
+    known: Mutex<BTreeSet<String>>,
+}
+
+impl std::fmt::Debug for LbBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LbBackend").finish_non_exhaustive()
+    }
+}
+
+impl LbBackend {
+    /// A backend driving `driver`.
+    pub fn new(driver: Arc<dyn Driver>) -> Self {
+        Self {
+            driver,
+            known: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn id(name: &str) -> Result<LbId> {
+    LbId::new(name).map_err(|error| Error::Unsupported {
+        name: name.to_owned(),
+        what: format!("the name ({error})"),
+    })
+}
+
+fn unsupported(lb: &LoadBalancer, what: &str) -> Error {
+    Error::Unsupported {
+        name: lb.name.clone(),
+        what: what.to_owned(),
+    }
+}
+
+/// Maps a translated load balancer onto a `rancher-lb` model.
+pub fn to_model(lb: &LoadBalancer) -> Result<LbModel> {
+    let placement = &lb.placement;
+    if !placement.forbidden.is_empty() {
+        return Err(unsupported(lb, "host_label_ne placement"));
+    }
+    if !placement.preferred.is_empty() || !placement.avoided.is_empty() {
+        return Err(unsupported(lb, "soft host label placement"));
+    }
+    if placement.global {
+        return Err(unsupported(lb, "global placement"));
+    }
+    // An HTTPS listener without a certificate cannot serve: leave it out.
+    let listeners: Vec<ListenerSpec> = lb
+        .listeners
+        .iter()
+        .filter(|l| l.protocol == Protocol::Http || !lb.certificates.is_empty())
+        .map(|l| ListenerSpec {
+            port: u32::from(l.port),
+            protocol: match l.protocol {
+                Protocol::Http => LbProtocol::Http,
+                Protocol::Https => LbProtocol::Https,
+            },
+        })
+        .collect();
+    let stickiness =
+        lb.stickiness
+            .as_ref()
+            .map_or(StickinessSpec::None, |s| StickinessSpec::Cookie {
+                name: s
+                    .cookie
+                    .clone()
+                    .or_else(|| s.name.clone())
+                    .unwrap_or_else(|| DEFAULT_STICKY_COOKIE.to_owned()),
+            });
+    let mut spec = LoadBalancerSpec {
+        id: lb.name.clone(),
+        listeners: listeners.clone(),
+        backends: lb
+            .backends
+            .values()
+            .map(|b| BackendSpec {
+                name: b.id(),
+                endpoints: b
+                    .endpoints
+                    .iter()
+                    .map(|e| EndpointSpec {
+                        address: e.ip().to_string(),
+                        port: u32::from(e.port()),
+                    })
+                    .collect(),
+                stickiness: stickiness.clone(),
+                ..BackendSpec::default()
+            })
+            .collect(),
+        certificates: lb
+            .certificates
+            .iter()
+            .map(|c| CertificateSpec {
+                name: c.name.replace('/', "."),
+                chain_pem: c.chain_pem.clone(),
+                key_pem: c.key_pem.expose().to_owned(),
+                default: c.hosts.contains(&Host::Any),
+                hosts: c
+                    .hosts
+                    .iter()
+                    .filter(|h| **h != Host::Any)
+                    .map(ToString::to_string)
+                    .collect(),
+            })
+            .collect(),
+        scale: lb.scale,
+        placement: PlacementSpec {
+            required_labels: placement.required.clone(),
+            preferred_hosts: Vec::new(),
+        },
+        snippet: lb.snippet.clone(),
+        ..LoadBalancerSpec::default()
+    };
+    for listener in &listeners {
+        let mut has_catch_all = false;
+        for route in &lb.routes {
+            has_catch_all |= route.host == Host::Any
+                && route.path.kind() == PathKind::Prefix
+                && route.path.path() == "/";
+            spec.http_routes.push(HttpRouteSpec {
+                port: listener.port,
+                host: (route.host != Host::Any).then(|| route.host.to_string()),
+                path: Some(route.path.path().to_owned()),
+                path_match: match route.path.kind() {
+                    PathKind::Exact => PathMatch::Exact,
+                    PathKind::Prefix => PathMatch::Prefix,
+                },
+                backend: route.backend.clone(),
+            });
+        }
+        if let (Some(default), false) = (&lb.default_backend, has_catch_all) {
+            spec.http_routes.push(HttpRouteSpec {
+                port: listener.port,
+                host: None,
+                path: None,
+                path_match: PathMatch::Prefix,
+                backend: default.clone(),
+            });
+        }
+    }
+    LbModel::new(&spec).map_err(|error| Error::Other {
+        name: lb.name.clone(),
+        source: Box::new(error),
+    })
+}
+
+fn status(status: &driver::Status) -> Status {
+    Status::new(status.addresses.iter().copied().map(Address::Ip))
+}
+
+fn driver_error(name: &str, error: driver::Error) -> Error {
+    match error {
+        driver::Error::Retry { after } => Error::Retry {
+            name: name.to_owned(),
+            reason: "the driver is converging".to_owned(),
+            after,
+        },
+        driver::Error::Rejected { reason, .. } => Error::Unsupported {
+            name: name.to_owned(),
+            what: reason,
+        },
+        driver::Error::NotImplemented => Error::NotImplemented("this driver operation"),
+        other => Error::Other {
+            name: name.to_owned(),
+            source: Box::new(other),
+        },
+    }
+}
+
+#[async_trait]
+impl IngressBackend for LbBackend {
+    async fn ensure(&self, lb: &LoadBalancer) -> Result<Status> {
+        let model = to_model(lb)?;
+        let result = self
+            .driver
+            .ensure(&model)
+            .await
+            .map_err(|e| driver_error(&lb.name, e))?;
+        self.known().insert(lb.name.clone());
+        Ok(status(&result))
+    }
+
+    async fn ensure_deleted(&self, name: &str) -> Result<()> {
+        let id = id(name)?;
+        self.driver
+            .ensure_deleted(&id)
+            .await
+            .map_err(|e| driver_error(name, e))?;
+        self.known().remove(name);
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<String>> {
+        Ok(self.known().iter().cloned().collect())
+    }
+
+    async fn status(&self, name: &str) -> Result<Option<Status>> {
+        let id = id(name)?;
+        Ok(self
+            .driver
+            .status(&id)
+            .await
+            .map_err(|e| driver_error(name, e))?
+            .as_ref()
+            .map(status))
+    }
+
+    fn changes(&self) -> Option<broadcast::Receiver<String>> {
+        let mut updates = self.driver.subscribe();
+        let (tx, rx) = broadcast::channel(driver::STATUS_CHANNEL_CAPACITY);
+        tokio::spawn(async move {
+            loop {
+                match updates.recv().await {
+                    Ok(update) => {
+                        if tx.send(update.id.as_str().to_owned()).is_err() {
+                            break;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        Some(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::IpAddr, time::Duration};
+
+    use rancher_lb::{placement::Host as LbHost, testing::FakeDriver};
+
+    use super::*;
+    use crate::{
+        fixtures::*,
+        translate::{Config, Sources, translate},
+    };
+
+    fn hosts() -> Vec<IpAddr> {
+        vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()]
+    }
+
+    fn backend() -> LbBackend {
+        LbBackend::new(Arc::new(FakeDriver::new(
+            hosts().into_iter().map(LbHost::new).collect(),
+        )))
+    }
+
+    #[tokio::test]
+    async fn passes_the_backend_battery_on_the_fake_driver() {
+        crate::testing::conformance(&backend(), Duration::from_secs(5)).await;
+    }
+
+    #[tokio::test]
+    async fn translated_load_balancers_are_valid_models() {
+        let mut sources = Sources::new();
+        sources.apply_class(rancher_class());
+        sources.apply_service(mk_service("default", "nginx-service", &[("", 80)]));
+        sources.apply_slice(mk_slice(
+            "default",
+            "s",
+            "nginx-service",
+            &[("", 8080)],
+            &["10.42.0.5"],
+        ));
+        sources.apply_secret(mk_tls_secret(
+            "default",
+            "org",
+            EXAMPLE_ORG_CRT,
+            EXAMPLE_ORG_KEY,
+        ));
+        sources.apply_secret(mk_tls_secret(
+            "default",
+            "net",
+            EXAMPLE_NET_CRT,
+            EXAMPLE_NET_KEY,
+        ));
+        let mut ingress = mk_ingress(
+            "default",
+            "scalelb",
+            1,
+            vec![
+                rule(
+                    "foo.bar.com",
+                    vec![path("/foo", "Prefix", svc("nginx-service", 80))],
+                ),
+                rule(
+                    "*.example.org",
+                    vec![path("/x", "Exact", svc("nginx-service", 80))],
+                ),
+            ],
+        );
+        ingress.default_backend = Some(svc("nginx-service", 80));
+        let ingress = with_tls(
+            with_tls(ingress, &["www.example.org"], "org"),
+            &["www.example.net"],
+            "net",
+        );
+        sources.apply_ingress(annotate(
+            annotate(ingress, "scale", "2"),
+            crate::annotations::STICKINESS,
+            "cookie: route",
+        ));
+        let translation = translate(&sources, &Config::default());
+        let lb = translation.balancers.values().next().unwrap();
+        let model = to_model(lb).unwrap();
+        assert_eq!(model.scale(), 2);
+        assert_eq!(model.listeners().len(), 2);
+        // Two listeners × (two routes + the default backend).
+        assert_eq!(model.http_routes().len(), 6);
+        assert_eq!(model.certificates().len(), 2);
+
+        let backend = backend();
+        let status = backend.ensure(lb).await.unwrap();
+        assert_eq!(
+            status.addresses,
+            hosts().into_iter().map(Address::Ip).collect::<Vec<_>>()
+        );
+        assert_eq!(backend.list().await.unwrap(), vec![lb.name.clone()]);
+    }
+
+    #[tokio::test]
+    async fn unsupported_placement_is_an_error_naming_it() {
+        let mut lb = LoadBalancer {
+            name: "x".into(),
+            ..LoadBalancer::default()
+        };
+        lb.placement.global = true;
+        let error = backend().ensure(&lb).await.unwrap_err();
+        assert!(error.to_string().contains("global placement"), "{error}");
+    }
+}

@@ -1,0 +1,375 @@
+//! The real `kubectl` against the sandbox: apply, server-side apply, get (table, yaml,
+//! watch), create, replace, patch (merge, json, strategic), label, annotate, delete.
+//!
+//! `kubectl` must be installed (`scripts/test` installs it); the test fails, not skips,
+//! when it is missing. Set `KUBECTL` to use another binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+struct Kubectl {
+    bin: String,
+    kubeconfig: PathBuf,
+    cache: PathBuf,
+}
+
+impl Kubectl {
+    fn new(kubeconfig: &Path, cache: &Path) -> Self {
+        let bin = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string());
+        Self {
+            bin,
+            kubeconfig: kubeconfig.to_path_buf(),
+            cache: cache.to_path_buf(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args);
+        cmd.stdin(Stdio::null()).kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs kubectl; returns (success, stdout, stderr).
+    async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = tokio::time::timeout(Duration::from_secs(60), self.command(args).output())
+            .await
+            .unwrap_or_else(|_| panic!("kubectl {args:?} timed out"))
+            .unwrap_or_else(|e| panic!("running {} failed ({e}); kubectl must be installed (Debian package kubernetes-client)", self.bin));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs kubectl and expects success; returns stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args).await;
+        assert!(ok, "kubectl {args:?} failed:\nstdout: {out}\nstderr: {err}");
+        out
+    }
+}
+
+const MANIFESTS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector: {app: web}
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: shop
+spec:
+  ingressClassName: rancher
+  rules:
+  - host: shop.example.org
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service: {name: web, port: {number: 80}}
+"#;
+
+fn columns(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+#[tokio::test]
+async fn kubectl_drives_the_sandbox() {
+    super::install_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let sb = rancher_sandbox::Sandbox::builder()
+        .kubeconfig_path(&kubeconfig)
+        .start()
+        .await
+        .unwrap();
+    let k = Kubectl::new(&kubeconfig, &dir.path().join("cache"));
+
+    let version = k.ok(&["version", "-o", "json"]).await;
+    assert!(version.contains("\"serverVersion\""), "{version}");
+
+    // apply -f (client-side), then get as a table.
+    let manifests = dir.path().join("shop.yaml");
+    std::fs::write(&manifests, MANIFESTS).unwrap();
+    let out = k.ok(&["apply", "-f", manifests.to_str().unwrap()]).await;
+    assert!(
+        out.contains("namespace/shop created")
+            && out.contains("ingress.networking.k8s.io/web created"),
+        "{out}"
+    );
+    let svc: Service = Api::namespaced(sb.client(), "shop")
+        .get("web")
+        .await
+        .unwrap();
+    let ip = svc.spec.unwrap().cluster_ip.unwrap();
+    assert!(ip.starts_with("10.43."), "{ip}");
+
+    let ingresses: Api<Ingress> = Api::namespaced(sb.client(), "shop");
+    ingresses
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.2"}, {"ip": "127.0.0.3"}]}}})))
+        .await
+        .unwrap();
+    let out = k.ok(&["get", "ingress", "-n", "shop"]).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        columns(lines[0]),
+        ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"],
+        "{out}"
+    );
+    assert_eq!(
+        columns(lines[1])[..5],
+        [
+            "web",
+            "rancher",
+            "shop.example.org",
+            "127.0.0.2,127.0.0.3",
+            "80"
+        ],
+        "{out}"
+    );
+    let out = k.ok(&["get", "svc", "web", "-n", "shop"]).await;
+    assert!(out.contains(&ip) && out.contains("80/TCP"), "{out}");
+
+    // get -o yaml.
+    let yaml = k
+        .ok(&["get", "svc", "web", "-n", "shop", "-o", "yaml"])
+        .await;
+    let parsed: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
+    assert_eq!(parsed["spec"]["clusterIP"], ip.as_str());
+    assert_eq!(parsed["kind"], "Service");
+
+    // get -w sees a status change.
+    let mut watch = k
+        .command(&["get", "ingress", "web", "-n", "shop", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with("NAME"), "{first}");
+    let initial = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(initial.contains("127.0.0.2,127.0.0.3"), "{initial}");
+    ingresses
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.4"}]}}})),
+        )
+        .await
+        .unwrap();
+    let changed = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(columns(&changed).contains(&"127.0.0.4"), "{changed}");
+    watch.kill().await.unwrap();
+
+    // apply again with a change: a three-way strategic merge.
+    std::fs::write(
+        &manifests,
+        MANIFESTS.replace("targetPort: 8080", "targetPort: 9090"),
+    )
+    .unwrap();
+    let out = k.ok(&["apply", "-f", manifests.to_str().unwrap()]).await;
+    assert!(out.contains("service/web configured"), "{out}");
+    let svc: Service = Api::namespaced(sb.client(), "shop")
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9090))
+    );
+    assert_eq!(
+        svc.spec.unwrap().cluster_ip.unwrap(),
+        ip,
+        "the ClusterIP survives updates"
+    );
+
+    // create, replace, patch, label, annotate, delete on a ConfigMap.
+    let cm_file = dir.path().join("cm.yaml");
+    std::fs::write(&cm_file, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: shop\ndata:\n  mode: a\n").unwrap();
+    let out = k.ok(&["create", "-f", cm_file.to_str().unwrap()]).await;
+    assert!(out.contains("configmap/settings created"), "{out}");
+    let (ok, _, err) = k.run(&["create", "-f", cm_file.to_str().unwrap()]).await;
+    assert!(!ok && err.contains("AlreadyExists"), "{err}");
+    std::fs::write(&cm_file, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: shop\ndata:\n  mode: b\n").unwrap();
+    k.ok(&["replace", "-f", cm_file.to_str().unwrap()]).await;
+    let cms: Api<ConfigMap> = Api::namespaced(sb.client(), "shop");
+    assert_eq!(
+        cms.get("settings").await.unwrap().data.unwrap()["mode"],
+        "b"
+    );
+    k.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-n",
+        "shop",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"merge":"1"}}"#,
+    ])
+    .await;
+    k.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-n",
+        "shop",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"add","path":"/data/json","value":"2"}]"#,
+    ])
+    .await;
+    k.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-n",
+        "shop",
+        "--type",
+        "strategic",
+        "-p",
+        r#"{"data":{"strategic":"3"}}"#,
+    ])
+    .await;
+    k.ok(&["label", "configmap", "settings", "-n", "shop", "tier=front"])
+        .await;
+    k.ok(&[
+        "annotate",
+        "configmap",
+        "settings",
+        "-n",
+        "shop",
+        "example.org/note=hello",
+    ])
+    .await;
+    let got = cms.get("settings").await.unwrap();
+    let data = got.data.unwrap();
+    assert_eq!(
+        (
+            data["merge"].as_str(),
+            data["json"].as_str(),
+            data["strategic"].as_str()
+        ),
+        ("1", "2", "3")
+    );
+    assert_eq!(got.metadata.labels.unwrap()["tier"], "front");
+    assert_eq!(
+        got.metadata.annotations.unwrap()["example.org/note"],
+        "hello"
+    );
+    let out = k
+        .ok(&[
+            "get",
+            "configmaps",
+            "-n",
+            "shop",
+            "-l",
+            "tier=front",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(out.trim(), "configmap/settings");
+    let (ok, _, err) = k
+        .run(&[
+            "patch",
+            "configmap",
+            "settings",
+            "-n",
+            "shop",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"remove","path":"/data/nope"}]"#,
+        ])
+        .await;
+    assert!(!ok && !err.is_empty(), "a patch that does not apply fails");
+
+    // apply --server-side takes over and changes a field.
+    let ssa = dir.path().join("ssa.yaml");
+    std::fs::write(&ssa, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: shop\ndata:\n  owner: kubectl\n").unwrap();
+    let out = k
+        .ok(&["apply", "--server-side", "-f", ssa.to_str().unwrap()])
+        .await;
+    assert!(out.contains("serverside-applied"), "{out}");
+    std::fs::write(&ssa, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: shop\ndata:\n  owner: kubectl\n  more: yes-please\n").unwrap();
+    k.ok(&["apply", "--server-side", "-f", ssa.to_str().unwrap()])
+        .await;
+    let applied = cms.get("applied").await.unwrap();
+    assert_eq!(applied.data.unwrap()["more"], "yes-please");
+    assert!(
+        applied
+            .metadata
+            .managed_fields
+            .unwrap()
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("kubectl")
+                && m.operation.as_deref() == Some("Apply"))
+    );
+
+    // delete, and errors read like kube-apiserver's.
+    let out = k
+        .ok(&["delete", "configmap", "settings", "-n", "shop"])
+        .await;
+    assert!(out.contains("deleted"), "{out}");
+    let (ok, _, err) = k.run(&["get", "configmap", "settings", "-n", "shop"]).await;
+    assert!(
+        !ok && err.contains("NotFound") && err.contains("\"settings\" not found"),
+        "{err}"
+    );
+    let out = k.ok(&["delete", "ingress", "web", "-n", "shop"]).await;
+    assert!(
+        out.contains("ingress.networking.k8s.io \"web\" deleted"),
+        "{out}"
+    );
+    // Deleting the namespace deletes what is left in it (the sandbox does it at once).
+    let out = k.ok(&["delete", "namespace", "shop"]).await;
+    assert!(out.contains("namespace \"shop\" deleted"), "{out}");
+    let out = k.ok(&["get", "namespaces", "-o", "name"]).await;
+    assert!(!out.contains("namespace/shop"), "{out}");
+    let out = k.ok(&["get", "services", "-A", "-o", "name"]).await;
+    assert_eq!(out.trim(), "service/kubernetes");
+}
