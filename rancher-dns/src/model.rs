@@ -244,23 +244,43 @@ pub enum RData {
     Txt(Vec<String>),
     /// Nameserver.
     Ns(String),
-    /// Start of authority.
-    Soa {
-        /// Primary nameserver.
-        mname: String,
-        /// Responsible mailbox (`hostmaster.<zone>`).
-        rname: String,
-        /// Serial.
-        serial: u32,
-        /// Refresh (s).
-        refresh: u32,
-        /// Retry (s).
-        retry: u32,
-        /// Expire (s).
-        expire: u32,
-        /// Negative-caching TTL (s).
-        minimum: u32,
-    },
+    /// Start of authority (boxed: it is rare and large).
+    Soa(Box<Soa>),
+}
+
+/// The data of an SOA record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Soa {
+    /// Primary nameserver.
+    pub mname: String,
+    /// Responsible mailbox (`hostmaster.<zone>`).
+    pub rname: String,
+    /// Serial.
+    pub serial: u32,
+    /// Refresh (s).
+    pub refresh: u32,
+    /// Retry (s).
+    pub retry: u32,
+    /// Expire (s).
+    pub expire: u32,
+    /// Negative-caching TTL (s).
+    pub minimum: u32,
+}
+
+impl Soa {
+    /// The SOA this crate serves for a zone: `ns.dns.<zone>`,
+    /// `hostmaster.<zone>`, the TTL as negative-caching TTL.
+    pub fn for_options(options: &Options) -> Self {
+        Self {
+            mname: options.nameserver(),
+            rname: format!("hostmaster.{}", options.zone),
+            serial: 1,
+            refresh: 7200,
+            retry: 1800,
+            expire: 86400,
+            minimum: options.ttl_secs(),
+        }
+    }
 }
 
 impl RData {
@@ -274,7 +294,7 @@ impl RData {
             Self::Srv { .. } => RecordType::SRV,
             Self::Txt(_) => RecordType::TXT,
             Self::Ns(_) => RecordType::NS,
-            Self::Soa { .. } => RecordType::SOA,
+            Self::Soa(_) => RecordType::SOA,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use crate::model::{
     Change, EndpointSlice, NameRecords, Options, Pod, PodRecords, RData, SCHEMA_VERSION, Service,
-    ServiceKey, ServiceKind,
+    ServiceKey, ServiceKind, Soa,
 };
 use crate::name;
 
@@ -23,12 +23,20 @@ enum Owner {
     Pod(ServiceKey),
 }
 
+/// Records an owner builds, by name (transient).
 type Owned = BTreeMap<String, Vec<RData>>;
 
-#[derive(Debug, Default)]
-struct NameState {
-    contributions: BTreeMap<Owner, Vec<RData>>,
-    merged: Vec<RData>,
+/// Records an owner contributes, sorted by name (stored: the only copy of
+/// the records in the index).
+type Stored = Vec<(Box<str>, Vec<RData>)>;
+
+type OwnerId = u32;
+
+fn lookup<'a>(stored: &'a Stored, name: &str) -> Option<&'a Vec<RData>> {
+    stored
+        .binary_search_by(|(n, _)| (**n).cmp(name))
+        .ok()
+        .map(|i| &stored[i].1)
 }
 
 /// Why an object (or part of it) was left out of the zone.
@@ -52,8 +60,11 @@ pub struct RecordIndex {
     slices: HashMap<ServiceKey, BTreeMap<String, EndpointSlice>>,
     slice_service: HashMap<(String, String), ServiceKey>,
     pods: HashMap<ServiceKey, Pod>,
-    owned: HashMap<Owner, Owned>,
-    names: HashMap<String, NameState>,
+    owner_ids: HashMap<Owner, OwnerId>,
+    next_owner: OwnerId,
+    owned: HashMap<OwnerId, Stored>,
+    /// Who contributes each name; a name exists while it has a contributor.
+    names: HashMap<Box<str>, Vec<OwnerId>>,
     skipped: u64,
 }
 
@@ -69,6 +80,8 @@ impl RecordIndex {
             slices: HashMap::new(),
             slice_service: HashMap::new(),
             pods: HashMap::new(),
+            owner_ids: HashMap::new(),
+            next_owner: 0,
             owned: HashMap::new(),
             names: HashMap::new(),
             skipped: 0,
@@ -99,8 +112,27 @@ impl RecordIndex {
     }
 
     /// The records of a name, if it exists (lower-case, no trailing dot).
-    pub fn get(&self, name: &str) -> Option<&[RData]> {
-        self.names.get(name).map(|s| s.merged.as_slice())
+    pub fn get(&self, name: &str) -> Option<Vec<RData>> {
+        let owners = self.names.get(name)?;
+        Some(self.merge(name, owners))
+    }
+
+    /// The records all `owners` contribute to `name`, sorted.
+    fn merge(&self, name: &str, owners: &[OwnerId]) -> Vec<RData> {
+        let mut parts = owners
+            .iter()
+            .filter_map(|o| lookup(self.owned.get(o)?, name));
+        let first = parts.next().cloned().unwrap_or_default();
+        let Some(second) = parts.next() else {
+            return first;
+        };
+        let mut merged: Vec<RData> = first.into_iter().chain(second.iter().cloned()).collect();
+        for p in parts {
+            merged.extend(p.iter().cloned());
+        }
+        merged.sort();
+        merged.dedup();
+        merged
     }
 
     /// The full state, sorted by name.
@@ -108,9 +140,9 @@ impl RecordIndex {
         let mut all: Vec<NameRecords> = self
             .names
             .iter()
-            .map(|(n, s)| NameRecords {
-                name: n.clone(),
-                records: s.merged.clone(),
+            .map(|(n, owners)| NameRecords {
+                name: n.to_string(),
+                records: self.merge(n, owners),
             })
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
@@ -258,21 +290,12 @@ impl RecordIndex {
 
     fn static_records(&self) -> Owned {
         let o = &self.options;
-        let ttl = o.ttl_secs();
         let mut owned = Owned::new();
         let ns = o.nameserver();
         owned.insert(
             o.zone.clone(),
             vec![
-                RData::Soa {
-                    mname: ns.clone(),
-                    rname: format!("hostmaster.{}", o.zone),
-                    serial: 1,
-                    refresh: 7200,
-                    retry: 1800,
-                    expire: 86400,
-                    minimum: ttl,
-                },
+                RData::Soa(Box::new(Soa::for_options(o))),
                 RData::Ns(ns.clone()),
             ],
         );
@@ -483,66 +506,128 @@ impl RecordIndex {
     }
 
     /// Replaces what `owner` contributes and returns the per-name changes.
-    fn set_owner(&mut self, owner: Owner, mut new: Owned) -> Vec<Change> {
-        for recs in new.values_mut() {
-            recs.sort();
-            recs.dedup();
-        }
-        let old = if new.is_empty() {
-            self.owned.remove(&owner)
-        } else {
-            self.owned.insert(owner.clone(), new.clone())
-        }
-        .unwrap_or_default();
+    fn set_owner(&mut self, owner: Owner, new: Owned) -> Vec<Change> {
+        let id = match self.owner_ids.get(&owner) {
+            Some(id) => *id,
+            None if new.is_empty() => return Vec::new(),
+            None => {
+                let id = self.next_owner;
+                self.next_owner = self.next_owner.wrapping_add(1);
+                self.owner_ids.insert(owner.clone(), id);
+                id
+            }
+        };
+        let old = self.owned.remove(&id).unwrap_or_default();
+        let new: Stored = new
+            .into_iter()
+            .map(|(n, mut r)| {
+                r.sort();
+                r.dedup();
+                (n.into_boxed_str(), r)
+            })
+            .collect();
         let mut changes = Vec::new();
-        for name in old.keys() {
-            if !new.contains_key(name)
-                && let Some(c) = self.contribute(name, &owner, None)
-            {
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < new.len() {
+            let (name, before, after) = match (old.get(i), new.get(j)) {
+                (Some(o), Some(n)) if o.0 == n.0 => {
+                    i += 1;
+                    j += 1;
+                    (&o.0, Some(&o.1), Some(&n.1))
+                }
+                (Some(o), Some(n)) if o.0 < n.0 => {
+                    i += 1;
+                    (&o.0, Some(&o.1), None)
+                }
+                (Some(o), None) => {
+                    i += 1;
+                    (&o.0, Some(&o.1), None)
+                }
+                (_, Some(n)) => {
+                    j += 1;
+                    (&n.0, None, Some(&n.1))
+                }
+                (None, None) => break,
+            };
+            if before == after {
+                continue;
+            }
+            if let Some(c) = self.contribute(name, id, before, after) {
                 changes.push(c);
             }
         }
-        for (name, recs) in new {
-            if old.get(&name) != Some(&recs)
-                && let Some(c) = self.contribute(&name, &owner, Some(recs))
-            {
-                changes.push(c);
-            }
+        if new.is_empty() {
+            self.owner_ids.remove(&owner);
+        } else {
+            self.owned.insert(id, new);
         }
         changes
     }
 
+    /// Records that owner `id` now contributes `after` (was `before`) to
+    /// `name`; `self.owned` holds neither version of `id` at this point.
     fn contribute(
         &mut self,
         name: &str,
-        owner: &Owner,
-        recs: Option<Vec<RData>>,
+        id: OwnerId,
+        before: Option<&Vec<RData>>,
+        after: Option<&Vec<RData>>,
     ) -> Option<Change> {
-        let state = self.names.entry(name.to_owned()).or_default();
-        let existed = !state.contributions.is_empty();
-        match recs {
-            Some(r) => {
-                state.contributions.insert(owner.clone(), r);
+        let has_others = self
+            .names
+            .get(name)
+            .is_some_and(|v| v.iter().any(|o| *o != id));
+        let blank = |r: Option<&Vec<RData>>| r.is_none_or(|r| r.is_empty());
+        let change = if !has_others {
+            Some(match after {
+                Some(records) => Change::Upsert(NameRecords {
+                    name: name.to_owned(),
+                    records: records.clone(),
+                }),
+                None => Change::Remove(name.to_owned()),
+            })
+        } else if blank(before) && blank(after) {
+            // An empty non-terminal others keep alive: nothing visible changes.
+            None
+        } else {
+            let others: Vec<OwnerId> = self
+                .names
+                .get(name)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|o| *o != id)
+                .collect();
+            let base = self.merge(name, &others);
+            let with = |r: Option<&Vec<RData>>| {
+                let mut m = base.clone();
+                m.extend(r.into_iter().flatten().cloned());
+                m.sort();
+                m.dedup();
+                m
+            };
+            let new = with(after);
+            (with(before) != new).then(|| {
+                Change::Upsert(NameRecords {
+                    name: name.to_owned(),
+                    records: new,
+                })
+            })
+        };
+        match (before, after) {
+            (None, Some(_)) => self.names.entry(name.into()).or_default().push(id),
+            (Some(_), None) => {
+                if has_others {
+                    if let Some(v) = self.names.get_mut(name) {
+                        v.retain(|o| *o != id);
+                    }
+                } else {
+                    self.names.remove(name);
+                }
             }
-            None => {
-                state.contributions.remove(owner);
-            }
+            _ => {}
         }
-        if state.contributions.is_empty() {
-            self.names.remove(name);
-            return existed.then(|| Change::Remove(name.to_owned()));
-        }
-        let mut merged: Vec<RData> = state.contributions.values().flatten().cloned().collect();
-        merged.sort();
-        merged.dedup();
-        if existed && merged == state.merged {
-            return None;
-        }
-        state.merged = merged.clone();
-        Some(Change::Upsert(NameRecords {
-            name: name.to_owned(),
-            records: merged,
-        }))
+        change
     }
 
     /// Whether `name` (normalised) is inside the cluster zone.

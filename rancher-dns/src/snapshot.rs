@@ -103,15 +103,7 @@ pub struct Zone {
 impl Zone {
     fn new(apex: &str, options: &Options, authoritative_misses: bool) -> Self {
         let ttl = options.ttl_secs();
-        let soa = RData::Soa {
-            mname: options.nameserver(),
-            rname: format!("hostmaster.{}", options.zone),
-            serial: 1,
-            refresh: 7200,
-            retry: 1800,
-            expire: 86400,
-            minimum: ttl,
-        };
+        let soa = RData::Soa(Box::new(crate::model::Soa::for_options(options)));
         let mut enc = Encoder::default();
         enc.write_record(&[0], ttl, &soa);
         Self {
@@ -352,22 +344,32 @@ impl SnapshotBuilder {
     /// Applies per-name changes.
     pub fn apply(&mut self, changes: &[Change]) {
         for change in changes {
-            let key = name::to_wire(change.name());
-            let shard = (self.current.shard_hasher.hash_one(key.as_slice()) as usize) % SHARDS;
-            let map = Arc::make_mut(&mut self.current.shards[shard]);
             match change {
-                Change::Upsert(records) => {
-                    let entry = Arc::new(Entry::build(records, self.current.ttl));
-                    if map.insert(key.into(), entry).is_none() {
-                        self.current.names += 1;
-                    }
-                }
-                Change::Remove(_) => {
-                    if map.remove(key.as_slice()).is_some() {
-                        self.current.names -= 1;
-                    }
-                }
+                Change::Upsert(records) => self.upsert(records),
+                Change::Remove(name) => self.remove(name),
             }
+        }
+    }
+
+    fn shard_of(&mut self, key: &[u8]) -> &mut Shard {
+        let shard = (self.current.shard_hasher.hash_one(key) as usize) % SHARDS;
+        Arc::make_mut(&mut self.current.shards[shard])
+    }
+
+    /// Sets the records of one name.
+    pub fn upsert(&mut self, records: &NameRecords) {
+        let key = name::to_wire(&records.name);
+        let entry = Arc::new(Entry::build(records, self.current.ttl));
+        if self.shard_of(&key).insert(key.into(), entry).is_none() {
+            self.current.names += 1;
+        }
+    }
+
+    /// Removes one name.
+    pub fn remove(&mut self, name: &str) {
+        let key = name::to_wire(name);
+        if self.shard_of(&key).remove(key.as_slice()).is_some() {
+            self.current.names -= 1;
         }
     }
 
@@ -376,8 +378,9 @@ impl SnapshotBuilder {
         let empty = Arc::new(Shard::default());
         self.current.shards = (0..SHARDS).map(|_| empty.clone()).collect();
         self.current.names = 0;
-        let changes: Vec<Change> = all.iter().cloned().map(Change::Upsert).collect();
-        self.apply(&changes);
+        for records in all {
+            self.upsert(records);
+        }
     }
 
     /// Marks the zone synced (or not).

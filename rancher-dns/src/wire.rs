@@ -417,18 +417,10 @@ impl Encoder {
                     }
                 }
             }
-            RData::Soa {
-                mname,
-                rname,
-                serial,
-                refresh,
-                retry,
-                expire,
-                minimum,
-            } => {
-                self.write_name(&name::to_wire(mname), true);
-                self.write_name(&name::to_wire(rname), true);
-                for v in [serial, refresh, retry, expire, minimum] {
+            RData::Soa(soa) => {
+                self.write_name(&name::to_wire(&soa.mname), true);
+                self.write_name(&name::to_wire(&soa.rname), true);
+                for v in [soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum] {
                     self.buf.extend_from_slice(&v.to_be_bytes());
                 }
             }

@@ -276,3 +276,35 @@ fn verified_pod_records() {
     idx.delete_pod("ns", "p");
     assert!(idx.get("10-42-1-5.ns.pod.cluster.local").is_none());
 }
+
+#[test]
+fn names_shared_by_owners_merge_and_unmerge() {
+    let mut idx = index();
+    for svc in ["h1", "h2"] {
+        idx.apply_service(mk_headless("ns", svc, vec![]));
+        idx.apply_slice(mk_slice(
+            "ns",
+            &format!("{svc}-1"),
+            svc,
+            vec![mk_endpoint("10.42.0.5", Some("a"), true)],
+            vec![],
+        ));
+    }
+    let ptr = "5.0.42.10.in-addr.arpa";
+    assert_eq!(
+        idx.get(ptr).unwrap(),
+        vec![
+            RData::Ptr("a.h1.ns.svc.cluster.local".into()),
+            RData::Ptr("a.h2.ns.svc.cluster.local".into())
+        ]
+    );
+    let changes = idx.delete_service(&ServiceKey::new("ns", "h1"));
+    assert!(changes.contains(&Change::Upsert(NameRecords {
+        name: ptr.into(),
+        records: vec![RData::Ptr("a.h2.ns.svc.cluster.local".into())]
+    })));
+    assert!(idx.full().iter().any(|n| n.name == ptr));
+    let changes = idx.delete_service(&ServiceKey::new("ns", "h2"));
+    assert!(changes.contains(&Change::Remove(ptr.into())));
+    assert!(idx.get(ptr).is_none());
+}
