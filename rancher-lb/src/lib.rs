@@ -15,6 +15,13 @@
 //!   balancer and get its [`Status`](driver::Status) (addresses, instances,
 //!   conditions), `ensure_deleted`, and [`subscribe`](driver::Driver::subscribe)
 //!   to status changes (an instance restarted, a host failed).
+//! - [`haproxy`]: [`HaproxyDriver`](haproxy::HaproxyDriver) runs and supervises
+//!   one real HAProxy (master-worker) per host address, each serving every
+//!   load balancer placed on that host. Routing goes through map files (exact
+//!   host, wildcard host, then exact path, exact prefix and a case-sensitive
+//!   `map_beg` prefix map, so the longest path wins), certificates through a
+//!   crt-list chosen by SNI, endpoint changes through the runtime API without a
+//!   reload, and other changes through `haproxy -c` and a hitless reload.
 //!
 //! ```
 //! use rancher_lb::model::{
@@ -81,7 +88,28 @@
 //! # Running the drivers
 //!
 //! Drivers are libraries; the Ingress controller and the cloud provider pick
-//! one at run time and hold it as `Arc<dyn Driver>`.
+//! one at run time and hold it as `Arc<dyn Driver>`. The HAProxy driver needs
+//! the `haproxy` binary (Debian package `haproxy`) and a private work
+//! directory; on one machine, loopback addresses stand for hosts:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use rancher_lb::driver::Driver;
+//! use rancher_lb::haproxy::{HaproxyConfig, HaproxyDriver};
+//! use rancher_lb::placement::Host;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let hosts = vec![
+//!     Host::new("127.0.0.2".parse()?),
+//!     Host::new("127.0.0.3".parse()?),
+//! ];
+//! let haproxy = Arc::new(HaproxyDriver::new(HaproxyConfig::new("/run/rancher-lb", hosts)).await?);
+//! let driver: Arc<dyn Driver> = haproxy.clone();
+//! // driver.ensure(&lb).await? ...
+//! haproxy.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Feature flags
 //!
@@ -90,6 +118,7 @@
 //! | `testing` | no | a fake driver and a conformance battery |
 
 pub mod driver;
+pub mod haproxy;
 pub mod model;
 pub mod placement;
 #[cfg(feature = "testing")]

@@ -1,0 +1,877 @@
+//! The HAProxy driver: real HAProxy processes, one per host address.
+//!
+//! [`HaproxyDriver`] places load balancers on the hosts of its
+//! [`HaproxyConfig`] and runs one HAProxy master-worker process per host that
+//! has instances; each process binds only its host's address and serves every
+//! load balancer placed there. HTTP listeners on the same port share one
+//! frontend; routing goes through map files (see [`render`]).
+//!
+//! Changes are applied in the cheapest safe way:
+//!
+//! - endpoint-only changes go through the runtime API into server slots set
+//!   up in advance (`set server <b>/<s> addr <ip> port <p>`, `set server ...
+//!   state ready|maint`), without a reload;
+//! - anything else is written into a new generation directory, checked with
+//!   `haproxy -c`, made current (an atomic symlink swap) and reloaded through
+//!   the master CLI, so established connections finish on the old worker.
+//!
+//! A master that exits unexpectedly is restarted with exponential backoff; the
+//! affected load balancers' statuses say so while it is down and are
+//! published on [`Driver::subscribe`]. Certificates and keys are written with
+//! mode 0600 under directories of mode 0700. Snippets are refused unless
+//! [`HaproxyConfig::snippets`] is set.
+
+pub mod process;
+pub mod render;
+pub mod runtime;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Mutex, broadcast, mpsc};
+
+use crate::driver::{
+    self, Condition, ConditionKind, Driver, InstanceState, STATUS_CHANNEL_CAPACITY, Status,
+    StatusUpdate, placed_status,
+};
+use crate::model::{Endpoint, LbId, LoadBalancer, Name};
+use crate::placement::{Assignment, Host, Outcome, place};
+use process::Instance;
+use render::{Paths, Rendered, Server, Settings, Slots};
+
+/// The default number of server slots per backend.
+pub const DEFAULT_SERVER_SLOTS: usize = 8;
+
+/// How long a runtime API command may take.
+const RUNTIME_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Errors from the HAProxy driver's setup.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configured path cannot be used.
+    #[error("{field}: {reason}")]
+    Config {
+        /// The configuration field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result alias for this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Io { context, source }
+}
+
+/// Configuration of a [`HaproxyDriver`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HaproxyConfig {
+    /// The `haproxy` binary.
+    pub binary: PathBuf,
+    /// Where configurations, maps, certificates and sockets live; created
+    /// with mode 0700. One subdirectory per host.
+    pub work_dir: PathBuf,
+    /// The hosts instances may run on.
+    pub hosts: Vec<Host>,
+    /// Whether load balancers may carry raw snippets.
+    pub snippets: bool,
+    /// The smallest number of server slots per backend.
+    pub server_slots: usize,
+    /// `maxconn` per process.
+    pub maxconn: u32,
+    /// Old workers are stopped this long after a reload at the latest.
+    pub hard_stop_after: Duration,
+    /// First restart delay after a crash; doubles up to `restart_backoff_max`.
+    pub restart_backoff_min: Duration,
+    /// Largest restart delay.
+    pub restart_backoff_max: Duration,
+}
+
+impl HaproxyConfig {
+    /// Defaults: `haproxy` from `PATH` (or `/usr/sbin/haproxy`), snippets off,
+    /// 8 slots per backend.
+    pub fn new(work_dir: impl Into<PathBuf>, hosts: Vec<Host>) -> Self {
+        Self {
+            binary: find_binary(),
+            work_dir: work_dir.into(),
+            hosts,
+            snippets: false,
+            server_slots: DEFAULT_SERVER_SLOTS,
+            maxconn: 4096,
+            hard_stop_after: Duration::from_secs(30),
+            restart_backoff_min: Duration::from_millis(100),
+            restart_backoff_max: Duration::from_secs(10),
+        }
+    }
+
+    /// Enables raw snippets.
+    #[must_use]
+    pub fn with_snippets(mut self, enabled: bool) -> Self {
+        self.snippets = enabled;
+        self
+    }
+
+    /// Uses this `haproxy` binary.
+    #[must_use]
+    pub fn with_binary(mut self, binary: impl Into<PathBuf>) -> Self {
+        self.binary = binary.into();
+        self
+    }
+
+    /// Sets the smallest number of server slots per backend.
+    #[must_use]
+    pub fn with_server_slots(mut self, slots: usize) -> Self {
+        self.server_slots = slots.max(1);
+        self
+    }
+}
+
+fn find_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("haproxy");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from("/usr/sbin/haproxy")
+}
+
+/// Facts about one running HAProxy, for tests and diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InstanceInfo {
+    /// The master's pid.
+    pub master_pid: u32,
+    /// Current workers' pids.
+    pub worker_pids: Vec<u32>,
+    /// Old workers still finishing connections.
+    pub old_worker_pids: Vec<u32>,
+    /// Reloads since the master started.
+    pub reloads: u32,
+    /// Restarts after crashes since the driver started.
+    pub restarts: u32,
+}
+
+struct HostState {
+    instance: Instance,
+    skeleton: String,
+    servers: Vec<Server>,
+    generation: PathBuf,
+    conflicts: Vec<render::Conflict>,
+}
+
+#[derive(Default)]
+struct State {
+    hosts: Vec<Host>,
+    lbs: BTreeMap<LbId, LoadBalancer>,
+    assignment: Assignment,
+    outcomes: BTreeMap<LbId, Outcome>,
+    slots: BTreeMap<(LbId, Name), Slots>,
+    host_states: BTreeMap<IpAddr, HostState>,
+    statuses: BTreeMap<LbId, Status>,
+    next_generation: u64,
+    reloads: u64,
+    runtime_updates: u64,
+}
+
+struct Inner {
+    config: HaproxyConfig,
+    state: Mutex<State>,
+    tx: broadcast::Sender<StatusUpdate>,
+    changed: mpsc::UnboundedSender<IpAddr>,
+}
+
+/// The HAProxy [`Driver`]. See the [module docs](self).
+pub struct HaproxyDriver {
+    inner: Arc<Inner>,
+}
+
+/// Counters, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Reloads done by the driver.
+    pub reloads: u64,
+    /// Endpoint changes applied through the runtime API.
+    pub runtime_updates: u64,
+}
+
+fn check_path(field: &'static str, p: &Path) -> Result<()> {
+    let s = p.to_str().ok_or_else(|| Error::Config {
+        field,
+        reason: "not UTF-8".into(),
+    })?;
+    if !p.is_absolute() {
+        return Err(Error::Config {
+            field,
+            reason: format!("{s:?} is not absolute"),
+        });
+    }
+    if !s
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'/' | b'.' | b'_' | b'-' | b'+'))
+    {
+        return Err(Error::Config {
+            field,
+            reason: format!("{s:?} may only contain A-Z, a-z, 0-9 and /._-+"),
+        });
+    }
+    Ok(())
+}
+
+fn mkdir_private(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(io(format!("setting the mode of {}", dir.display())))
+}
+
+fn write_file(path: &Path, contents: &str, mode: u32) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io(format!("writing {}", tmp.display())))?;
+    f.write_all(contents.as_bytes())
+        .map_err(io(format!("writing {}", tmp.display())))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .map_err(io(format!("setting the mode of {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io(format!("renaming to {}", path.display())))
+}
+
+/// Puts `endpoints` into slots, keeping endpoints where they are.
+fn assign_slots(old: Option<&Slots>, endpoints: &[Endpoint], min: usize) -> Slots {
+    let mut slots = old.cloned().unwrap_or_default();
+    for s in &mut slots {
+        if s.is_some_and(|ep| !endpoints.contains(&ep)) {
+            *s = None;
+        }
+    }
+    let before = slots.len();
+    for ep in endpoints {
+        if slots.contains(&Some(*ep)) {
+            continue;
+        }
+        match slots.iter_mut().find(|s| s.is_none()) {
+            Some(free) => *free = Some(*ep),
+            None => slots.push(Some(*ep)),
+        }
+    }
+    let want = if slots.len() > before {
+        slots.len().next_power_of_two().max(min)
+    } else {
+        slots.len().max(min)
+    };
+    slots.resize(want, None);
+    slots
+}
+
+impl HaproxyDriver {
+    /// Creates the work directory and the driver. Processes start when load
+    /// balancers are placed on their hosts. Must run inside a Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for unusable paths, [`Error::Io`] if the work
+    /// directory cannot be created.
+    pub async fn new(config: HaproxyConfig) -> Result<Self> {
+        check_path("work_dir", &config.work_dir)?;
+        if !config.binary.is_file() {
+            return Err(Error::Config {
+                field: "binary",
+                reason: format!("{} does not exist", config.binary.display()),
+            });
+        }
+        mkdir_private(&config.work_dir)?;
+        let (changed, mut changed_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                hosts: config.hosts.clone(),
+                ..State::default()
+            }),
+            config,
+            tx: broadcast::channel(STATUS_CHANNEL_CAPACITY).0,
+            changed,
+        });
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            while changed_rx.recv().await.is_some() {
+                while changed_rx.try_recv().is_ok() {}
+                let Some(inner) = weak.upgrade() else { break };
+                let mut state = inner.state.lock().await;
+                inner.publish(&mut state);
+            }
+        });
+        Ok(Self { inner })
+    }
+
+    /// Stops every HAProxy process and waits until they are gone. The driver
+    /// forgets all load balancers.
+    pub async fn shutdown(&self) {
+        let mut state = self.inner.state.lock().await;
+        let hosts = std::mem::take(&mut state.host_states);
+        for (_, h) in hosts {
+            h.instance.stop().await;
+        }
+        state.lbs.clear();
+        state.assignment.clear();
+        state.outcomes.clear();
+        state.statuses.clear();
+    }
+
+    /// The running process on `host`, if any.
+    pub async fn instance_info(&self, host: IpAddr) -> Option<InstanceInfo> {
+        let state = self.inner.state.lock().await;
+        let h = state.host_states.get(&host)?;
+        let snap = h.instance.snapshot();
+        let procs = h.instance.procs().await.ok()?;
+        Some(InstanceInfo {
+            master_pid: procs.master,
+            worker_pids: procs.workers,
+            old_worker_pids: procs.old_workers,
+            reloads: procs.reloads,
+            restarts: snap.restarts,
+        })
+    }
+
+    /// Reload and runtime-update counters.
+    pub async fn counters(&self) -> Counters {
+        let state = self.inner.state.lock().await;
+        Counters {
+            reloads: state.reloads,
+            runtime_updates: state.runtime_updates,
+        }
+    }
+
+    /// The host directory of `host` (configuration, sockets, log).
+    pub fn host_dir(&self, host: IpAddr) -> PathBuf {
+        self.inner.config.work_dir.join(host.to_string())
+    }
+}
+
+impl Inner {
+    fn settings(&self) -> Settings {
+        Settings {
+            maxconn: self.config.maxconn,
+            hard_stop_after_secs: self.config.hard_stop_after.as_secs().max(1),
+            snippets: self.config.snippets,
+        }
+    }
+
+    fn host_dir(&self, host: IpAddr) -> PathBuf {
+        self.config.work_dir.join(host.to_string())
+    }
+
+    fn status_of(&self, state: &State, lb: &LoadBalancer) -> Status {
+        let outcome = state.outcomes.get(lb.id()).cloned().unwrap_or_default();
+        let mut status = placed_status(lb, &outcome, |h| match state.host_states.get(&h) {
+            Some(hs) => hs.instance.snapshot().state,
+            None => InstanceState::Down {
+                reason: "not started".into(),
+            },
+        });
+        let mut seen = BTreeSet::new();
+        for host in &outcome.hosts {
+            if let Some(hs) = state.host_states.get(host) {
+                for c in hs.conflicts.iter().filter(|c| &c.lb == lb.id()) {
+                    if seen.insert(c.message.clone()) {
+                        status.conditions.push(Condition {
+                            kind: ConditionKind::RouteConflict,
+                            message: c.message.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        status
+    }
+
+    /// Recomputes every status and publishes the ones that changed.
+    fn publish(&self, state: &mut State) {
+        let mut statuses = BTreeMap::new();
+        for lb in state.lbs.values() {
+            statuses.insert(lb.id().clone(), self.status_of(state, lb));
+        }
+        for (id, status) in &statuses {
+            if state.statuses.get(id) != Some(status) {
+                let _ = self.tx.send(StatusUpdate {
+                    id: id.clone(),
+                    status: Some(status.clone()),
+                });
+            }
+        }
+        for id in state.statuses.keys() {
+            if !statuses.contains_key(id) {
+                let _ = self.tx.send(StatusUpdate {
+                    id: id.clone(),
+                    status: None,
+                });
+            }
+        }
+        state.statuses = statuses;
+    }
+
+    fn render_host(
+        &self,
+        state: &State,
+        host: IpAddr,
+        lbs: &[&LoadBalancer],
+        generation: &Path,
+    ) -> (Rendered, String) {
+        let dir = self.host_dir(host);
+        let paths = Paths {
+            generation: generation.display().to_string(),
+            admin_socket: dir.join("admin.sock").display().to_string(),
+        };
+        let settings = self.settings();
+        let full = render::render(host, lbs, &state.slots, &paths, &settings, true);
+        let skeleton_paths = Paths {
+            generation: "@GEN@".into(),
+            ..paths
+        };
+        let skel = render::render(host, lbs, &state.slots, &skeleton_paths, &settings, false);
+        let mut skeleton = skel.config;
+        for f in &skel.files {
+            skeleton.push_str("\n@FILE ");
+            skeleton.push_str(&f.path);
+            skeleton.push('\n');
+            skeleton.push_str(&f.contents);
+        }
+        (full, skeleton)
+    }
+
+    async fn check(&self, generation: &Path) -> Result<(), String> {
+        let out = tokio::process::Command::new(&self.config.binary)
+            .arg("-c")
+            .arg("-q")
+            .arg("-f")
+            .arg(generation.join("haproxy.cfg"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("cannot run {}: {e}", self.config.binary.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stdout));
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains("ALERT"))
+                .take(5)
+                .collect();
+            Err(if lines.is_empty() {
+                format!("haproxy -c failed: {}", out.status)
+            } else {
+                lines.join(" | ")
+            })
+        }
+    }
+
+    fn write_generation(&self, generation: &Path, rendered: &Rendered) -> Result<()> {
+        mkdir_private(generation)?;
+        mkdir_private(&generation.join("maps"))?;
+        mkdir_private(&generation.join("certs"))?;
+        for f in &rendered.files {
+            let mode = if f.private { 0o600 } else { 0o644 };
+            write_file(&generation.join(&f.path), &f.contents, mode)?;
+        }
+        write_file(&generation.join("haproxy.cfg"), &rendered.config, 0o600)
+    }
+
+    fn make_current(&self, host: IpAddr, generation: &Path) -> Result<()> {
+        let dir = self.host_dir(host);
+        let tmp = dir.join("current.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(generation, &tmp)
+            .map_err(io(format!("linking {}", tmp.display())))?;
+        std::fs::rename(&tmp, dir.join("current"))
+            .map_err(io(format!("making {} current", generation.display())))
+    }
+
+    fn prune_generations(&self, host: IpAddr, keep: &Path) {
+        let Ok(entries) = std::fs::read_dir(self.host_dir(host)) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let is_gen = e.file_name().to_string_lossy().starts_with("gen-");
+            if is_gen && p != keep {
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        }
+    }
+
+    /// Places every load balancer and brings every host in line. On a failed
+    /// check nothing is changed on any host.
+    async fn apply(&self, state: &mut State, culprit: &LbId) -> driver::Result<()> {
+        let lbs: Vec<&LoadBalancer> = state.lbs.values().collect();
+        let outcomes = place(&state.hosts, &lbs, &state.assignment);
+        let mut per_host: BTreeMap<IpAddr, Vec<LbId>> = BTreeMap::new();
+        for (id, o) in &outcomes {
+            for h in &o.hosts {
+                per_host.entry(*h).or_default().push(id.clone());
+            }
+        }
+
+        struct Pending {
+            host: IpAddr,
+            rendered: Rendered,
+            skeleton: String,
+            generation: PathBuf,
+            runtime: Option<Vec<String>>,
+        }
+        let mut pending = Vec::new();
+        for (host, ids) in &per_host {
+            let lbs: Vec<&LoadBalancer> = ids.iter().filter_map(|id| state.lbs.get(id)).collect();
+            let current = state.host_states.get(host);
+            let cur_gen = current.map(|c| c.generation.clone());
+            let (_, skeleton) = self.render_host(state, *host, &lbs, Path::new("@GEN@"));
+            let same = current.is_some_and(|c| c.skeleton == skeleton && c.instance.is_running());
+            if same && let (Some(c), Some(generation)) = (current, cur_gen) {
+                let (rendered, _) = self.render_host(state, *host, &lbs, &generation);
+                let commands = runtime_commands(&c.servers, &rendered.servers);
+                if commands.is_empty() && rendered.config == read_config(&generation) {
+                    continue;
+                }
+                pending.push(Pending {
+                    host: *host,
+                    rendered,
+                    skeleton,
+                    generation,
+                    runtime: Some(commands),
+                });
+                continue;
+            }
+            state.next_generation += 1;
+            let generation = self
+                .host_dir(*host)
+                .join(format!("gen-{}", state.next_generation));
+            let (rendered, _) = self.render_host(state, *host, &lbs, &generation);
+            let other = |e: Error| driver::Error::other("writing haproxy files", e);
+            mkdir_private(&self.host_dir(*host)).map_err(other)?;
+            self.write_generation(&generation, &rendered)
+                .map_err(other)?;
+            if let Err(reason) = self.check(&generation).await {
+                let _ = std::fs::remove_dir_all(&generation);
+                for p in &pending {
+                    if p.runtime.is_none() {
+                        let _ = std::fs::remove_dir_all(&p.generation);
+                    }
+                }
+                return Err(driver::Error::Rejected {
+                    lb: culprit.clone(),
+                    reason: format!("the configuration for {host} does not check: {reason}"),
+                });
+            }
+            pending.push(Pending {
+                host: *host,
+                rendered,
+                skeleton,
+                generation,
+                runtime: None,
+            });
+        }
+
+        // Everything checked: commit.
+        state.outcomes = outcomes;
+        state.assignment = state
+            .outcomes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.hosts.clone()))
+            .collect();
+        let mut first_error = None;
+        for p in pending {
+            let result = self
+                .commit(
+                    state,
+                    p.host,
+                    p.rendered,
+                    p.skeleton,
+                    p.generation,
+                    p.runtime,
+                )
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(host = %p.host, error = %e, "applying haproxy changes failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        // Hosts left without load balancers stop.
+        let idle: Vec<IpAddr> = state
+            .host_states
+            .keys()
+            .filter(|h| !per_host.contains_key(h))
+            .copied()
+            .collect();
+        for h in idle {
+            if let Some(hs) = state.host_states.remove(&h) {
+                hs.instance.stop().await;
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+
+    async fn commit(
+        &self,
+        state: &mut State,
+        host: IpAddr,
+        rendered: Rendered,
+        skeleton: String,
+        generation: PathBuf,
+        runtime: Option<Vec<String>>,
+    ) -> driver::Result<()> {
+        let other = |context: &str| {
+            let context = format!("haproxy on {host}: {context}");
+            move |e: Error| driver::Error::other(context, e)
+        };
+        if let Some(commands) = runtime {
+            // Endpoint-only: the file for later restarts, then the live process.
+            write_file(&generation.join("haproxy.cfg"), &rendered.config, 0o600)
+                .map_err(other("writing the configuration"))?;
+            let Some(hs) = state.host_states.get_mut(&host) else {
+                return Ok(());
+            };
+            let socket = hs.instance.spec().admin_socket();
+            match runtime::run(&socket, &commands, RUNTIME_TIMEOUT).await {
+                Ok(()) => {
+                    hs.servers = rendered.servers;
+                    hs.conflicts = rendered.conflicts;
+                    state.runtime_updates += 1;
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(%host, error = %e, "runtime update failed; reloading instead");
+                    hs.instance.reload().await.map_err(|e| {
+                        driver::Error::other(format!("reloading haproxy on {host}"), e)
+                    })?;
+                    hs.servers = rendered.servers;
+                    hs.conflicts = rendered.conflicts;
+                    state.reloads += 1;
+                    return Ok(());
+                }
+            }
+        }
+        self.make_current(host, &generation)
+            .map_err(other("switching generations"))?;
+        match state.host_states.get_mut(&host) {
+            Some(hs) => {
+                hs.skeleton = skeleton;
+                hs.servers = rendered.servers;
+                hs.conflicts = rendered.conflicts;
+                hs.generation = generation.clone();
+                if hs.instance.is_running() {
+                    hs.instance.reload().await.map_err(|e| {
+                        driver::Error::other(format!("reloading haproxy on {host}"), e)
+                    })?;
+                    state.reloads += 1;
+                }
+                // Otherwise the supervisor starts it with the new generation.
+            }
+            None => {
+                let instance = Instance::start(process::Spec {
+                    host,
+                    binary: self.config.binary.clone(),
+                    dir: self.host_dir(host),
+                    backoff_min: self.config.restart_backoff_min,
+                    backoff_max: self.config.restart_backoff_max,
+                    changed: self.changed.clone(),
+                });
+                let running = instance.wait_running(process::START_TIMEOUT).await;
+                state.host_states.insert(
+                    host,
+                    HostState {
+                        instance,
+                        skeleton,
+                        servers: rendered.servers,
+                        generation: generation.clone(),
+                        conflicts: rendered.conflicts,
+                    },
+                );
+                if !running {
+                    tracing::warn!(%host, "haproxy did not start in time; the supervisor keeps trying");
+                }
+            }
+        }
+        self.prune_generations(host, &generation);
+        Ok(())
+    }
+}
+
+fn read_config(generation: &Path) -> String {
+    std::fs::read_to_string(generation.join("haproxy.cfg")).unwrap_or_default()
+}
+
+/// Runtime API commands turning `old` server slots into `new` ones (same
+/// structure).
+fn runtime_commands(old: &[Server], new: &[Server]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (o, n) in old.iter().zip(new) {
+        if o.endpoint == n.endpoint {
+            continue;
+        }
+        let target = format!("{}/{}", n.backend, n.name);
+        match n.endpoint {
+            Some(ep) => {
+                out.push(format!(
+                    "set server {target} addr {} port {}",
+                    ep.address, ep.port
+                ));
+                out.push(format!("set server {target} state ready"));
+            }
+            None => out.push(format!("set server {target} state maint")),
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Driver for HaproxyDriver {
+    async fn ensure(&self, lb: &LoadBalancer) -> driver::Result<Status> {
+        if lb.snippet().is_some() && !self.inner.config.snippets {
+            return Err(driver::Error::Rejected {
+                lb: lb.id().clone(),
+                reason: "snippets are disabled in this driver".into(),
+            });
+        }
+        let inner = &self.inner;
+        let mut state = inner.state.lock().await;
+        let previous_lb = state.lbs.insert(lb.id().clone(), lb.clone());
+        let previous_slots = state.slots.clone();
+        for b in lb.backends() {
+            let key = (lb.id().clone(), b.name.clone());
+            let slots = assign_slots(
+                state.slots.get(&key),
+                &b.endpoints,
+                inner.config.server_slots,
+            );
+            state.slots.insert(key, slots);
+        }
+        let keep: BTreeSet<Name> = lb.backends().iter().map(|b| b.name.clone()).collect();
+        state
+            .slots
+            .retain(|(id, name), _| id != lb.id() || keep.contains(name));
+        let result = inner.apply(&mut state, lb.id()).await;
+        if let Err(driver::Error::Rejected { .. }) = &result {
+            match previous_lb {
+                Some(p) => state.lbs.insert(lb.id().clone(), p),
+                None => state.lbs.remove(lb.id()),
+            };
+            state.slots = previous_slots;
+        }
+        inner.publish(&mut state);
+        result?;
+        Ok(state.statuses.get(lb.id()).cloned().unwrap_or_default())
+    }
+
+    async fn ensure_deleted(&self, id: &LbId) -> driver::Result<()> {
+        let inner = &self.inner;
+        let mut state = inner.state.lock().await;
+        if state.lbs.remove(id).is_none() {
+            return Ok(());
+        }
+        state.slots.retain(|(lb, _), _| lb != id);
+        state.assignment.remove(id);
+        state.outcomes.remove(id);
+        let result = inner.apply(&mut state, id).await;
+        inner.publish(&mut state);
+        result
+    }
+
+    async fn status(&self, id: &LbId) -> driver::Result<Option<Status>> {
+        Ok(self.inner.state.lock().await.statuses.get(id).cloned())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<StatusUpdate> {
+        self.inner.tx.subscribe()
+    }
+
+    async fn set_hosts(&self, hosts: Vec<Host>) -> driver::Result<()> {
+        let inner = &self.inner;
+        let mut state = inner.state.lock().await;
+        state.hosts = hosts;
+        let id = LbId::new("hosts").map_err(|e| driver::Error::other("hosts", e))?;
+        let result = inner.apply(&mut state, &id).await;
+        inner.publish(&mut state);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(last: u8) -> Endpoint {
+        Endpoint {
+            address: IpAddr::from([10, 0, 0, last]),
+            port: 80,
+        }
+    }
+
+    #[test]
+    fn slots_keep_endpoints_in_place_and_grow_in_powers_of_two() {
+        let s = assign_slots(None, &[ep(1), ep(2)], 4);
+        assert_eq!(s, vec![Some(ep(1)), Some(ep(2)), None, None]);
+        let s2 = assign_slots(Some(&s), &[ep(2), ep(3)], 4);
+        assert_eq!(s2, vec![Some(ep(3)), Some(ep(2)), None, None]);
+        let s3 = assign_slots(Some(&s2), &[ep(1), ep(2), ep(3), ep(4), ep(5)], 4);
+        assert_eq!(s3.len(), 8);
+        assert_eq!(s3[1], Some(ep(2)));
+        assert_eq!(s3.iter().flatten().count(), 5);
+    }
+
+    #[test]
+    fn runtime_commands_fill_and_free_slots() {
+        let server = |name: &str, endpoint| Server {
+            backend: "be:h:a:web".into(),
+            name: name.into(),
+            endpoint,
+        };
+        let old = vec![server("s1", Some(ep(1))), server("s2", None)];
+        let new = vec![server("s1", None), server("s2", Some(ep(2)))];
+        assert_eq!(
+            runtime_commands(&old, &new),
+            vec![
+                "set server be:h:a:web/s1 state maint",
+                "set server be:h:a:web/s2 addr 10.0.0.2 port 80",
+                "set server be:h:a:web/s2 state ready",
+            ]
+        );
+    }
+
+    #[test]
+    fn work_dirs_must_be_plain_absolute_paths() {
+        assert!(check_path("work_dir", Path::new("/tmp/.tmpAb12/x")).is_ok());
+        assert!(check_path("work_dir", Path::new("relative")).is_err());
+        assert!(check_path("work_dir", Path::new("/tmp/with space")).is_err());
+        assert!(check_path("work_dir", Path::new("/tmp/new\nline")).is_err());
+    }
+}

@@ -1,0 +1,771 @@
+//! The HAProxy driver against real HAProxy.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rancher_lb::driver::{ConditionKind, Driver, Error, InstanceState};
+use rancher_lb::model::{
+    BackendSpec, CertificateSpec, EndpointSpec, HttpRouteSpec, ListenerSpec, LoadBalancer,
+    LoadBalancerSpec, PathMatch, Protocol, TcpRouteSpec,
+};
+use rancher_lb::testing::Conformance;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::support::*;
+
+fn endpoint(addr: SocketAddr) -> EndpointSpec {
+    EndpointSpec {
+        address: addr.ip().to_string(),
+        port: u32::from(addr.port()),
+    }
+}
+
+fn backend(name: &str, addrs: &[SocketAddr]) -> BackendSpec {
+    BackendSpec {
+        name: name.into(),
+        endpoints: addrs.iter().copied().map(endpoint).collect(),
+        ..Default::default()
+    }
+}
+
+fn route(
+    port: u16,
+    host: Option<&str>,
+    path: &str,
+    kind: PathMatch,
+    backend: &str,
+) -> HttpRouteSpec {
+    HttpRouteSpec {
+        port: u32::from(port),
+        host: host.map(Into::into),
+        path: Some(path.into()),
+        path_match: kind,
+        backend: backend.into(),
+    }
+}
+
+fn http_listener(port: u16) -> ListenerSpec {
+    ListenerSpec {
+        port: u32::from(port),
+        protocol: Protocol::Http,
+    }
+}
+
+/// A one-route load balancer: any host, prefix `/`, to `addrs`.
+fn simple(id: &str, port: u16, scale: u32, addrs: &[SocketAddr]) -> LoadBalancer {
+    LoadBalancer::new(&LoadBalancerSpec {
+        id: id.into(),
+        listeners: vec![http_listener(port)],
+        http_routes: vec![route(port, None, "/", PathMatch::Prefix, "web")],
+        backends: vec![backend("web", addrs)],
+        scale,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+async fn body(addr: IpAddr, port: u16, host: &str, path: &str) -> (u16, String) {
+    let r = get(addr, port, host, path)
+        .await
+        .unwrap_or_else(|e| panic!("GET http://{addr}:{port}{path} (Host {host}): {e}"));
+    (r.status, r.body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_host_and_path_with_longest_prefix_and_segment_semantics() {
+    let h = Harness::new(1).await;
+    let port = free_port().await;
+    let (web, api, v2, exact, wild, any) = (
+        http_echo("web").await,
+        http_echo("api").await,
+        http_echo("v2").await,
+        http_echo("exact").await,
+        http_echo("wild").await,
+        http_echo("any").await,
+    );
+    let lb = LoadBalancer::new(&LoadBalancerSpec {
+        id: "routes".into(),
+        listeners: vec![http_listener(port)],
+        http_routes: vec![
+            route(port, Some("www.example.org"), "/", PathMatch::Prefix, "web"),
+            route(
+                port,
+                Some("www.example.org"),
+                "/api",
+                PathMatch::Prefix,
+                "api",
+            ),
+            route(
+                port,
+                Some("www.example.org"),
+                "/api/v2/",
+                PathMatch::Prefix,
+                "v2",
+            ),
+            route(
+                port,
+                Some("www.example.org"),
+                "/foo",
+                PathMatch::Exact,
+                "exact",
+            ),
+            route(
+                port,
+                Some("www.example.org"),
+                "/empty",
+                PathMatch::Prefix,
+                "empty",
+            ),
+            route(port, Some("*.example.net"), "/", PathMatch::Prefix, "wild"),
+            route(port, None, "/only", PathMatch::Prefix, "any"),
+        ],
+        backends: vec![
+            backend("web", &[web.addr]),
+            backend("api", &[api.addr]),
+            backend("v2", &[v2.addr]),
+            backend("exact", &[exact.addr]),
+            backend("wild", &[wild.addr]),
+            backend("any", &[any.addr]),
+            backend("empty", &[]),
+        ],
+        scale: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let status = h.driver.ensure(&lb).await.unwrap();
+    assert_eq!(status.addresses, vec![host(2)]);
+    assert!(
+        status.condition(ConditionKind::NoEndpoints).is_some(),
+        "{status:?}"
+    );
+    let a = host(2);
+    let cases: &[(&str, &str, u16, &str)] = &[
+        ("www.example.org", "/", 200, "web /"),
+        ("www.example.org", "/index.html", 200, "web /index.html"),
+        ("WWW.Example.org:1234", "/api", 200, "api /api"),
+        ("www.example.org", "/api/", 200, "api /api/"),
+        (
+            "www.example.org",
+            "/api/users?x=1",
+            200,
+            "api /api/users?x=1",
+        ),
+        ("www.example.org", "/apix", 200, "web /apix"),
+        ("www.example.org", "/api/v2", 200, "v2 /api/v2"),
+        ("www.example.org", "/api/v2/x", 200, "v2 /api/v2/x"),
+        ("www.example.org", "/api/v22", 200, "api /api/v22"),
+        ("www.example.org", "/foo", 200, "exact /foo"),
+        ("www.example.org", "/foo/bar", 200, "web /foo/bar"),
+        ("www.example.org", "/empty/x", 503, ""),
+        ("a.example.net", "/x", 200, "wild /x"),
+        ("a.b.example.net", "/only", 200, "any /only"),
+        ("example.net", "/x", 404, ""),
+        ("unknown.example.org", "/only/x", 200, "any /only/x"),
+        ("unknown.example.org", "/onlyx", 404, ""),
+    ];
+    for (host_header, path, want_status, want_body) in cases {
+        let (status, got) = body(a, port, host_header, path).await;
+        assert_eq!(status, *want_status, "{host_header}{path}: {got}");
+        if *want_status == 200 {
+            assert_eq!(got, format!("{want_body} http"), "{host_header}{path}");
+        }
+    }
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_and_prefix_segments() {
+    let h = Harness::new(1).await;
+    let port = free_port().await;
+    let (pre, ex) = (http_echo("prefix").await, http_echo("exact").await);
+    let lb = LoadBalancer::new(&LoadBalancerSpec {
+        id: "segments".into(),
+        listeners: vec![http_listener(port)],
+        http_routes: vec![
+            route(
+                port,
+                Some("p.example.org"),
+                "/foo",
+                PathMatch::Prefix,
+                "prefix",
+            ),
+            route(
+                port,
+                Some("e.example.org"),
+                "/foo",
+                PathMatch::Exact,
+                "exact",
+            ),
+        ],
+        backends: vec![backend("prefix", &[pre.addr]), backend("exact", &[ex.addr])],
+        scale: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    h.driver.ensure(&lb).await.unwrap();
+    let a = host(2);
+    for (path, want) in [
+        ("/foo", 200),
+        ("/foo/", 200),
+        ("/foo/bar", 200),
+        ("/foobar", 404),
+        ("/Foo", 404),
+    ] {
+        assert_eq!(
+            body(a, port, "p.example.org", path).await.0,
+            want,
+            "prefix {path}"
+        );
+    }
+    for (path, want) in [
+        ("/foo", 200),
+        ("/foo/", 404),
+        ("/foo/bar", 404),
+        ("/foobar", 404),
+    ] {
+        assert_eq!(
+            body(a, port, "e.example.org", path).await.0,
+            want,
+            "exact {path}"
+        );
+    }
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_sni_and_tcp_pass_through() {
+    let h = Harness::new(1).await;
+    let (tls_port, tcp_port, tls_tcp_port) =
+        (free_port().await, free_port().await, free_port().await);
+    let (org, net, db, term) = (
+        http_echo("org").await,
+        http_echo("net").await,
+        tcp_echo("db").await,
+        tcp_echo("terminated").await,
+    );
+    let lb = LoadBalancer::new(&LoadBalancerSpec {
+        id: "tls".into(),
+        listeners: vec![
+            ListenerSpec {
+                port: u32::from(tls_port),
+                protocol: Protocol::Https,
+            },
+            ListenerSpec {
+                port: u32::from(tcp_port),
+                protocol: Protocol::Tcp,
+            },
+            ListenerSpec {
+                port: u32::from(tls_tcp_port),
+                protocol: Protocol::Tls,
+            },
+        ],
+        http_routes: vec![
+            route(
+                tls_port,
+                Some("www.example.org"),
+                "/",
+                PathMatch::Prefix,
+                "org",
+            ),
+            route(
+                tls_port,
+                Some("*.example.net"),
+                "/",
+                PathMatch::Prefix,
+                "net",
+            ),
+        ],
+        tcp_routes: vec![
+            TcpRouteSpec {
+                port: u32::from(tcp_port),
+                backend: "db".into(),
+            },
+            TcpRouteSpec {
+                port: u32::from(tls_tcp_port),
+                backend: "terminated".into(),
+            },
+        ],
+        backends: vec![
+            backend("org", &[org.addr]),
+            backend("net", &[net.addr]),
+            backend("db", &[db.addr]),
+            backend("terminated", &[term.addr]),
+        ],
+        certificates: vec![
+            CertificateSpec {
+                name: "org".into(),
+                chain_pem: ORG_CRT.into(),
+                key_pem: ORG_KEY.into(),
+                hosts: vec!["www.example.org".into()],
+                default: true,
+            },
+            CertificateSpec {
+                name: "net".into(),
+                chain_pem: NET_CRT.into(),
+                key_pem: NET_KEY.into(),
+                hosts: vec!["*.example.net".into()],
+                default: false,
+            },
+        ],
+        scale: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    h.driver.ensure(&lb).await.unwrap();
+    let a = host(2);
+
+    let (r, leaf) = get_tls(a, tls_port, "www.example.org", "www.example.org", "/x")
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "org /x https"));
+    assert_eq!(
+        leaf,
+        der_of(ORG_CRT),
+        "www.example.org gets the org certificate"
+    );
+
+    let (r, leaf) = get_tls(a, tls_port, "shop.example.net", "shop.example.net", "/y")
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "net /y https"));
+    assert_eq!(
+        leaf,
+        der_of(NET_CRT),
+        "SNI shop.example.net gets the net certificate"
+    );
+
+    let (_, leaf) = get_tls(a, tls_port, "other.example.com", "other.example.com", "/")
+        .await
+        .unwrap();
+    assert_eq!(
+        leaf,
+        der_of(ORG_CRT),
+        "unknown SNI gets the default certificate"
+    );
+
+    // TCP pass-through: the backend greets first, then echoes.
+    let s = tokio::net::TcpStream::connect((a, tcp_port)).await.unwrap();
+    let mut s = BufReader::new(s);
+    let mut line = String::new();
+    s.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "db\n");
+    s.get_mut().write_all(b"ping\n").await.unwrap();
+    line.clear();
+    s.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "ping\n");
+
+    // TLS terminated in front of a TCP backend.
+    let (tls, leaf) = tls_connect(a, tls_tcp_port, "www.example.org")
+        .await
+        .unwrap();
+    assert_eq!(leaf, der_of(ORG_CRT));
+    let mut tls = BufReader::new(tls);
+    line.clear();
+    tls.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "terminated\n");
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_two_serves_on_both_addresses_and_scale_changes_apply() {
+    let h = Harness::new(3).await;
+    let port = free_port().await;
+    let web = http_echo("web").await;
+    let lb = simple("scaled", port, 2, &[web.addr]);
+    let status = h.driver.ensure(&lb).await.unwrap();
+    assert_eq!(status.addresses.len(), 2, "{status:?}");
+    for a in &status.addresses {
+        assert_eq!(
+            body(*a, port, "x.example.org", "/").await,
+            (200, "web / http".into())
+        );
+    }
+    let unused: Vec<IpAddr> = h
+        .hosts
+        .iter()
+        .filter(|a| !status.addresses.contains(a))
+        .copied()
+        .collect();
+    assert_eq!(unused.len(), 1);
+    assert!(
+        get(unused[0], port, "x.example.org", "/").await.is_err(),
+        "no instance on {}",
+        unused[0]
+    );
+
+    let three = h.driver.ensure(&lb.clone().with_scale(3)).await.unwrap();
+    assert_eq!(three.addresses, h.hosts);
+    assert_eq!(body(unused[0], port, "x.example.org", "/").await.0, 200);
+
+    let one = h.driver.ensure(&lb.clone().with_scale(1)).await.unwrap();
+    assert_eq!(one.addresses.len(), 1);
+    assert!(
+        status.addresses.contains(&one.addresses[0]),
+        "scale down keeps an old instance"
+    );
+    for a in &h.hosts {
+        let served = get(*a, port, "x.example.org", "/").await.is_ok();
+        assert_eq!(served, *a == one.addresses[0], "{a}");
+    }
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_changes_go_through_the_runtime_api_without_reload() {
+    let h = Harness::new(1).await;
+    let port = free_port().await;
+    let (one, two) = (http_echo("one").await, http_echo("two").await);
+    let lb = simple("endpoints", port, 1, &[one.addr]);
+    h.driver.ensure(&lb).await.unwrap();
+    let a = host(2);
+    assert_eq!(body(a, port, "x.example.org", "/").await.1, "one / http");
+    let before = h.driver.instance_info(a).await.unwrap();
+    let counters = h.driver.counters().await;
+
+    let moved = simple("endpoints", port, 1, &[two.addr]);
+    h.driver.ensure(&moved).await.unwrap();
+    assert_eq!(body(a, port, "x.example.org", "/").await.1, "two / http");
+    let both = simple("endpoints", port, 1, &[one.addr, two.addr]);
+    h.driver.ensure(&both).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        seen.insert(body(a, port, "x.example.org", "/").await.1);
+    }
+    assert_eq!(seen.len(), 2, "round robin over both endpoints: {seen:?}");
+    let none = simple("endpoints", port, 1, &[]);
+    let status = h.driver.ensure(&none).await.unwrap();
+    assert_eq!(body(a, port, "x.example.org", "/").await.0, 503);
+    assert!(status.condition(ConditionKind::NoEndpoints).is_some());
+
+    let after = h.driver.instance_info(a).await.unwrap();
+    assert_eq!(after.master_pid, before.master_pid);
+    assert_eq!(after.worker_pids, before.worker_pids);
+    assert_eq!(
+        after.reloads, before.reloads,
+        "no reload for endpoint changes"
+    );
+    let c = h.driver.counters().await;
+    assert_eq!(c.reloads, counters.reloads);
+    assert_eq!(c.runtime_updates, counters.runtime_updates + 3);
+
+    // More endpoints than slots: a reload, and every endpoint serves.
+    let many: Vec<_> = echoes(9).await;
+    let addrs: Vec<SocketAddr> = many.iter().map(|e| e.addr).collect();
+    h.driver
+        .ensure(&simple("endpoints", port, 1, &addrs))
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        seen.insert(body(a, port, "x.example.org", "/").await.1);
+    }
+    assert_eq!(seen.len(), 9, "{seen:?}");
+    assert_eq!(h.driver.counters().await.reloads, counters.reloads + 1);
+    h.finish().await;
+}
+
+async fn echoes(n: usize) -> Vec<Echo> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(http_echo(&format!("e{i}")).await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_comes_back() {
+    let h = Harness::new(1).await;
+    let port = free_port().await;
+    let web = http_echo("web").await;
+    let lb = simple("phoenix", port, 1, &[web.addr]);
+    h.driver.ensure(&lb).await.unwrap();
+    let a = host(2);
+    let before = h.driver.instance_info(a).await.unwrap();
+    let mut updates = h.driver.subscribe();
+
+    let killed = tokio::process::Command::new("kill")
+        .arg("-KILL")
+        .arg(before.master_pid.to_string())
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+
+    // The status says the instance is down, then running again.
+    let mut saw_down = false;
+    let status = loop {
+        let u = tokio::time::timeout(Duration::from_secs(20), updates.recv())
+            .await
+            .expect("a status update")
+            .unwrap();
+        let Some(s) = u.status else { continue };
+        if s.condition(ConditionKind::InstanceDown).is_some() {
+            saw_down = true;
+        } else if saw_down
+            && s.instances
+                .iter()
+                .all(|i| i.state == InstanceState::Running)
+        {
+            break s;
+        }
+    };
+    assert_eq!(status.addresses, vec![a]);
+    let after = h.driver.instance_info(a).await.unwrap();
+    assert_ne!(after.master_pid, before.master_pid);
+    assert_eq!(after.restarts, 1);
+    eventually("the restarted instance to serve", 10, || async {
+        get(a, port, "x.example.org", "/")
+            .await
+            .ok()
+            .filter(|r| r.status == 200)
+    })
+    .await;
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_rejected_and_the_others_keep_serving() {
+    let h = Harness::new(2).await;
+    let port = free_port().await;
+    let web = http_echo("web").await;
+    let good = LoadBalancer::new(&LoadBalancerSpec {
+        id: "good".into(),
+        listeners: vec![http_listener(port)],
+        http_routes: vec![route(
+            port,
+            Some("good.example.org"),
+            "/",
+            PathMatch::Prefix,
+            "web",
+        )],
+        backends: vec![backend("web", &[web.addr])],
+        scale: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    h.driver.ensure(&good).await.unwrap();
+
+    let base = |f: &dyn Fn(&mut LoadBalancerSpec)| {
+        let mut s = LoadBalancerSpec {
+            id: "bad".into(),
+            listeners: vec![http_listener(port)],
+            http_routes: vec![route(
+                port,
+                Some("bad.example.org"),
+                "/ok",
+                PathMatch::Prefix,
+                "web",
+            )],
+            backends: vec![backend("web", &[web.addr])],
+            scale: 2,
+            ..Default::default()
+        };
+        f(&mut s);
+        s
+    };
+    let bad: Vec<(&str, &str, LoadBalancerSpec)> = vec![
+        (
+            "http_routes[0].path",
+            "/with space",
+            base(&|s| s.http_routes[0].path = Some("/with space".into())),
+        ),
+        (
+            "http_routes[0].path",
+            "/new\nline",
+            base(&|s| s.http_routes[0].path = Some("/new\nline".into())),
+        ),
+        (
+            "http_routes[0].path",
+            "/hash#x",
+            base(&|s| s.http_routes[0].path = Some("/hash#x".into())),
+        ),
+        (
+            "http_routes[0].path",
+            "/enc%0a",
+            base(&|s| s.http_routes[0].path = Some("/enc%0a".into())),
+        ),
+        (
+            "http_routes[0].path",
+            "/q\"uote",
+            base(&|s| s.http_routes[0].path = Some("/q\"uote".into())),
+        ),
+        (
+            "http_routes[0].host",
+            "under_score.example.org",
+            base(&|s| s.http_routes[0].host = Some("under_score.example.org".into())),
+        ),
+        (
+            "http_routes[0].host",
+            "trailing.example.org.",
+            base(&|s| s.http_routes[0].host = Some("trailing.example.org.".into())),
+        ),
+        (
+            "http_routes[0].host",
+            "UPPER.example.org",
+            base(&|s| s.http_routes[0].host = Some("UPPER.example.org".into())),
+        ),
+        (
+            "http_routes[0].host",
+            "192.0.2.1",
+            base(&|s| s.http_routes[0].host = Some("192.0.2.1".into())),
+        ),
+        (
+            "listeners[0].port",
+            "70000",
+            base(&|s| s.listeners[0].port = 70000),
+        ),
+        (
+            "certificates[0].key_pem",
+            "mismatch",
+            base(&|s| {
+                s.listeners.push(ListenerSpec {
+                    port: 1,
+                    protocol: Protocol::Https,
+                });
+                s.certificates.push(CertificateSpec {
+                    name: "mismatch".into(),
+                    chain_pem: ORG_CRT.into(),
+                    key_pem: OTHER_KEY.into(),
+                    hosts: vec!["bad.example.org".into()],
+                    default: true,
+                });
+            }),
+        ),
+    ];
+    for (field, needle, spec) in &bad {
+        let err = LoadBalancer::new(spec).expect_err(needle);
+        assert_eq!(err.field(), *field, "{needle:?}: {err}");
+        assert!(
+            err.to_string().starts_with("load balancer \"bad\": "),
+            "{err}"
+        );
+    }
+    // A snippet is refused by a driver without snippets.
+    let snippet =
+        LoadBalancer::new(&base(&|s| s.snippet = Some("http-request deny".into()))).unwrap();
+    match h.driver.ensure(&snippet).await {
+        Err(Error::Rejected { reason, .. }) => assert!(reason.contains("snippets"), "{reason}"),
+        other => panic!("snippet accepted: {other:?}"),
+    }
+    assert!(h.driver.status(snippet.id()).await.unwrap().is_none());
+
+    // A backend without endpoints is accepted, answers 503 and says so.
+    let empty = LoadBalancer::new(&base(&|s| s.backends[0].endpoints.clear())).unwrap();
+    let status = h.driver.ensure(&empty).await.unwrap();
+    assert!(status.condition(ConditionKind::NoEndpoints).is_some());
+    for a in &status.addresses {
+        assert_eq!(body(*a, port, "bad.example.org", "/ok").await.0, 503);
+    }
+
+    let files = h.all_files();
+    for (_, needle, _) in &bad {
+        if needle.len() > 6 {
+            assert!(!files.contains(needle), "{needle:?} reached a file");
+        }
+    }
+    assert!(!files.contains("http-request deny"));
+    for a in &h.hosts {
+        assert_eq!(
+            body(*a, port, "good.example.org", "/").await,
+            (200, "web / http".into())
+        );
+    }
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancers_share_http_ports_and_reloads_do_not_fail_requests() {
+    let h = Harness::new(1).await;
+    let port = free_port().await;
+    let (a_web, b_web) = (http_echo("a").await, http_echo("b").await);
+    let one = |id: &str, host_name: &str, path: &str, addr| {
+        LoadBalancer::new(&LoadBalancerSpec {
+            id: id.into(),
+            listeners: vec![http_listener(port)],
+            http_routes: vec![route(port, Some(host_name), path, PathMatch::Prefix, "web")],
+            backends: vec![backend("web", &[addr])],
+            scale: 1,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    h.driver
+        .ensure(&one("a", "a.example.org", "/", a_web.addr))
+        .await
+        .unwrap();
+    h.driver
+        .ensure(&one("b", "b.example.org", "/", b_web.addr))
+        .await
+        .unwrap();
+    let addr = host(2);
+    assert_eq!(body(addr, port, "a.example.org", "/").await.1, "a / http");
+    assert_eq!(body(addr, port, "b.example.org", "/").await.1, "b / http");
+
+    // Requests in a loop while b's routes change (each change reloads).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match get(addr, port, "a.example.org", "/").await {
+                    Ok(r) if r.status == 200 => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    let reloads_before = h.driver.counters().await.reloads;
+    for i in 0..10 {
+        h.driver
+            .ensure(&one("b", "b.example.org", &format!("/v{i}"), b_web.addr))
+            .await
+            .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = client.await.unwrap();
+    assert_eq!(h.driver.counters().await.reloads, reloads_before + 10);
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(ok > 0);
+    assert_eq!(
+        body(addr, port, "b.example.org", "/v9/x").await.1,
+        "b /v9/x http"
+    );
+    h.driver.ensure_deleted(&"b".parse_id()).await.unwrap();
+    assert_eq!(body(addr, port, "b.example.org", "/v9/x").await.0, 404);
+    h.finish().await;
+}
+
+trait ParseId {
+    fn parse_id(&self) -> rancher_lb::model::LbId;
+}
+
+impl ParseId for str {
+    fn parse_id(&self) -> rancher_lb::model::LbId {
+        rancher_lb::model::LbId::new(self).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_haproxy_driver_passes_the_conformance_battery() {
+    let h = Harness::new(3).await;
+    let port = free_port().await;
+    let web = http_echo("web").await;
+    Conformance::new(
+        h.driver.clone() as Arc<dyn Driver>,
+        h.hosts.clone(),
+        port,
+        (web.addr.ip(), web.addr.port()),
+    )
+    .run()
+    .await;
+    h.finish().await;
+}
