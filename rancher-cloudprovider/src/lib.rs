@@ -93,6 +93,7 @@
 //! | --- | --- | --- |
 //! | `runtime` | yes | `convert` and the controllers (kube, k8s-openapi, rancher-runtime) |
 //! | `testing` | no | `testing`: the fake provider and the conformance battery |
+//! | `rancher` | no | `rancher`: the Rancher implementation on `rancher-lb` and `rancher-client` |
 
 #[cfg(feature = "runtime")]
 pub mod controller;
@@ -103,6 +104,8 @@ pub mod error;
 pub mod index;
 pub mod model;
 mod provider;
+#[cfg(feature = "rancher")]
+pub mod rancher;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod well_known;
