@@ -3,10 +3,40 @@
 //! `fieldValidation` parameter. That is what `kubectl` reads to learn that the server
 //! validates fields itself; with it, `kubectl apply`/`create`/`replace` work without
 //! `--validate=false`. No schemas are published (`kubectl explain` does not work).
+//!
+//! `/openapi/v2` is an empty document: older kubectl (such as Debian's 1.20) downloads it
+//! for client-side validation and skips kinds it has no schema for.
 
 use serde_json::{Map, Value, json};
 
 use crate::resource::Registry;
+
+/// The protobuf media type of the OpenAPI v2 document.
+const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `/openapi/v2`: empty, as protobuf (an empty message) or JSON, whichever was asked for.
+pub(crate) fn v2(req: &axum::extract::Request) -> axum::response::Response {
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (content_type, body) = if accept.contains("protobuf") {
+        (OPENAPI_V2_PROTOBUF, Vec::new())
+    } else {
+        let doc = json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": crate::discovery::version()["gitVersion"]}, "paths": {}});
+        (
+            "application/json",
+            serde_json::to_vec(&doc).unwrap_or_default(),
+        )
+    };
+    let mut resp = axum::response::Response::new(axum::body::Body::from(body));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    resp
+}
 
 fn gv_key(group: &str, version: &str) -> String {
     if group.is_empty() {

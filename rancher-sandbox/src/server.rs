@@ -144,6 +144,7 @@ async fn route(shared: &Arc<Shared>, req: Request) -> ApiResult<Response> {
             discovery::resources(&state.registry, group, version)
                 .map_or_else(|| Err(ApiError::no_route(&path)), ok)
         }
+        ["openapi", "v2"] if get => Ok(openapi::v2(&req)),
         ["openapi", "v3"] if get => {
             let state = shared.store.lock();
             ok(openapi::index(&state.registry))

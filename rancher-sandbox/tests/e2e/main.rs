@@ -1,8 +1,11 @@
 //! End-to-end tests: real `kube` clients (and the real `kubectl`) against the sandbox.
 
+mod alloc;
 mod api;
+mod bad_input;
 mod kubectl;
 mod patch;
+mod seed;
 mod watch;
 
 use rancher_sandbox::Sandbox;
