@@ -21,6 +21,18 @@
 //!   updates signed with TSIG, e.g. to BIND) and, behind `testing`,
 //!   [`MemoryProvider`](provider::MemoryProvider) with a
 //!   [conformance battery](provider::conformance).
+//! - [`crd`] (feature `runtime`): the custom resources
+//!   [`Federation`](crd::Federation), [`FederatedCluster`](crd::FederatedCluster) and
+//!   [`FederatedService`](crd::FederatedService), group `federation.rancher.io/v1alpha1`.
+//! - [`member`]: member credentials from Secrets (kubeconfig or token), auto-discovery of
+//!   clusters whose credentials Secret carries `federation.rancher.io/name: <federation>`,
+//!   health checks of `/readyz` with timeouts, region and zones from node labels.
+//! - [`controller::Controller`]: propagates every `FederatedService` to the healthy
+//!   members (owned by the label `federation.rancher.io/federation`; a user's Service
+//!   of the same name is left alone and reported), collects each member's
+//!   `status.loadBalancer` and ready endpoints, and is the single writer of the
+//!   federation's records in the DNS provider.
+//! - [`well_known`]: labels, annotations, condition types and event reasons.
 //!
 //! # Implementing a backend
 //!
@@ -88,13 +100,43 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Running the controller against a host cluster:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use rancher_federation::{
+//!     controller::{Config, Controller},
+//!     model::DnsName,
+//!     provider::{Rfc2136Config, Rfc2136Provider},
+//! };
+//! rancher_runtime::install_crypto_provider();
+//! let provider = Arc::new(Rfc2136Provider::new(Rfc2136Config::new(
+//!     "192.0.2.53:53".parse()?,
+//!     DnsName::new("example.org")?,
+//!     None,
+//! ))?);
+//! let host = kube::Client::try_default().await?;
+//! let controller = Controller::new(host, Config::new("federation-system"), provider);
+//! controller.run(tokio_util::sync::CancellationToken::new()).await;
+//! # Ok(()) }
+//! ```
+//!
 //! # Feature flags
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
+//! | `runtime` | yes | [`crd`], [`member`], [`controller`]: the Kubernetes side (kube, k8s-openapi, rancher-runtime) |
 //! | `rfc2136` | yes | [`Rfc2136Provider`](provider::Rfc2136Provider): RFC 2136 updates with TSIG (hickory-proto, ring) |
 //! | `testing` | no | [`MemoryProvider`](provider::MemoryProvider) and the provider [conformance battery](provider::conformance) |
 
+#[cfg(feature = "runtime")]
+pub mod controller;
+#[cfg(feature = "runtime")]
+pub mod crd;
+#[cfg(feature = "runtime")]
+pub mod member;
 pub mod model;
 pub mod provider;
 pub mod records;
+pub mod well_known;

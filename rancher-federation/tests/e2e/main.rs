@@ -2,4 +2,5 @@
 //! (`named` from Debian's `bind9`) on loopback, `dig`.
 
 mod bind;
+mod federation;
 mod rfc2136;

@@ -1,0 +1,1344 @@
+//! The federation controller: membership, Service propagation, status
+//! collection and the single DNS writer.
+//!
+//! Work is keyed by federation. One reconcile of federation `F`:
+//!
+//! 1. auto-discovery: a `FederatedCluster` per Secret labelled
+//!    `federation.rancher.io/name: F` in the controller's namespace; those
+//!    whose Secret lost the label are deleted;
+//! 2. health: every member's `/readyz` and nodes, concurrently, each within the
+//!    federation's timeout, so an unreachable member never blocks the others;
+//!    results go to the `FederatedCluster` status (`Ready` condition, region,
+//!    zones) with an event on every change;
+//! 3. propagation: every `FederatedService` of `F` is created or updated in each
+//!    healthy member, owned by the label `federation.rancher.io/federation: F`;
+//!    a Service of the same name without that label is the user's and is left
+//!    alone (reported as `NameCollision`). Managed Services whose
+//!    `FederatedService` is gone are deleted, also in members that were down
+//!    when it was deleted;
+//! 4. collection: each member Service's `status.loadBalancer` and ready
+//!    endpoint count go into the `FederatedService` status per cluster, region
+//!    and zone;
+//! 5. DNS: the records of every federated service of `F` are computed together
+//!    ([`records::desired`]) and handed to the [`DnsProvider`] in one
+//!    [`ensure`](DnsProvider::ensure): one writer for all clusters' shards.
+//!
+//! Changes to the host objects requeue their federation at once; every
+//! federation is also reconciled each health-check period.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::future::join_all;
+use k8s_openapi::api::{
+    core::v1::{Secret, Service},
+    discovery::v1::EndpointSlice,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams},
+    runtime::watcher,
+};
+use parking_lot::{Mutex, RwLock};
+use rancher_runtime::{
+    events::Recorder,
+    index::{self, IndexNamespacedResource},
+    lease::Leadership,
+    queue::Queue,
+    requeue::{Classify, ErrorKind, Policy},
+    status::patch_status,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    crd::{
+        ClusterServiceStatus, Condition, FederatedCluster, FederatedClusterStatus,
+        FederatedService, FederatedServiceStatus, Federation, FederationStatus, LevelStatus,
+        set_condition,
+    },
+    member,
+    model::{self, Ingress, Member, ServiceKey, Shard},
+    provider::{self, DnsProvider},
+    records::{self, Resolved, ServiceShards},
+    well_known::{
+        CONTROLLER_NAME, FEDERATION_LABEL, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, condition, reason,
+    },
+};
+
+/// The default seconds between health checks of a member.
+pub const DEFAULT_PERIOD: Duration = Duration::from_secs(10);
+
+/// The default time a member may take to answer.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors of one reconcile.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing an object in the host cluster failed.
+    #[error("host cluster: {what} failed")]
+    Host {
+        /// What was attempted.
+        what: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// The DNS provider failed; the records are retried.
+    #[error("federation {federation}: publishing dns records failed")]
+    Dns {
+        /// The federation.
+        federation: String,
+        /// The cause.
+        #[source]
+        source: provider::Error,
+    },
+}
+
+/// Result alias for this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Classify for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Dns { source, .. } => match source.retry_after() {
+                Some(after) => ErrorKind::Retry { after },
+                None => ErrorKind::Backoff,
+            },
+            Self::Host { .. } => ErrorKind::Backoff,
+        }
+    }
+}
+
+fn host(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Host { what, source }
+}
+
+/// Settings of the controller.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The namespace holding `Federation`s, `FederatedCluster`s and the
+    /// credentials Secrets.
+    pub namespace: String,
+    /// Reconciles run in parallel (one per federation at a time).
+    pub workers: usize,
+    /// The health-check period when a `Federation` does not set one.
+    pub period: Duration,
+    /// The member timeout when a `Federation` does not set one.
+    pub timeout: Duration,
+}
+
+impl Config {
+    /// Defaults for `namespace`.
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            workers: 2,
+            period: DEFAULT_PERIOD,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// The federation controller. Cheap to clone.
+#[derive(Clone)]
+pub struct Controller {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    host: kube::Client,
+    config: Config,
+    provider: Arc<dyn DnsProvider>,
+    recorder: Recorder,
+    leadership: Mutex<Leadership>,
+    /// Member clients by cluster, with the credentials they were built from.
+    clients: Mutex<HashMap<String, (String, kube::Client)>>,
+    /// The last DNS outcome per federation, to publish events on changes only.
+    dns_outcome: Mutex<HashMap<String, String>>,
+}
+
+/// One member as seen in this reconcile.
+#[derive(Clone)]
+struct MemberState {
+    name: String,
+    healthy: bool,
+    region: Option<String>,
+    zones: Vec<String>,
+    client: Option<kube::Client>,
+    reason: &'static str,
+    message: String,
+}
+
+impl Controller {
+    /// A controller writing to `provider`, acting on the host cluster through
+    /// `host`.
+    pub fn new(host: kube::Client, config: Config, provider: Arc<dyn DnsProvider>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                recorder: Recorder::new(host.clone(), CONTROLLER_NAME),
+                host,
+                config,
+                provider,
+                leadership: Mutex::new(Leadership::always()),
+                clients: Mutex::new(HashMap::new()),
+                dns_outcome: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Acts only while `leadership` says this replica leads (by default it
+    /// always does).
+    pub fn with_leadership(self, leadership: Leadership) -> Self {
+        *self.inner.leadership.lock() = leadership;
+        self
+    }
+
+    /// Watches the host cluster and reconciles every federation until
+    /// `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let queue: Queue<String> = Queue::new();
+        let ns = self.inner.config.namespace.clone();
+        let client = self.inner.host.clone();
+        let watches = vec![
+            spawn_trigger(
+                Api::<Federation>::namespaced(client.clone(), &ns),
+                watcher::Config::default(),
+                queue.clone(),
+                |f: &Federation| Some(f.name_any()),
+                shutdown.clone(),
+            ),
+            spawn_trigger(
+                Api::<FederatedCluster>::namespaced(client.clone(), &ns),
+                watcher::Config::default(),
+                queue.clone(),
+                |c: &FederatedCluster| Some(c.spec.federation.clone()),
+                shutdown.clone(),
+            ),
+            spawn_trigger(
+                Api::<FederatedService>::all(client.clone()),
+                watcher::Config::default(),
+                queue.clone(),
+                |s: &FederatedService| Some(s.spec.federation.clone()),
+                shutdown.clone(),
+            ),
+            spawn_trigger(
+                Api::<Secret>::namespaced(client.clone(), &ns),
+                watcher::Config::default().labels(FEDERATION_LABEL),
+                queue.clone(),
+                |s: &Secret| s.labels().get(FEDERATION_LABEL).cloned(),
+                shutdown.clone(),
+            ),
+        ];
+
+        let policy = Arc::new(Policy::default());
+        let workers = self.inner.config.workers;
+        let this = self.clone();
+        let requeue = queue.clone();
+        queue
+            .run(workers, policy, shutdown, move |federation: String| {
+                let (this, requeue) = (this.clone(), requeue.clone());
+                async move {
+                    let period = this.reconcile(&federation).await?;
+                    if let Some(period) = period {
+                        requeue.add_after(federation, period);
+                    }
+                    Ok::<(), Error>(())
+                }
+            })
+            .await;
+        for watch in watches {
+            watch.abort();
+        }
+    }
+
+    /// Reconciles federation `name` once; returns when to check it again
+    /// (`None` when it does not exist).
+    pub async fn reconcile(&self, name: &str) -> Result<Option<Duration>> {
+        let inner = &self.inner;
+        let ns = &inner.config.namespace;
+        let federations: Api<Federation> = Api::namespaced(inner.host.clone(), ns);
+        let Some(fed) = federations
+            .get_opt(name)
+            .await
+            .map_err(host(format!("reading federation {name}")))?
+        else {
+            return Ok(None);
+        };
+        let period = fed
+            .spec
+            .health_check_period_seconds
+            .map_or(inner.config.period, |s| {
+                Duration::from_secs(u64::from(s.max(1)))
+            });
+        if !inner.leadership.lock().is_leader() {
+            return Ok(Some(period));
+        }
+        let timeout = fed
+            .spec
+            .health_check_timeout_seconds
+            .map_or(inner.config.timeout, |s| {
+                Duration::from_secs(u64::from(s.max(1)))
+            });
+        let now = now();
+
+        let mut federation = match model::Federation::new(name, &fed.spec.dns_suffix) {
+            Ok(federation) => federation,
+            Err(error) => {
+                let message = format!("spec.dnsSuffix: {error}");
+                self.dns_event(&fed, reason::DNS_FAILED, &message, false)
+                    .await;
+                let mut status = fed.status.clone().unwrap_or_default();
+                set_condition(
+                    &mut status.conditions,
+                    Condition::new(condition::DNS_PUBLISHED, false, reason::DNS_FAILED, message),
+                    &now,
+                );
+                self.patch_federation_status(&fed, status).await?;
+                return Ok(Some(period));
+            }
+        };
+        if let Some(ttl) = fed.spec.ttl {
+            federation.ttl = ttl;
+        }
+
+        // 1. Auto-discovery.
+        self.discover(name).await?;
+
+        // 2. Health of every member, concurrently.
+        let clusters: Vec<FederatedCluster> =
+            Api::<FederatedCluster>::namespaced(inner.host.clone(), ns)
+                .list(&ListParams::default())
+                .await
+                .map_err(host("listing federated clusters"))?
+                .items
+                .into_iter()
+                .filter(|c| c.spec.federation == name)
+                .collect();
+        let members: Vec<MemberState> =
+            join_all(clusters.iter().map(|c| self.check_member(c, timeout))).await;
+        for (cluster, state) in clusters.iter().zip(&members) {
+            self.record_member(cluster, state, &now).await?;
+        }
+
+        // 3, 4. Propagation and collection for every federated service.
+        let all_services: Vec<FederatedService> = Api::<FederatedService>::all(inner.host.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(host("listing federated services"))?
+            .items
+            .into_iter()
+            .filter(|s| s.spec.federation == name)
+            .collect();
+        let live: Vec<&FederatedService> = all_services
+            .iter()
+            .filter(|s| s.metadata.deletion_timestamp.is_none())
+            .collect();
+        let mut collected = Vec::new();
+        for service in &live {
+            let statuses = join_all(
+                members
+                    .iter()
+                    .map(|m| self.propagate(name, service, m, timeout)),
+            )
+            .await;
+            collected.push(statuses);
+        }
+        let keep: BTreeSet<(String, String)> = live
+            .iter()
+            .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
+            .collect();
+        join_all(
+            members
+                .iter()
+                .filter(|m| m.healthy)
+                .map(|m| sweep_orphans(name, m, &keep, timeout)),
+        )
+        .await;
+
+        // 5. DNS: one writer for every shard of every service.
+        let model_members: Vec<Member> = members
+            .iter()
+            .map(|m| Member {
+                cluster: m.name.clone(),
+                healthy: m.healthy,
+                region: m.region.clone(),
+                zones: m.zones.clone(),
+            })
+            .collect();
+        let mut inputs = Vec::new();
+        for (service, statuses) in live.iter().zip(&collected) {
+            if service.spec.template.spec.type_.as_deref() != Some("LoadBalancer") {
+                continue;
+            }
+            inputs.push(ServiceShards {
+                service: ServiceKey::new(
+                    service.namespace().unwrap_or_default(),
+                    service.name_any(),
+                ),
+                shards: statuses
+                    .iter()
+                    .filter_map(|(_, shard)| shard.clone())
+                    .collect(),
+            });
+        }
+        let resolved = resolve_hostnames(&inputs, timeout).await;
+        let desired = records::desired(&federation, &model_members, &inputs, &resolved);
+        for problem in &desired.problems {
+            tracing::warn!(federation = name, %problem, "record skipped");
+        }
+        let dns = inner
+            .provider
+            .ensure(&federation.scope(), &desired.records)
+            .await;
+        let (dns_ok, dns_reason, dns_message) = match &dns {
+            Ok(changes) => {
+                if !changes.is_empty() {
+                    tracing::info!(federation = name, %changes, "dns records updated");
+                }
+                (
+                    true,
+                    reason::PUBLISHED,
+                    format!("{} records published", desired.records.len()),
+                )
+            }
+            Err(error) => {
+                let why = if matches!(error, provider::Error::Unauthorized { .. }) {
+                    reason::DNS_UNAUTHORIZED
+                } else {
+                    reason::DNS_FAILED
+                };
+                (false, why, error_chain(error))
+            }
+        };
+        self.dns_event(&fed, dns_reason, &dns_message, dns_ok).await;
+
+        // Statuses.
+        for (service, statuses) in live.iter().zip(&collected) {
+            self.record_service(
+                &federation,
+                service,
+                &members,
+                statuses,
+                dns_ok,
+                dns_reason,
+                &dns_message,
+                &now,
+            )
+            .await?;
+        }
+        let mut status = fed.status.clone().unwrap_or_default();
+        let mut names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
+        names.sort();
+        status.member_count = u32::try_from(names.len()).unwrap_or(u32::MAX);
+        status.healthy_count =
+            u32::try_from(members.iter().filter(|m| m.healthy).count()).unwrap_or(u32::MAX);
+        status.members = names;
+        set_condition(
+            &mut status.conditions,
+            Condition::new(condition::DNS_PUBLISHED, dns_ok, dns_reason, dns_message),
+            &now,
+        );
+        self.patch_federation_status(&fed, status).await?;
+
+        match dns {
+            Ok(_) => Ok(Some(period)),
+            Err(source) => Err(Error::Dns {
+                federation: name.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    async fn patch_federation_status(
+        &self,
+        fed: &Federation,
+        status: FederationStatus,
+    ) -> Result<()> {
+        if fed.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let api: Api<Federation> =
+            Api::namespaced(self.inner.host.clone(), &self.inner.config.namespace);
+        patch_status(&api, &fed.name_any(), CONTROLLER_NAME, status)
+            .await
+            .map_err(|error| Error::Host {
+                what: format!("patching the status of federation {}", fed.name_any()),
+                source: match error {
+                    rancher_runtime::status::Error::PatchStatusFailed { source, .. } => source,
+                    other => kube::Error::Service(Box::new(other)),
+                },
+            })?;
+        Ok(())
+    }
+
+    async fn dns_event(&self, fed: &Federation, why: &str, message: &str, ok: bool) {
+        let outcome = format!("{why}: {message}");
+        let changed = {
+            let mut last = self.inner.dns_outcome.lock();
+            let previous = last.insert(fed.name_any(), outcome.clone());
+            previous.as_deref() != Some(outcome.as_str())
+        };
+        if !changed {
+            return;
+        }
+        if ok {
+            self.inner
+                .recorder
+                .normal(fed, why, "PublishDNS", message)
+                .await;
+        } else {
+            self.inner
+                .recorder
+                .warning(fed, why, "PublishDNS", message)
+                .await;
+        }
+    }
+
+    /// Creates a `FederatedCluster` for every labelled Secret and deletes the
+    /// discovered ones whose Secret lost the label.
+    async fn discover(&self, federation: &str) -> Result<()> {
+        let ns = &self.inner.config.namespace;
+        let secrets = Api::<Secret>::namespaced(self.inner.host.clone(), ns)
+            .list(&ListParams::default().labels(&format!("{FEDERATION_LABEL}={federation}")))
+            .await
+            .map_err(host("listing credentials secrets"))?
+            .items;
+        let wanted = member::discovered(federation, &secrets);
+        let clusters: Api<FederatedCluster> = Api::namespaced(self.inner.host.clone(), ns);
+        let existing = clusters
+            .list(&ListParams::default())
+            .await
+            .map_err(host("listing federated clusters"))?
+            .items;
+        let existing_names: BTreeSet<String> = existing.iter().map(ResourceExt::name_any).collect();
+        for cluster in &wanted {
+            if existing_names.contains(&cluster.name_any()) {
+                continue;
+            }
+            match clusters.create(&PostParams::default(), cluster).await {
+                Ok(created) => {
+                    self.inner
+                        .recorder
+                        .normal(
+                            &created,
+                            reason::JOINED,
+                            "Discover",
+                            format!(
+                                "secret {} joined federation {federation}",
+                                cluster.name_any()
+                            ),
+                        )
+                        .await;
+                }
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(error) => return Err(host("creating a discovered federated cluster")(error)),
+            }
+        }
+        let wanted_names: BTreeSet<String> = wanted.iter().map(ResourceExt::name_any).collect();
+        for cluster in existing {
+            if cluster.spec.federation == federation
+                && member::is_discovered(&cluster)
+                && !wanted_names.contains(&cluster.name_any())
+            {
+                match clusters
+                    .delete(&cluster.name_any(), &DeleteParams::default())
+                    .await
+                {
+                    Ok(_) => {
+                        self.inner.clients.lock().remove(&cluster.name_any());
+                        tracing::info!(
+                            federation,
+                            cluster = cluster.name_any(),
+                            "cluster left the federation"
+                        );
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(error) => return Err(host("deleting a federated cluster")(error)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn check_member(&self, cluster: &FederatedCluster, timeout: Duration) -> MemberState {
+        let name = cluster.name_any();
+        let mut state = MemberState {
+            name: name.clone(),
+            healthy: false,
+            region: cluster.status.as_ref().and_then(|s| s.region.clone()),
+            zones: cluster
+                .status
+                .as_ref()
+                .map(|s| s.zones.clone())
+                .unwrap_or_default(),
+            client: None,
+            reason: reason::UNREACHABLE,
+            message: String::new(),
+        };
+        let client = match self.member_client(cluster, timeout).await {
+            Ok(client) => client,
+            Err(error) => {
+                state.reason = reason::INVALID_CREDENTIALS;
+                state.message = error_chain(&error);
+                return state;
+            }
+        };
+        state.client = Some(client.clone());
+        match member::probe(&name, &client, timeout).await {
+            Ok(probe) => {
+                state.healthy = true;
+                state.region = probe.region;
+                state.zones = probe.zones;
+                state.reason = reason::HEALTHY;
+                state.message = "/readyz answered ok".into();
+            }
+            Err(error) => {
+                state.message = error_chain(&error);
+            }
+        }
+        state
+    }
+
+    async fn member_client(
+        &self,
+        cluster: &FederatedCluster,
+        timeout: Duration,
+    ) -> member::Result<kube::Client> {
+        let ns = &self.inner.config.namespace;
+        let secret_name = &cluster.spec.secret_ref.name;
+        let secret = Api::<Secret>::namespaced(self.inner.host.clone(), ns)
+            .get_opt(secret_name)
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| member::Error::MissingSecret {
+                namespace: ns.clone(),
+                name: secret_name.clone(),
+            })?;
+        let fingerprint = format!(
+            "{}|{}|{:?}|{:?}",
+            secret.resource_version().unwrap_or_default(),
+            secret.uid().unwrap_or_default(),
+            cluster.spec.api_endpoint,
+            timeout
+        );
+        if let Some((seen, client)) = self.inner.clients.lock().get(&cluster.name_any())
+            && *seen == fingerprint
+        {
+            return Ok(client.clone());
+        }
+        let config = member::config(cluster, &secret, timeout).await?;
+        let client = member::client(&cluster.name_any(), config)?;
+        self.inner
+            .clients
+            .lock()
+            .insert(cluster.name_any(), (fingerprint, client.clone()));
+        Ok(client)
+    }
+
+    async fn record_member(
+        &self,
+        cluster: &FederatedCluster,
+        state: &MemberState,
+        now: &str,
+    ) -> Result<()> {
+        let before = cluster.status.clone().unwrap_or_default();
+        let mut status = FederatedClusterStatus {
+            healthy: state.healthy,
+            region: state.region.clone(),
+            zones: state.zones.clone(),
+            conditions: before.conditions.clone(),
+        };
+        set_condition(
+            &mut status.conditions,
+            Condition::new(
+                condition::READY,
+                state.healthy,
+                state.reason,
+                state.message.clone(),
+            ),
+            now,
+        );
+        if cluster.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let was = before
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::READY)
+            .map(|c| (c.is_true(), c.reason.clone()));
+        if was != Some((state.healthy, state.reason.to_owned())) {
+            if state.healthy {
+                self.inner
+                    .recorder
+                    .normal(cluster, state.reason, "HealthCheck", state.message.clone())
+                    .await;
+            } else {
+                self.inner
+                    .recorder
+                    .warning(cluster, state.reason, "HealthCheck", state.message.clone())
+                    .await;
+            }
+        }
+        let api: Api<FederatedCluster> =
+            Api::namespaced(self.inner.host.clone(), &self.inner.config.namespace);
+        match patch_status(&api, &cluster.name_any(), CONTROLLER_NAME, status).await {
+            Ok(_) => Ok(()),
+            // Deleted meanwhile (the Secret lost its label).
+            Err(rancher_runtime::status::Error::PatchStatusFailed {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 404 => Ok(()),
+            Err(rancher_runtime::status::Error::PatchStatusFailed { source, .. }) => {
+                Err(Error::Host {
+                    what: format!(
+                        "patching the status of federated cluster {}",
+                        cluster.name_any()
+                    ),
+                    source,
+                })
+            }
+            Err(other) => Err(Error::Host {
+                what: format!(
+                    "patching the status of federated cluster {}",
+                    cluster.name_any()
+                ),
+                source: kube::Error::Service(Box::new(other)),
+            }),
+        }
+    }
+
+    /// Ensures the member Service and reads its shard.
+    async fn propagate(
+        &self,
+        federation: &str,
+        service: &FederatedService,
+        member: &MemberState,
+        timeout: Duration,
+    ) -> (ClusterServiceStatus, Option<Shard>) {
+        let mut status = ClusterServiceStatus {
+            cluster: member.name.clone(),
+            region: member.region.clone(),
+            zones: member.zones.clone(),
+            ..ClusterServiceStatus::default()
+        };
+        let (true, Some(client)) = (member.healthy, member.client.as_ref()) else {
+            status.message = Some(format!("cluster not healthy: {}", member.message));
+            return (status, None);
+        };
+        let ns = service.namespace().unwrap_or_default();
+        let name = service.name_any();
+        let result = tokio::time::timeout(
+            timeout,
+            ensure_member_service(federation, client, &ns, &name, service),
+        )
+        .await
+        .unwrap_or_else(|_| Err(Propagation::Failed(format!("no answer within {timeout:?}"))));
+        let current = match result {
+            Ok(current) => current,
+            Err(Propagation::Collision) => {
+                let note = format!(
+                    "cluster {}: a Service {ns}/{name} not created by federation {federation} exists; left alone",
+                    member.name
+                );
+                status.message = Some(note);
+                return (status, None);
+            }
+            Err(Propagation::Failed(reason)) => {
+                status.message = Some(format!("cluster {}: {reason}", member.name));
+                return (status, None);
+            }
+        };
+        let ingress: Vec<Ingress> = current
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| {
+                        i.ip.as_deref()
+                            .and_then(|ip| ip.parse().ok())
+                            .map(Ingress::Ip)
+                            .or_else(|| i.hostname.clone().map(Ingress::Hostname))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ready = match tokio::time::timeout(timeout, ready_endpoints(client, &ns, &name)).await {
+            Ok(Ok(ready)) => ready,
+            Ok(Err(error)) => {
+                status.message = Some(format!("reading endpoint slices: {}", error_chain(&error)));
+                0
+            }
+            Err(_) => {
+                status.message = Some(format!(
+                    "reading endpoint slices: no answer within {timeout:?}"
+                ));
+                0
+            }
+        };
+        status.ingress = ingress
+            .iter()
+            .map(|i| match i {
+                Ingress::Ip(ip) => ip.to_string(),
+                Ingress::Hostname(host) => host.clone(),
+            })
+            .collect();
+        status.ready_endpoints = u32::try_from(ready).unwrap_or(u32::MAX);
+        let shard = Shard {
+            cluster: member.name.clone(),
+            ingress,
+            ready_endpoints: ready,
+        };
+        status.healthy = shard.serves();
+        (status, Some(shard))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_service(
+        &self,
+        federation: &model::Federation,
+        service: &FederatedService,
+        members: &[MemberState],
+        statuses: &[(ClusterServiceStatus, Option<Shard>)],
+        dns_ok: bool,
+        dns_reason: &str,
+        dns_message: &str,
+        now: &str,
+    ) -> Result<()> {
+        let key = ServiceKey::new(service.namespace().unwrap_or_default(), service.name_any());
+        let before = service.status.clone().unwrap_or_default();
+        let mut clusters: Vec<ClusterServiceStatus> =
+            statuses.iter().map(|(s, _)| s.clone()).collect();
+        clusters.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+
+        let mut regions: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut zones: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        for cluster in clusters.iter().filter(|c| c.healthy) {
+            if let Some(region) = &cluster.region {
+                regions
+                    .entry(region.clone())
+                    .or_default()
+                    .extend(cluster.ingress.iter().cloned());
+                for zone in &cluster.zones {
+                    zones
+                        .entry((region.clone(), zone.clone()))
+                        .or_default()
+                        .extend(cluster.ingress.iter().cloned());
+                }
+            }
+        }
+        // Every region and zone of the federation appears, empty ones too.
+        for m in members {
+            if let Some(region) = &m.region {
+                regions.entry(region.clone()).or_default();
+                for zone in &m.zones {
+                    zones.entry((region.clone(), zone.clone())).or_default();
+                }
+            }
+        }
+        let mut status = FederatedServiceStatus {
+            dns_name: records::global_name(federation, &key)
+                .ok()
+                .map(|n| n.to_string()),
+            clusters,
+            regions: regions
+                .into_iter()
+                .map(|(region, addresses)| LevelStatus {
+                    region,
+                    zone: None,
+                    addresses: addresses.into_iter().collect(),
+                })
+                .collect(),
+            zones: zones
+                .into_iter()
+                .map(|((region, zone), addresses)| LevelStatus {
+                    region,
+                    zone: Some(zone),
+                    addresses: addresses.into_iter().collect(),
+                })
+                .collect(),
+            conditions: before.conditions.clone(),
+        };
+        let problems: Vec<&str> = status
+            .clusters
+            .iter()
+            .filter(|c| members.iter().any(|m| m.name == c.cluster && m.healthy))
+            .filter_map(|c| c.message.as_deref())
+            .collect();
+        let collision = problems.iter().any(|p| p.contains("left alone"));
+        let propagated = problems.is_empty();
+        let (why, message) = if propagated {
+            (
+                reason::PROPAGATED,
+                "the service exists in every healthy member".to_owned(),
+            )
+        } else if collision {
+            (reason::NAME_COLLISION, problems.join("; "))
+        } else {
+            (reason::PROPAGATION_FAILED, problems.join("; "))
+        };
+        let previous = before
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::PROPAGATED)
+            .map(|c| (c.reason.clone(), c.message.clone()));
+        if previous != Some((why.to_owned(), message.clone())) && !propagated {
+            self.inner
+                .recorder
+                .warning(service, why, "Propagate", message.clone())
+                .await;
+        }
+        set_condition(
+            &mut status.conditions,
+            Condition::new(condition::PROPAGATED, propagated, why, message),
+            now,
+        );
+        set_condition(
+            &mut status.conditions,
+            Condition::new(condition::DNS_PUBLISHED, dns_ok, dns_reason, dns_message),
+            now,
+        );
+        if service.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let api: Api<FederatedService> = Api::namespaced(self.inner.host.clone(), &key.namespace);
+        match patch_status(&api, &key.name, CONTROLLER_NAME, status).await {
+            Ok(_) => Ok(()),
+            Err(rancher_runtime::status::Error::PatchStatusFailed {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 404 => Ok(()),
+            Err(rancher_runtime::status::Error::PatchStatusFailed { source, .. }) => {
+                Err(Error::Host {
+                    what: format!("patching the status of federated service {key}"),
+                    source,
+                })
+            }
+            Err(other) => Err(Error::Host {
+                what: format!("patching the status of federated service {key}"),
+                source: kube::Error::Service(Box::new(other)),
+            }),
+        }
+    }
+}
+
+enum Propagation {
+    Collision,
+    Failed(String),
+}
+
+/// The member Service the template asks for.
+fn member_service(federation: &str, ns: &str, name: &str, fs: &FederatedService) -> Service {
+    let template = &fs.spec.template;
+    let mut labels = template.metadata.labels.clone();
+    labels.insert(MANAGED_BY_LABEL.to_owned(), federation.to_owned());
+    let mut spec = template.spec.clone();
+    // Addresses are allocated by each member.
+    spec.cluster_ip = None;
+    spec.cluster_ips = None;
+    Service {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(ns.to_owned()),
+            labels: Some(labels),
+            annotations: (!template.metadata.annotations.is_empty())
+                .then(|| template.metadata.annotations.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(spec),
+        status: None,
+    }
+}
+
+async fn ensure_member_service(
+    federation: &str,
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    fs: &FederatedService,
+) -> Result<Service, Propagation> {
+    let api: Api<Service> = Api::namespaced(client.clone(), ns);
+    let failed = |what: &str, error: kube::Error| {
+        Propagation::Failed(format!("{what}: {}", error_chain(&error)))
+    };
+    let desired = member_service(federation, ns, name, fs);
+    let existing = api
+        .get_opt(name)
+        .await
+        .map_err(|error| failed("reading the service", error))?;
+    let Some(existing) = existing else {
+        return api
+            .create(&PostParams::default(), &desired)
+            .await
+            .map_err(|error| failed("creating the service", error));
+    };
+    if existing.labels().get(MANAGED_BY_LABEL).map(String::as_str) != Some(federation) {
+        return Err(Propagation::Collision);
+    }
+    if drifted(&existing, &desired) {
+        let spec = desired.spec.clone().unwrap_or_default();
+        let patch = serde_json::json!({
+            "metadata": {
+                "labels": desired.metadata.labels,
+                "annotations": desired.metadata.annotations,
+            },
+            "spec": {
+                "type": spec.type_,
+                "ports": spec.ports,
+                "selector": spec.selector,
+                "externalTrafficPolicy": spec.external_traffic_policy,
+                "sessionAffinity": spec.session_affinity,
+                "loadBalancerClass": spec.load_balancer_class,
+            }
+        });
+        return api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|error| failed("updating the service", error));
+    }
+    Ok(existing)
+}
+
+/// Whether the member Service differs from the template in what the
+/// controller manages.
+fn drifted(existing: &Service, desired: &Service) -> bool {
+    let (Some(have), Some(want)) = (existing.spec.as_ref(), desired.spec.as_ref()) else {
+        return true;
+    };
+    let labels_ok = desired
+        .labels()
+        .iter()
+        .all(|(k, v)| existing.labels().get(k) == Some(v));
+    let annotations_ok = desired
+        .annotations()
+        .iter()
+        .all(|(k, v)| existing.annotations().get(k) == Some(v));
+    let ports = |spec: &k8s_openapi::api::core::v1::ServiceSpec| {
+        spec.ports
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut p| {
+                // Node ports are allocated by the member unless pinned.
+                if want_port(want, &p).is_none_or(|w| w.node_port.is_none()) {
+                    p.node_port = None;
+                }
+                p.protocol.get_or_insert_with(|| "TCP".to_owned());
+                p
+            })
+            .collect::<Vec<_>>()
+    };
+    !labels_ok
+        || !annotations_ok
+        || have.type_.as_deref().unwrap_or("ClusterIP")
+            != want.type_.as_deref().unwrap_or("ClusterIP")
+        || have.selector != want.selector
+        || ports(have) != ports(want)
+}
+
+fn want_port<'a>(
+    want: &'a k8s_openapi::api::core::v1::ServiceSpec,
+    port: &k8s_openapi::api::core::v1::ServicePort,
+) -> Option<&'a k8s_openapi::api::core::v1::ServicePort> {
+    want.ports
+        .as_ref()?
+        .iter()
+        .find(|w| w.port == port.port && w.name == port.name)
+}
+
+/// Ready endpoints of Service `ns/name`: addresses of EndpointSlice
+/// endpoints whose `ready` condition is not false.
+async fn ready_endpoints(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<usize, kube::Error> {
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("{SERVICE_NAME_LABEL}={name}")))
+        .await?;
+    Ok(slices
+        .items
+        .iter()
+        .flat_map(|slice| slice.endpoints.iter().flatten())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+        .map(|e| e.addresses.len())
+        .sum())
+}
+
+/// Deletes the managed Services of `federation` in `member` whose
+/// `FederatedService` is gone. Failures are logged; the next round retries.
+async fn sweep_orphans(
+    federation: &str,
+    member: &MemberState,
+    keep: &BTreeSet<(String, String)>,
+    timeout: Duration,
+) {
+    let Some(client) = &member.client else {
+        return;
+    };
+    let api: Api<Service> = Api::all(client.clone());
+    let listed = tokio::time::timeout(
+        timeout,
+        api.list(&ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={federation}"))),
+    )
+    .await;
+    let services = match listed {
+        Ok(Ok(list)) => list.items,
+        Ok(Err(error)) => {
+            tracing::warn!(cluster = member.name, error = %error_chain(&error), "listing managed services failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    for service in services {
+        let ns = service.namespace().unwrap_or_default();
+        let name = service.name_any();
+        if keep.contains(&(ns.clone(), name.clone())) {
+            continue;
+        }
+        let api: Api<Service> = Api::namespaced(client.clone(), &ns);
+        match tokio::time::timeout(timeout, api.delete(&name, &DeleteParams::default())).await {
+            Ok(Ok(_)) => {
+                tracing::info!(cluster = member.name, service = %format!("{ns}/{name}"), "deleted the service of a removed federated service")
+            }
+            Ok(Err(kube::Error::Api(status))) if status.code == 404 => {}
+            Ok(Err(error)) => {
+                tracing::warn!(cluster = member.name, error = %error_chain(&error), "deleting a managed service failed")
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Resolves every load balancer hostname of `services`, each within
+/// `timeout`; unresolved ones are left out (and published as CNAMEs).
+async fn resolve_hostnames(services: &[ServiceShards], timeout: Duration) -> Resolved {
+    let hostnames: BTreeSet<String> = services
+        .iter()
+        .flat_map(|s| &s.shards)
+        .flat_map(|shard| &shard.ingress)
+        .filter_map(|i| match i {
+            Ingress::Hostname(host) => model::DnsName::new(host).ok().map(|n| n.to_string()),
+            Ingress::Ip(_) => None,
+        })
+        .collect();
+    let lookups = hostnames.into_iter().map(|host| async move {
+        let found = tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), 0)))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|addrs| {
+                let mut ips: Vec<_> = addrs.map(|a| a.ip()).collect();
+                ips.sort();
+                ips.dedup();
+                ips
+            })
+            .unwrap_or_default();
+        (host, found)
+    });
+    join_all(lookups)
+        .await
+        .into_iter()
+        .filter(|(_, ips)| !ips.is_empty())
+        .collect()
+}
+
+/// An error and its causes on one line.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+/// Requeues a federation whenever an object naming it changes.
+struct Trigger<T> {
+    queue: Queue<String>,
+    key: fn(&T) -> Option<String>,
+    known: HashMap<(String, String), String>,
+}
+
+impl<T: Resource> IndexNamespacedResource<T> for Trigger<T> {
+    fn apply(&mut self, resource: T) {
+        let id = (
+            resource.meta().namespace.clone().unwrap_or_default(),
+            resource.meta().name.clone().unwrap_or_default(),
+        );
+        let key = (self.key)(&resource);
+        if let Some(previous) = self.known.remove(&id)
+            && Some(&previous) != key.as_ref()
+        {
+            self.queue.add(previous);
+        }
+        if let Some(key) = key {
+            self.known.insert(id, key.clone());
+            self.queue.add(key);
+        }
+    }
+
+    fn delete(&mut self, namespace: String, name: String) {
+        if let Some(key) = self.known.remove(&(namespace, name)) {
+            self.queue.add(key);
+        }
+    }
+}
+
+fn spawn_trigger<T>(
+    api: Api<T>,
+    config: watcher::Config,
+    queue: Queue<String>,
+    key: fn(&T) -> Option<String>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()>
+where
+    T: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let sink = Arc::new(RwLock::new(Trigger {
+        queue,
+        key,
+        known: HashMap::new(),
+    }));
+    tokio::spawn(async move {
+        let events = index::watch(api, config);
+        tokio::select! {
+            () = index::namespaced(sink, events, None) => {}
+            () = shutdown.cancelled() => {}
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{FederatedServiceSpec, ServiceTemplate};
+    use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+
+    fn fs(ports: Vec<ServicePort>) -> FederatedService {
+        FederatedService::new(
+            "nginx",
+            FederatedServiceSpec {
+                federation: "myfed".into(),
+                template: ServiceTemplate {
+                    metadata: Default::default(),
+                    spec: ServiceSpec {
+                        type_: Some("LoadBalancer".into()),
+                        cluster_ip: Some("10.43.0.9".into()),
+                        selector: Some([("app".to_owned(), "nginx".to_owned())].into()),
+                        ports: Some(ports),
+                        ..ServiceSpec::default()
+                    },
+                },
+            },
+        )
+    }
+
+    fn port(n: i32) -> ServicePort {
+        ServicePort {
+            port: n,
+            ..ServicePort::default()
+        }
+    }
+
+    #[test]
+    fn member_services_carry_the_ownership_label_and_no_cluster_ip() {
+        let service = member_service("myfed", "default", "nginx", &fs(vec![port(80)]));
+        assert_eq!(
+            service.labels().get(MANAGED_BY_LABEL).map(String::as_str),
+            Some("myfed")
+        );
+        let spec = service.spec.unwrap();
+        assert_eq!(spec.cluster_ip, None);
+        assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    }
+
+    #[test]
+    fn drift_ignores_member_allocations_but_sees_template_changes() {
+        let desired = member_service("myfed", "default", "nginx", &fs(vec![port(80)]));
+        let mut existing = desired.clone();
+        let spec = existing.spec.as_mut().unwrap();
+        spec.cluster_ip = Some("10.43.7.7".into());
+        spec.ports.as_mut().unwrap()[0].node_port = Some(30080);
+        spec.ports.as_mut().unwrap()[0].protocol = Some("TCP".into());
+        existing
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("extra".into(), "kept".into());
+        assert!(!drifted(&existing, &desired), "allocations are not drift");
+
+        let changed = member_service("myfed", "default", "nginx", &fs(vec![port(8080)]));
+        assert!(drifted(&existing, &changed), "a new port is drift");
+        let mut relabelled = desired.clone();
+        relabelled
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("tier".into(), "web".into());
+        assert!(drifted(&existing, &relabelled), "a new label is drift");
+    }
+
+    #[test]
+    fn dns_errors_say_how_to_retry() {
+        let unreachable = Error::Dns {
+            federation: "f".into(),
+            source: provider::Error::Unreachable {
+                server: "x".into(),
+                source: std::io::ErrorKind::ConnectionRefused.into(),
+            },
+        };
+        assert_eq!(
+            unreachable.kind(),
+            ErrorKind::Retry {
+                after: Duration::from_secs(5)
+            }
+        );
+        let refused = Error::Dns {
+            federation: "f".into(),
+            source: provider::Error::Unauthorized {
+                server: "x".into(),
+                reason: "BadSig".into(),
+            },
+        };
+        assert_eq!(refused.kind(), ErrorKind::Backoff);
+        assert!(
+            error_chain(&refused).contains("BadSig"),
+            "{}",
+            error_chain(&refused)
+        );
+    }
+}

@@ -1,0 +1,642 @@
+//! The federation controller end to end: three sandbox clusters in one process
+//! (the first is also the host), members discovered by label, BIND on
+//! loopback as the public DNS server, `dig` as the client.
+
+use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
+
+use k8s_openapi::{
+    ByteString,
+    api::{
+        core::v1::{
+            LoadBalancerIngress, LoadBalancerStatus, Namespace, Node, Secret, Service, ServicePort,
+            ServiceSpec, ServiceStatus,
+        },
+        discovery::v1::{Endpoint, EndpointConditions, EndpointSlice},
+        events::v1::Event,
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, CustomResourceExt, ResourceExt,
+    api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams},
+};
+use rancher_federation::{
+    controller::{Config, Controller},
+    crd::{
+        FederatedCluster, FederatedService, FederatedServiceSpec, Federation, FederationSpec,
+        ServiceTemplate,
+    },
+    provider::{DnsProvider, TsigKey},
+    well_known::{FEDERATION_LABEL, KUBECONFIG_KEY, MANAGED_BY_LABEL, REGION_LABEL, ZONE_LABEL},
+};
+use rancher_sandbox::Sandbox;
+use tokio_util::sync::CancellationToken;
+
+use crate::bind::{ALGORITHM, Bind, KEY_NAME};
+
+const NS: &str = "federation-system";
+const FED: &str = "myfed";
+
+/// Cluster i: (region, zone, load balancer address).
+const TOPOLOGY: [(&str, &str, &str); 3] = [
+    ("r1", "r1-a", "127.0.0.11"),
+    ("r1", "r1-b", "127.0.0.12"),
+    ("r2", "r2-a", "127.0.0.13"),
+];
+
+const GLOBAL: &str = "nginx.default.myfed.svc.example.org";
+const R1: &str = "nginx.default.myfed.svc.r1.example.org";
+const R2: &str = "nginx.default.myfed.svc.r2.example.org";
+const R1A: &str = "nginx.default.myfed.svc.r1-a.r1.example.org";
+const R1B: &str = "nginx.default.myfed.svc.r1-b.r1.example.org";
+const R2A: &str = "nginx.default.myfed.svc.r2-a.r2.example.org";
+
+struct World {
+    sandbox: Sandbox,
+    host: kube::Client,
+    shutdown: CancellationToken,
+}
+
+impl World {
+    /// Three clusters with labelled nodes, the CRDs and the federation in
+    /// the first, and the controller running with `provider`.
+    async fn start(provider: Arc<dyn DnsProvider>) -> Self {
+        rancher_runtime::install_crypto_provider();
+        let sandbox = Sandbox::builder()
+            .clusters(3)
+            .start()
+            .await
+            .expect("sandbox");
+        let host = sandbox.clusters()[0].client();
+        for crd in [
+            Federation::crd(),
+            FederatedCluster::crd(),
+            FederatedService::crd(),
+        ] {
+            Api::<CustomResourceDefinition>::all(host.clone())
+                .create(&PostParams::default(), &crd)
+                .await
+                .expect("crd created");
+        }
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some(NS.into());
+        Api::<Namespace>::all(host.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("namespace");
+        for (cluster, (region, zone, _)) in sandbox.clusters().iter().zip(TOPOLOGY) {
+            let mut node = Node::default();
+            node.metadata.name = Some(format!("{zone}-node"));
+            node.metadata.labels = Some(
+                [
+                    (REGION_LABEL.to_owned(), region.to_owned()),
+                    (ZONE_LABEL.to_owned(), zone.to_owned()),
+                ]
+                .into(),
+            );
+            Api::<Node>::all(cluster.client())
+                .create(&PostParams::default(), &node)
+                .await
+                .expect("node");
+        }
+        let mut federation = Federation::new(
+            FED,
+            FederationSpec {
+                dns_suffix: "example.org".into(),
+                ttl: None,
+                health_check_period_seconds: Some(1),
+                health_check_timeout_seconds: Some(2),
+            },
+        );
+        federation.metadata.namespace = Some(NS.into());
+        Api::<Federation>::namespaced(host.clone(), NS)
+            .create(&PostParams::default(), &federation)
+            .await
+            .expect("federation");
+
+        let shutdown = CancellationToken::new();
+        let mut config = Config::new(NS);
+        config.period = Duration::from_secs(1);
+        config.timeout = Duration::from_secs(2);
+        let controller = Controller::new(host.clone(), config, provider);
+        tokio::spawn(controller.run(shutdown.clone()));
+        Self {
+            sandbox,
+            host,
+            shutdown,
+        }
+    }
+
+    fn member(&self, i: usize) -> kube::Client {
+        self.sandbox.clusters()[i].client()
+    }
+
+    /// Labels a credentials Secret for cluster `i` with the federation.
+    async fn join(&self, i: usize) {
+        let url = self.sandbox.clusters()[i].url();
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(format!("cluster-{i}")),
+                namespace: Some(NS.into()),
+                labels: Some([(FEDERATION_LABEL.to_owned(), FED.to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(
+                [(
+                    KUBECONFIG_KEY.to_owned(),
+                    ByteString(kubeconfig(&url).into_bytes()),
+                )]
+                .into(),
+            ),
+            ..Secret::default()
+        };
+        Api::<Secret>::namespaced(self.host.clone(), NS)
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("secret");
+    }
+
+    /// Points cluster `i`'s credentials at a port nobody listens on.
+    async fn break_member(&self, i: usize) {
+        let dead = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let patch = serde_json::json!({
+            "data": { KUBECONFIG_KEY: base64(&kubeconfig(&format!("http://{dead}"))) }
+        });
+        Api::<Secret>::namespaced(self.host.clone(), NS)
+            .patch(
+                &format!("cluster-{i}"),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .expect("secret patched");
+    }
+
+    async fn federate(&self, name: &str) {
+        let spec = ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            selector: Some([("app".to_owned(), name.to_owned())].into()),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        };
+        let mut fs = FederatedService::new(
+            name,
+            FederatedServiceSpec {
+                federation: FED.into(),
+                template: ServiceTemplate {
+                    metadata: Default::default(),
+                    spec,
+                },
+            },
+        );
+        fs.metadata.namespace = Some("default".into());
+        Api::<FederatedService>::namespaced(self.host.clone(), "default")
+            .create(&PostParams::default(), &fs)
+            .await
+            .expect("federated service");
+    }
+
+    /// What the cloud controller and the EndpointSlice controller would do in
+    /// member `i`: a load balancer address and one ready endpoint.
+    async fn serve(&self, i: usize, name: &str) {
+        let ip = TOPOLOGY[i].2;
+        let services: Api<Service> = Api::namespaced(self.member(i), "default");
+        let status = ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(vec![LoadBalancerIngress {
+                    ip: Some(ip.into()),
+                    ..LoadBalancerIngress::default()
+                }]),
+            }),
+            ..ServiceStatus::default()
+        };
+        services
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&serde_json::json!({ "status": status })),
+            )
+            .await
+            .expect("status patched");
+        let slice = EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some(format!("{name}-1")),
+                namespace: Some("default".into()),
+                labels: Some([("kubernetes.io/service-name".to_owned(), name.to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: Some(vec![Endpoint {
+                addresses: vec![format!("10.42.{i}.5")],
+                conditions: Some(EndpointConditions {
+                    ready: Some(true),
+                    ..EndpointConditions::default()
+                }),
+                ..Endpoint::default()
+            }]),
+            ports: None,
+        };
+        Api::<EndpointSlice>::namespaced(self.member(i), "default")
+            .create(&PostParams::default(), &slice)
+            .await
+            .expect("endpoint slice");
+    }
+
+    async fn member_service(&self, i: usize, name: &str) -> Option<Service> {
+        Api::<Service>::namespaced(self.member(i), "default")
+            .get_opt(name)
+            .await
+            .expect("get service")
+    }
+
+    async fn events_about(&self, ns: &str, name: &str) -> Vec<String> {
+        Api::<Event>::namespaced(self.host.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| e.reason.unwrap_or_default())
+            .collect()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.sandbox.shutdown().await;
+    }
+}
+
+fn kubeconfig(server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: member\n  cluster:\n    server: {server}\nusers:\n- name: member\n  user: {{}}\ncontexts:\n- name: member\n  context:\n    cluster: member\n    user: member\ncurrent-context: member\n"
+    )
+}
+
+fn base64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// Polls `check` until it returns `Some`, failing after 60 s.
+async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `dig name kind` answers exactly `want` (sorted).
+async fn wait_dig(bind: &Bind, name: &str, kind: &str, want: &[&str]) {
+    let mut want: Vec<String> = want.iter().map(|s| (*s).to_owned()).collect();
+    want.sort();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let last = loop {
+        let got = bind.dig(name, kind);
+        if got == want {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    panic!("dig {name} {kind}: want {want:?}, last answer {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_clusters_federate_a_service_into_bind() {
+    let mut bind = Bind::start().await;
+    let world = World::start(Arc::new(bind.provider())).await;
+    for i in 0..3 {
+        world.join(i).await;
+    }
+
+    // Members are discovered from the labelled Secrets and health-checked.
+    let clusters: Api<FederatedCluster> = Api::namespaced(world.host.clone(), NS);
+    wait_for("three healthy members with topology", || {
+        let clusters = clusters.clone();
+        async move {
+            let list = clusters.list(&ListParams::default()).await.ok()?;
+            let ok = list.items.len() == 3
+                && list.items.iter().all(|c| {
+                    c.status
+                        .as_ref()
+                        .is_some_and(|s| s.healthy && s.region.is_some() && !s.zones.is_empty())
+                });
+            ok.then_some(())
+        }
+    })
+    .await;
+    let c1 = clusters.get("cluster-1").await.unwrap();
+    let status = c1.status.unwrap();
+    assert_eq!(status.region.as_deref(), Some("r1"));
+    assert_eq!(status.zones, ["r1-b"]);
+
+    // A user's own Service named like a federated one, in member 2.
+    let mut user_web = Service::default();
+    user_web.metadata.name = Some("web".into());
+    user_web.spec = Some(ServiceSpec {
+        ports: Some(vec![ServicePort {
+            port: 8080,
+            ..ServicePort::default()
+        }]),
+        ..ServiceSpec::default()
+    });
+    Api::<Service>::namespaced(world.member(2), "default")
+        .create(&PostParams::default(), &user_web)
+        .await
+        .unwrap();
+
+    world.federate("nginx").await;
+    world.federate("web").await;
+    for i in 0..3 {
+        let service = wait_for("nginx in every member", || async {
+            world.member_service(i, "nginx").await
+        })
+        .await;
+        assert_eq!(
+            service.labels().get(MANAGED_BY_LABEL).map(String::as_str),
+            Some(FED)
+        );
+        assert_eq!(service.spec.unwrap().type_.as_deref(), Some("LoadBalancer"));
+        world.serve(i, "nginx").await;
+    }
+
+    // All three addresses globally, the subsets by region and zone.
+    wait_dig(
+        &bind,
+        GLOBAL,
+        "A",
+        &["127.0.0.11", "127.0.0.12", "127.0.0.13"],
+    )
+    .await;
+    wait_dig(&bind, R1, "A", &["127.0.0.11", "127.0.0.12"]).await;
+    wait_dig(&bind, R2, "A", &["127.0.0.13"]).await;
+    wait_dig(&bind, R1A, "A", &["127.0.0.11"]).await;
+    wait_dig(&bind, R1B, "A", &["127.0.0.12"]).await;
+    wait_dig(&bind, R2A, "A", &["127.0.0.13"]).await;
+
+    // The federated object's status has every cluster, region and zone.
+    let services: Api<FederatedService> = Api::namespaced(world.host.clone(), "default");
+    let nginx = wait_for("nginx status", || {
+        let services = services.clone();
+        async move {
+            let fs = services.get("nginx").await.ok()?;
+            let status = fs.status?;
+            (status.clusters.iter().filter(|c| c.healthy).count() == 3).then_some(status)
+        }
+    })
+    .await;
+    assert_eq!(nginx.dns_name.as_deref(), Some(GLOBAL));
+    let r1 = nginx.regions.iter().find(|r| r.region == "r1").unwrap();
+    assert_eq!(r1.addresses, ["127.0.0.11", "127.0.0.12"]);
+    assert_eq!(nginx.zones.len(), 3);
+
+    // The user's Service is left alone and the collision reported.
+    let web = wait_for("web collision reported", || {
+        let services = services.clone();
+        async move {
+            let status = services.get("web").await.ok()?.status?;
+            status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Propagated" && c.reason == "NameCollision")
+                .cloned()
+        }
+    })
+    .await;
+    assert!(web.message.contains("cluster-2"), "{}", web.message);
+    let theirs = world.member_service(2, "web").await.unwrap();
+    assert!(
+        theirs.labels().get(MANAGED_BY_LABEL).is_none(),
+        "not taken over"
+    );
+    assert_eq!(
+        theirs.spec.unwrap().ports.unwrap()[0].port,
+        8080,
+        "not changed"
+    );
+    assert!(
+        world.member_service(0, "web").await.is_some(),
+        "others still get it"
+    );
+    let reasons = world.events_about("default", "web").await;
+    assert!(reasons.iter().any(|r| r == "NameCollision"), "{reasons:?}");
+
+    // BIND restarts mid-run: a change made meanwhile converges afterwards.
+    bind.stop();
+    Api::<Service>::namespaced(world.member(2), "default")
+        .patch_status(
+            "nginx",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({
+                "status": { "loadBalancer": { "ingress": [ { "ip": "127.0.0.23" } ] } }
+            })),
+        )
+        .await
+        .unwrap();
+    let feds: Api<Federation> = Api::namespaced(world.host.clone(), NS);
+    wait_for("DNS failure reported", || {
+        let feds = feds.clone();
+        async move {
+            let status = feds.get(FED).await.ok()?.status?;
+            status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "DNSPublished" && c.status == "False")
+                .map(|_| ())
+        }
+    })
+    .await;
+    bind.restart().await;
+    wait_dig(&bind, R2A, "A", &["127.0.0.23"]).await;
+    wait_dig(
+        &bind,
+        GLOBAL,
+        "A",
+        &["127.0.0.11", "127.0.0.12", "127.0.0.23"],
+    )
+    .await;
+
+    // Member 1 becomes unreachable: it drops out and its zone name CNAMEs to
+    // the region name.
+    world.break_member(1).await;
+    wait_dig(&bind, R1B, "CNAME", &[&format!("{R1}.")]).await;
+    wait_dig(&bind, GLOBAL, "A", &["127.0.0.11", "127.0.0.23"]).await;
+    wait_dig(&bind, R1, "A", &["127.0.0.11"]).await;
+    let c1 = clusters.get("cluster-1").await.unwrap();
+    let ready = c1
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "False");
+    assert_eq!(ready.reason, "Unreachable");
+    let reasons = world.events_about(NS, "cluster-1").await;
+    assert!(reasons.iter().any(|r| r == "Unreachable"), "{reasons:?}");
+
+    // Removing the label makes member 2 leave: its region falls back to global.
+    Api::<Secret>::namespaced(world.host.clone(), NS)
+        .patch(
+            "cluster-2",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &serde_json::json!({ "metadata": { "labels": { FEDERATION_LABEL: null } } }),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_for("cluster-2 removed", || {
+        let clusters = clusters.clone();
+        async move {
+            clusters
+                .get_opt("cluster-2")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    wait_dig(&bind, GLOBAL, "A", &["127.0.0.11"]).await;
+    // No member is in r2 any more: its names are gone, not left as CNAMEs.
+    wait_dig(&bind, R2, "ANY", &[]).await;
+    wait_dig(&bind, R2A, "ANY", &[]).await;
+    // Member 1 is unreachable but still a member: its zone keeps the CNAME.
+    wait_dig(&bind, R1B, "CNAME", &[&format!("{R1}.")]).await;
+
+    // Deleting the federated Service removes the Services and every record.
+    services
+        .delete("nginx", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("nginx gone from member 0", || async {
+        world
+            .member_service(0, "nginx")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    for name in [GLOBAL, R1, R2, R1A, R1B, R2A] {
+        wait_dig(&bind, name, "ANY", &[]).await;
+    }
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_tsig_key_is_reported_and_nothing_else_stalls() {
+    let bind = Bind::start().await;
+    let wrong = TsigKey::new(KEY_NAME, ALGORITHM, "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldA==").unwrap();
+    let world = World::start(Arc::new(bind.provider_with(Some(wrong)))).await;
+    world.join(0).await;
+    world.federate("nginx").await;
+
+    // Propagation goes on.
+    wait_for("nginx in member 0", || async {
+        world.member_service(0, "nginx").await
+    })
+    .await;
+
+    let feds: Api<Federation> = Api::namespaced(world.host.clone(), NS);
+    let condition = wait_for("DNSUnauthorized", || {
+        let feds = feds.clone();
+        async move {
+            let status = feds.get(FED).await.ok()?.status?;
+            status
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "DNSPublished" && c.reason == "DNSUnauthorized")
+        }
+    })
+    .await;
+    assert_eq!(condition.status, "False");
+    assert!(
+        !condition.message.contains("d3Jvbm"),
+        "no secret in {}",
+        condition.message
+    );
+    let reasons = world.events_about(NS, FED).await;
+    assert!(
+        reasons.iter().any(|r| r == "DNSUnauthorized"),
+        "{reasons:?}"
+    );
+    assert!(bind.dig(GLOBAL, "A").is_empty());
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_member_kubeconfig_is_reported_and_others_work() {
+    let bind = Bind::start().await;
+    let world = World::start(Arc::new(bind.provider())).await;
+    world.join(0).await;
+    let bad = Secret {
+        metadata: ObjectMeta {
+            name: Some("broken".into()),
+            namespace: Some(NS.into()),
+            labels: Some([(FEDERATION_LABEL.to_owned(), FED.to_owned())].into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            KUBECONFIG_KEY.to_owned(),
+            ByteString(b"not: [a kubeconfig".to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(world.host.clone(), NS)
+        .create(&PostParams::default(), &bad)
+        .await
+        .unwrap();
+    world.federate("nginx").await;
+    wait_for("nginx in member 0", || async {
+        world.member_service(0, "nginx").await
+    })
+    .await;
+    world.serve(0, "nginx").await;
+    wait_dig(&bind, GLOBAL, "A", &["127.0.0.11"]).await;
+
+    let clusters: Api<FederatedCluster> = Api::namespaced(world.host.clone(), NS);
+    let ready = wait_for("broken member reported", || {
+        let clusters = clusters.clone();
+        async move {
+            let status = clusters.get("broken").await.ok()?.status?;
+            status.conditions.into_iter().find(|c| c.type_ == "Ready")
+        }
+    })
+    .await;
+    assert_eq!(ready.status, "False");
+    assert_eq!(ready.reason, "InvalidCredentials");
+    assert!(
+        ready.message.contains("federation-system/broken"),
+        "{}",
+        ready.message
+    );
+    let reasons = world.events_about(NS, "broken").await;
+    assert!(
+        reasons.iter().any(|r| r == "InvalidCredentials"),
+        "{reasons:?}"
+    );
+    world.stop().await;
+}
