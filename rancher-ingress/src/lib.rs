@@ -87,6 +87,8 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `runtime` | yes | Kubernetes conversion, indexes and the controller |
+//! | `lb` | yes | [`backend::lb::LbBackend`], the in-tree backend on a `rancher-lb` driver |
+//! | `clap` | no | `clap::Args` on `run::IngressArgs` |
 //! | `testing` | no | [`testing::FakeBackend`], the conformance battery, and `fixtures` |
 
 pub mod annotations;
@@ -104,7 +106,11 @@ pub mod index;
 #[cfg(feature = "runtime")]
 pub mod metrics;
 pub mod model;
+#[cfg(all(feature = "runtime", feature = "lb"))]
+pub mod nodes;
 pub mod path;
+#[cfg(feature = "runtime")]
+pub mod run;
 pub mod source;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
