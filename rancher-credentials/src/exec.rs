@@ -6,7 +6,7 @@
 //! the caller prints the error's [`one_line`](Error::one_line) text on stderr and
 //! exits with its [`exit_code`](Error::exit_code). No message quotes a credential.
 
-use std::{error::Error as _, time::Duration};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -79,15 +79,20 @@ impl Error {
     /// The error and its causes on one line, `outer: inner: innermost`, for
     /// stderr. The kubelet shows it in its own log.
     pub fn one_line(&self) -> String {
-        let mut line = self.to_string();
-        let mut source = self.source();
-        while let Some(cause) = source {
-            line.push_str(": ");
-            line.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        line.replace(['\n', '\r'], " ")
+        one_line(self)
     }
+}
+
+/// Any error and its causes on one line, `outer: inner: innermost`.
+pub fn one_line(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line.replace(['\n', '\r'], " ")
 }
 
 /// Serves one kubelet request with the default deadline ([`DEFAULT_TIMEOUT`]).

@@ -74,9 +74,12 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `runtime` | yes | `provider::SecretProvider`: credentials from one `kubernetes.io/dockerconfigjson` Secret, read through `kube` |
+//! | `clap` | no | `cli::ProviderArgs`: the plugin's flags (`--docker-config`, `--secret`, `--rancher`, `--cache-duration`, `--timeout`) as a clap argument group |
 //! | `rancher` | yes | `provider::RancherProvider`: the credentials of every active registry of a Rancher project, through `rancher-client` |
 //! | `testing` | no | [`testing::FakeProvider`] and the [`testing::conformance`] battery every provider can run |
 
+#[cfg(feature = "clap")]
+pub mod cli;
 pub mod duration;
 pub mod exec;
 pub mod matching;
