@@ -4,3 +4,4 @@ mod common;
 mod dig;
 mod forward;
 mod fuzz;
+mod sandbox;
