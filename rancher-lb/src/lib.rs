@@ -116,10 +116,13 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `testing` | no | a fake driver and a conformance battery |
+//! | `rancher` | no | `rancher::RancherDriver`, on `rancher-client` |
 
 pub mod driver;
 pub mod haproxy;
 pub mod model;
 pub mod placement;
+#[cfg(feature = "rancher")]
+pub mod rancher;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -430,7 +430,7 @@ impl fmt::Debug for Certificate {
     }
 }
 
-fn pem_block(out: &mut String, label: &str, der: &[u8]) {
+pub(crate) fn pem_block(out: &mut String, label: &str, der: &[u8]) {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     out.push_str("-----BEGIN ");
     out.push_str(label);

@@ -3,4 +3,5 @@
 //! HTTP, TLS and TCP clients.
 
 mod haproxy;
+mod rancher;
 mod support;

@@ -1,0 +1,354 @@
+//! The Rancher driver against the fake Rancher server from `rancher-client`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rancher_client::resource::{Protocol as RProtocol, scheduler};
+use rancher_client::testing::{FakeHost, FakeRancher};
+use rancher_client::{Certificate as RCertificate, LoadBalancerService};
+use rancher_lb::driver::{ConditionKind, Driver, Error, Status};
+use rancher_lb::model::{
+    BackendSpec, CertificateSpec, EndpointSpec, HttpRouteSpec, LbId, ListenerSpec, LoadBalancer,
+    LoadBalancerSpec, PathMatch, PlacementSpec, Protocol, TcpRouteSpec,
+};
+use rancher_lb::rancher::{RancherConfig, RancherDriver};
+use rancher_lb::testing::Conformance;
+
+use crate::support::{NET_CRT, NET_KEY, ORG_CRT, ORG_KEY, eventually};
+
+const IPS: [&str; 3] = ["192.0.2.11", "192.0.2.12", "192.0.2.13"];
+
+async fn fake() -> FakeRancher {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    FakeRancher::builder()
+        .host(FakeHost::new("node-1", IPS[0]).label("zone", "a"))
+        .host(FakeHost::new("node-2", IPS[1]).label("zone", "a"))
+        .host(FakeHost::new("node-3", IPS[2]).label("zone", "b"))
+        .settle_delay(Duration::from_millis(10))
+        .setting("lb.instance.image", "rancher/lb-service-haproxy:v0.9.1")
+        .start()
+        .await
+        .unwrap()
+}
+
+fn ips() -> Vec<IpAddr> {
+    IPS.iter().map(|s| s.parse().unwrap()).collect()
+}
+
+fn spec(scale: u32) -> LoadBalancerSpec {
+    LoadBalancerSpec {
+        id: "default.web".into(),
+        listeners: vec![
+            ListenerSpec {
+                port: 80,
+                protocol: Protocol::Http,
+            },
+            ListenerSpec {
+                port: 443,
+                protocol: Protocol::Https,
+            },
+            ListenerSpec {
+                port: 5432,
+                protocol: Protocol::Tcp,
+            },
+        ],
+        http_routes: vec![
+            HttpRouteSpec {
+                port: 80,
+                host: Some("www.example.org".into()),
+                path: Some("/api".into()),
+                path_match: PathMatch::Prefix,
+                backend: "api".into(),
+            },
+            HttpRouteSpec {
+                port: 443,
+                host: Some("*.example.net".into()),
+                path: None,
+                path_match: PathMatch::Prefix,
+                backend: "api".into(),
+            },
+        ],
+        tcp_routes: vec![TcpRouteSpec {
+            port: 5432,
+            backend: "db".into(),
+        }],
+        backends: vec![
+            BackendSpec {
+                name: "api".into(),
+                endpoints: vec![EndpointSpec {
+                    address: "10.42.0.5".into(),
+                    port: 8080,
+                }],
+                ..Default::default()
+            },
+            BackendSpec {
+                name: "db".into(),
+                endpoints: vec![EndpointSpec {
+                    address: "10.42.0.6".into(),
+                    port: 5432,
+                }],
+                ..Default::default()
+            },
+        ],
+        certificates: vec![
+            CertificateSpec {
+                name: "org".into(),
+                chain_pem: ORG_CRT.into(),
+                key_pem: ORG_KEY.into(),
+                hosts: vec!["www.example.org".into()],
+                default: true,
+            },
+            CertificateSpec {
+                name: "net".into(),
+                chain_pem: NET_CRT.into(),
+                key_pem: NET_KEY.into(),
+                hosts: vec!["*.example.net".into()],
+                default: false,
+            },
+        ],
+        scale,
+        placement: PlacementSpec {
+            required_labels: [("zone".to_owned(), "a".to_owned())].into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+async fn settled(driver: &RancherDriver, lb: &LoadBalancer, want: usize) -> Status {
+    eventually("the load balancer to settle", 10, || async {
+        let s = driver.ensure(lb).await.unwrap();
+        (s.addresses.len() == want).then_some(s)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rancher_driver_passes_the_conformance_battery() {
+    let fake = fake().await;
+    let driver = Arc::new(RancherDriver::new(fake.client(), RancherConfig::new()));
+    Conformance::new(driver, ips(), 80, ("10.42.0.5".parse().unwrap(), 8080))
+        .run()
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_balancer_maps_onto_a_load_balancer_service() {
+    let fake = fake().await;
+    let driver = RancherDriver::new(fake.client(), RancherConfig::new());
+    let lb = LoadBalancer::new(&spec(2)).unwrap();
+    let status = settled(&driver, &lb, 2).await;
+    // Only zone=a hosts.
+    assert_eq!(status.addresses, vec![ips()[0], ips()[1]]);
+
+    let all: Vec<LoadBalancerService> = fake.list();
+    assert_eq!(all.len(), 1);
+    let svc = &all[0];
+    assert_eq!(svc.meta.name.as_deref(), Some("default-web"));
+    assert_eq!(svc.external_id.as_deref(), Some("rancher-lb://default.web"));
+    assert_eq!(svc.scale, Some(2));
+    let launch = svc.launch_config.as_ref().unwrap();
+    assert_eq!(
+        launch.ports,
+        vec!["80:80/tcp", "443:443/tcp", "5432:5432/tcp"]
+    );
+    assert_eq!(
+        launch
+            .labels
+            .get(scheduler::AFFINITY_HOST_LABEL)
+            .map(String::as_str),
+        Some("zone=a")
+    );
+    assert_eq!(
+        launch.image_uuid.as_deref(),
+        Some("docker:rancher/lb-service-haproxy:v0.9.1")
+    );
+    let cfg = svc.lb_config.as_ref().unwrap();
+    let rules: Vec<_> = cfg
+        .port_rules
+        .iter()
+        .map(|r| {
+            (
+                r.source_port,
+                r.protocol,
+                r.hostname.clone(),
+                r.path.clone(),
+                r.target_port,
+                r.selector.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        vec![
+            (
+                80,
+                RProtocol::Http,
+                Some("www.example.org".into()),
+                Some("/api".into()),
+                Some(8080),
+                Some("rancher-lb.backend=default.web.api".into())
+            ),
+            (
+                443,
+                RProtocol::Https,
+                Some("*.example.net".into()),
+                None,
+                Some(8080),
+                Some("rancher-lb.backend=default.web.api".into())
+            ),
+            (
+                5432,
+                RProtocol::Tcp,
+                None,
+                None,
+                Some(5432),
+                Some("rancher-lb.backend=default.web.db".into())
+            ),
+        ]
+    );
+
+    // Certificates: uploaded once each under namespaced names; the default one
+    // is the default certificate.
+    let certs: Vec<RCertificate> = fake.list();
+    assert_eq!(certs.len(), 2);
+    let org = certs
+        .iter()
+        .find(|c| {
+            c.meta
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("default-web-org-"))
+        })
+        .unwrap();
+    assert_eq!(
+        cfg.default_certificate_id.as_deref(),
+        Some(org.meta.id.as_str())
+    );
+    assert_eq!(cfg.certificate_ids.len(), 1);
+    assert!(
+        org.cert
+            .as_deref()
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+
+    // Ensuring again changes nothing and uploads nothing.
+    fake.clear_requests();
+    driver.ensure(&lb).await.unwrap();
+    let writes: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_updates_in_place_and_port_changes_recreate() {
+    let fake = fake().await;
+    let driver = RancherDriver::new(fake.client(), RancherConfig::new());
+    let mut s = spec(1);
+    s.placement = PlacementSpec::default();
+    let lb = LoadBalancer::new(&s).unwrap();
+    settled(&driver, &lb, 1).await;
+    let first: Vec<LoadBalancerService> = fake.list();
+
+    settled(&driver, &lb.clone().with_scale(3), 3).await;
+    let after: Vec<LoadBalancerService> = fake.list();
+    assert_eq!(after.len(), 1);
+    assert_eq!(
+        after[0].meta.id, first[0].meta.id,
+        "scale is updated in place"
+    );
+    assert_eq!(after[0].scale, Some(3));
+
+    // Published ports cannot change in place: the service is created again.
+    let mut s2 = s.clone();
+    s2.certificates.truncate(1);
+    s2.listeners[0].port = 8080;
+    s2.http_routes[0].port = 8080;
+    let moved = LoadBalancer::new(&s2).unwrap().with_scale(3);
+    let status = settled(&driver, &moved, 3).await;
+    assert_eq!(status.addresses, ips());
+    let live: Vec<LoadBalancerService> = fake
+        .list::<LoadBalancerService>()
+        .into_iter()
+        .filter(|l| {
+            l.meta.state.as_deref() != Some("removed") && l.meta.state.as_deref() != Some("purged")
+        })
+        .collect();
+    assert_eq!(live.len(), 1);
+    assert_ne!(live[0].meta.id, first[0].meta.id, "a port change recreates");
+    assert_eq!(live[0].public_ports(), vec![443, 5432, 8080]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_hosts_and_shortfalls_show_in_the_status() {
+    let fake = fake().await;
+    let driver = RancherDriver::new(fake.client(), RancherConfig::new());
+    let lb = LoadBalancer::new(&spec(3)).unwrap();
+    // Only two zone=a hosts: a shortfall.
+    let status = settled(&driver, &lb, 2).await;
+    let s = eventually("a shortfall", 10, || async {
+        let s = driver.ensure(&lb).await.unwrap();
+        s.condition(ConditionKind::Shortfall).is_some().then_some(s)
+    })
+    .await;
+    assert_eq!(s.addresses, status.addresses);
+    assert!(
+        s.condition(ConditionKind::Shortfall)
+            .unwrap()
+            .message
+            .starts_with("wanted 3, placed 2"),
+        "{s:?}"
+    );
+
+    let mut updates = driver.subscribe();
+    let node1 = fake.host_id("node-1").unwrap();
+    fake.set_host_healthy(&node1, false);
+    driver.refresh(std::slice::from_ref(&lb)).await.unwrap();
+    let u = tokio::time::timeout(Duration::from_secs(5), updates.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(u.id, *lb.id());
+    assert_eq!(u.status.unwrap().addresses, vec![ips()[1]]);
+
+    driver.ensure_deleted(lb.id()).await.unwrap();
+    assert!(driver.status(lb.id()).await.unwrap().is_none());
+    driver.ensure_deleted(lb.id()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolved_backends_target_services_and_errors_are_reported() {
+    let fake = fake().await;
+    let config =
+        RancherConfig::new().with_resolver(Arc::new(|_: &LbId, b: &rancher_lb::model::Backend| {
+            (b.name.as_str() == "api").then(|| "1s99".to_owned())
+        }));
+    let driver = RancherDriver::new(fake.client(), config);
+    let lb = LoadBalancer::new(&spec(1)).unwrap();
+    driver.ensure(&lb).await.unwrap();
+    let svc = &fake.list::<LoadBalancerService>()[0];
+    let rules = &svc.lb_config.as_ref().unwrap().port_rules;
+    assert_eq!(rules[0].service_id.as_deref(), Some("1s99"));
+    assert_eq!(rules[0].selector, None);
+    assert_eq!(rules[2].service_id, None);
+
+    let snippet = LoadBalancer::new(&LoadBalancerSpec {
+        snippet: Some("timeout server 5s".into()),
+        ..spec(1)
+    })
+    .unwrap();
+    assert!(matches!(
+        driver.ensure(&snippet).await,
+        Err(Error::Rejected { .. })
+    ));
+
+    fake.fail_next_with(10, 500);
+    let err = driver.ensure(&lb).await.unwrap_err();
+    assert!(err.to_string().starts_with("rancher: "), "{err}");
+    fake.clear_faults();
+}
