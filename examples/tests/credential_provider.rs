@@ -492,3 +492,109 @@ async fn the_deploy_example_config_works_with_the_binary() {
     let out = run(&args, &fake.env(), &request("quay.io/foo/bar")).await;
     assert_eq!(users(&out.response(), "quay.io/foo/bar"), ["foo:qwerty"]);
 }
+
+/// `--secret` against the in-memory API server, through a kubeconfig, as a node
+/// would run it.
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_provider_reads_the_named_secret_from_the_api_server() {
+    use k8s_openapi::{ByteString, api::core::v1::Secret};
+    use kube::api::{Api, PostParams};
+
+    rancher_runtime::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let sandbox = rancher_sandbox::Sandbox::builder()
+        .kubeconfig_path(&kubeconfig)
+        .start()
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(sandbox.client(), "default");
+    let secret = |name: &str, type_: &str, key: &str, value: serde_json::Value| Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        type_: Some(type_.to_owned()),
+        data: Some(
+            [(key.to_owned(), ByteString(value.to_string().into_bytes()))]
+                .into_iter()
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let auths = json!({"auths": {
+        "registry.example.org:5000": {"auth": b64("robot:s3cr3t")},
+    }});
+    secrets
+        .create(
+            &PostParams::default(),
+            &secret(
+                "registry-credentials",
+                "kubernetes.io/dockerconfigjson",
+                ".dockerconfigjson",
+                auths.clone(),
+            ),
+        )
+        .await
+        .unwrap();
+    secrets
+        .create(
+            &PostParams::default(),
+            &secret("opaque", "Opaque", "config.json", auths),
+        )
+        .await
+        .unwrap();
+
+    let kubeconfig = kubeconfig.display().to_string();
+    let image = "registry.example.org:5000/team/app";
+    let out = run(
+        &[
+            "--secret",
+            "default/registry-credentials",
+            "--kubeconfig",
+            &kubeconfig,
+            "--cache-duration",
+            "10m",
+        ],
+        &[],
+        &request(image),
+    )
+    .await;
+    let response = out.response();
+    assert_eq!(response.cache_key_type, CacheKeyType::Registry);
+    assert_eq!(response.cache_duration, Some(Duration::from_secs(600)));
+    assert_eq!(users(&response, image), ["robot:s3cr3t"]);
+
+    let out = run(
+        &["--secret", "default/missing", "--kubeconfig", &kubeconfig],
+        &[],
+        &request(image),
+    )
+    .await;
+    assert!(
+        out.failure(1).contains("secret default/missing: not found"),
+        "{}",
+        out.stderr
+    );
+
+    let out = run(
+        &["--secret", "default/opaque", "--kubeconfig", &kubeconfig],
+        &[],
+        &request(image),
+    )
+    .await;
+    assert!(
+        out.failure(1).contains("type is \"Opaque\""),
+        "{}",
+        out.stderr
+    );
+
+    let out = run(
+        &["--secret", "no-slash", "--kubeconfig", &kubeconfig],
+        &[],
+        &request(image),
+    )
+    .await;
+    assert_eq!(out.code, 2, "a usage error: {}", out.stderr);
+    assert!(out.stdout.is_empty());
+}
