@@ -437,12 +437,23 @@ impl Controller {
                         let changed = state.addresses.get(name) != Some(&status);
                         state.known.extend(status.addresses.iter().cloned());
                         state.addresses.insert(name.to_owned(), status);
-                        state.applied.insert(name.to_owned(), lb.clone());
-                        if changed {
-                            lb.owners.iter().cloned().collect()
-                        } else {
-                            Vec::new()
-                        }
+                        let before = state.applied.insert(name.to_owned(), lb.clone());
+                        // Owners whose status may be stale: all of them when the
+                        // addresses changed, else those new since the last apply.
+                        // Ingresses that joined after this ensure started are
+                        // in the current desired state, not in `lb`.
+                        let current = state.desired.get(name).map(|d| &d.owners);
+                        lb.owners
+                            .iter()
+                            .chain(current.into_iter().flatten())
+                            .filter(|owner| {
+                                changed
+                                    || !before.as_ref().is_some_and(|b| b.owners.contains(owner))
+                            })
+                            .cloned()
+                            .collect::<BTreeSet<_>>()
+                            .into_iter()
+                            .collect()
                     };
                     for owner in owners {
                         shared.queue.add(Key::Status(owner));

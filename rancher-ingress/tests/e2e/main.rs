@@ -1,6 +1,8 @@
 //! End-to-end tests: the controller against the in-memory API server
-//! (`rancher-sandbox`), with `kubectl` as a real client.
+//! (`rancher-sandbox`), with `kubectl` and `curl` as real clients and real
+//! HAProxy behind the in-tree backend.
 
 mod support;
 
 mod flows;
+mod haproxy;
