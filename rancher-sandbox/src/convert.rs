@@ -34,6 +34,20 @@ fn rename(obj: &Value, pairs: impl Iterator<Item = (&'static str, &'static str)>
     Value::Object(out)
 }
 
+/// Whether `rt` serves `stored` byte for byte (so its cached encoding can be sent).
+pub(crate) fn served_as_stored(rt: &ResourceType, stored: &Value) -> bool {
+    rt.conversion == Conversion::None
+        && stored["apiVersion"].as_str().is_some_and(|av| {
+            if rt.group.is_empty() {
+                av == rt.version
+            } else {
+                av.len() == rt.group.len() + 1 + rt.version.len()
+                    && av.starts_with(rt.group.as_str())
+                    && av.ends_with(rt.version.as_str())
+            }
+        })
+}
+
 /// The object as `rt` serves it.
 pub(crate) fn present<'a>(rt: &ResourceType, stored: &'a Value) -> Cow<'a, Value> {
     let api_version = rt.api_version();

@@ -192,7 +192,7 @@ pub(crate) fn load(state: &mut State, files: &[PathBuf]) -> Result<Vec<SeedError
                         .as_str()
                         .unwrap_or_default()
                         .to_string();
-                    let mut with_status = (*created).clone();
+                    let mut with_status = created.value.clone();
                     with_status["status"] = status;
                     if let Err(e) = state.update(&rt, &ns, &name, with_status, Part::Status) {
                         errors.push(err(format!("status not loaded: {}", e.message)));

@@ -19,7 +19,7 @@ use crate::openapi;
 use crate::resource::{NameRule, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult};
-use crate::store::{Deleted, ListOptions, Part, PatchType, State, Store, WatchFrom};
+use crate::store::{Deleted, ListOptions, Obj, Part, PatchType, State, Store, WatchFrom};
 use crate::table::{self, IncludeObject};
 use crate::watch::{self, WatchParams};
 
@@ -351,6 +351,38 @@ struct ListBody<'a> {
     items: Vec<Cow<'a, Value>>,
 }
 
+/// A full list, assembled from the objects' shared encodings where possible.
+fn list_response(rt: &ResourceType, meta: &Value, items: &[Arc<Obj>]) -> Response {
+    let mut buf: Vec<u8> =
+        Vec::with_capacity(items.iter().map(|o| o.json().len() + 1).sum::<usize>() + 256);
+    buf.extend_from_slice(b"{\"kind\":");
+    buf.extend_from_slice(&serde_json::to_vec(&format!("{}List", rt.kind)).unwrap_or_default());
+    buf.extend_from_slice(b",\"apiVersion\":");
+    buf.extend_from_slice(&serde_json::to_vec(&rt.api_version()).unwrap_or_default());
+    buf.extend_from_slice(b",\"metadata\":");
+    buf.extend_from_slice(&serde_json::to_vec(meta).unwrap_or_default());
+    buf.extend_from_slice(b",\"items\":[");
+    for (i, o) in items.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        if convert::served_as_stored(rt, o) {
+            buf.extend_from_slice(o.json());
+        } else {
+            buf.extend_from_slice(
+                &serde_json::to_vec(&convert::present(rt, o)).unwrap_or_default(),
+            );
+        }
+    }
+    buf.extend_from_slice(b"]}");
+    let mut resp = Response::new(Body::from(buf));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 async fn resource(
     shared: &Arc<Shared>,
     req: Request,
@@ -478,15 +510,7 @@ async fn resource(
                     };
                     Ok(json_response(StatusCode::OK, &body))
                 }
-                Output::Full => {
-                    let body = ListBody {
-                        kind: format!("{}List", rt.kind),
-                        api_version: rt.api_version(),
-                        metadata: meta,
-                        items: items.collect(),
-                    };
-                    Ok(json_response(StatusCode::OK, &body))
-                }
+                Output::Full => Ok(list_response(&rt, &meta, &page.items)),
             }
         }
         (Method::POST, None) => {

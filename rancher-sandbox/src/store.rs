@@ -4,7 +4,9 @@
 //! generation, finalizers, optimistic concurrency, Service allocation, CRDs).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use bytes::Bytes;
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
@@ -18,8 +20,39 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{self, ApiError, ApiResult};
 use crate::validate;
 
+/// A stored object with its JSON encoding, made once on first use and shared by every
+/// list and watch that sends it.
+#[derive(Debug)]
+pub(crate) struct Obj {
+    pub(crate) value: Value,
+    json: OnceLock<Bytes>,
+}
+
+impl Obj {
+    pub(crate) fn new(value: Value) -> Arc<Self> {
+        Arc::new(Self {
+            value,
+            json: OnceLock::new(),
+        })
+    }
+
+    /// The object's JSON encoding.
+    pub(crate) fn json(&self) -> &Bytes {
+        self.json
+            .get_or_init(|| Bytes::from(serde_json::to_vec(&self.value).unwrap_or_default()))
+    }
+}
+
+impl std::ops::Deref for Obj {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.value
+    }
+}
+
 /// Objects of one resource, keyed by (namespace, name); `""` namespace for cluster scope.
-type Table = BTreeMap<(String, String), Arc<Value>>;
+type Table = BTreeMap<(String, String), Arc<Obj>>;
 
 /// The kind of a watch event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,12 +69,12 @@ pub(crate) struct Change {
     pub(crate) storage: String,
     pub(crate) namespace: String,
     pub(crate) kind: EventType,
-    pub(crate) object: Arc<Value>,
-    pub(crate) previous: Option<Arc<Value>>,
+    pub(crate) object: Arc<Obj>,
+    pub(crate) previous: Option<Arc<Obj>>,
 }
 
 /// A change replayed to a new watch: kind, object and the object before the change.
-pub(crate) type Replayed = (EventType, Arc<Value>, Option<Arc<Value>>);
+pub(crate) type Replayed = (EventType, Arc<Obj>, Option<Arc<Obj>>);
 
 /// Which part of an object a write targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +96,9 @@ pub(crate) enum PatchType {
 #[derive(Debug)]
 pub(crate) enum Deleted {
     /// Removed now; the final object.
-    Now(Arc<Value>),
+    Now(Arc<Obj>),
     /// Finalizers remain; the object now carries a deletionTimestamp.
-    Pending(Arc<Value>),
+    Pending(Arc<Obj>),
 }
 
 /// Where a watch starts.
@@ -89,7 +122,7 @@ pub(crate) struct ListOptions {
 /// A page of a list.
 #[derive(Debug)]
 pub(crate) struct ListPage {
-    pub(crate) items: Vec<Arc<Value>>,
+    pub(crate) items: Vec<Arc<Obj>>,
     pub(crate) resource_version: u64,
     pub(crate) continue_token: Option<String>,
     pub(crate) remaining: Option<usize>,
@@ -259,8 +292,8 @@ impl State {
         rt_storage: &str,
         namespace: &str,
         kind: EventType,
-        object: Arc<Value>,
-        previous: Option<Arc<Value>>,
+        object: Arc<Obj>,
+        previous: Option<Arc<Obj>>,
     ) {
         let change = Arc::new(Change {
             rv: self.rv,
@@ -286,7 +319,7 @@ impl State {
     }
 
     /// Reads one object.
-    pub(crate) fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> ApiResult<Arc<Value>> {
+    pub(crate) fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> ApiResult<Arc<Obj>> {
         self.table(&rt.storage)
             .and_then(|t| t.get(&(ns.to_string(), name.to_string())))
             .cloned()
@@ -479,7 +512,7 @@ impl State {
         rt: &Arc<ResourceType>,
         ns: &str,
         obj: Value,
-    ) -> ApiResult<Arc<Value>> {
+    ) -> ApiResult<Arc<Obj>> {
         let mut obj = Self::accept_body(rt, obj)?;
         self.check_namespace(rt, ns, &mut obj)?;
         let mut name = meta_str(&obj, "name").unwrap_or_default().to_string();
@@ -566,7 +599,7 @@ impl State {
         if let Some(types) = crd_types {
             self.registry.register_crd(&name, types);
         }
-        let obj = Arc::new(obj);
+        let obj = Obj::new(obj);
         self.tables
             .entry(rt.storage.clone())
             .or_default()
@@ -679,7 +712,7 @@ impl State {
         name: &str,
         obj: Value,
         part: Part,
-    ) -> ApiResult<Arc<Value>> {
+    ) -> ApiResult<Arc<Obj>> {
         let mut obj = Self::accept_body(rt, obj)?;
         self.check_namespace(rt, ns, &mut obj)?;
         match meta_str(&obj, "name") {
@@ -706,10 +739,10 @@ impl State {
     fn write(
         &mut self,
         rt: &Arc<ResourceType>,
-        old: &Arc<Value>,
+        old: &Arc<Obj>,
         mut new: Value,
         part: Part,
-    ) -> ApiResult<Arc<Value>> {
+    ) -> ApiResult<Arc<Obj>> {
         let name = meta_str(old, "name").unwrap_or_default().to_string();
         let ns = meta_str(old, "namespace").unwrap_or_default().to_string();
         let old_rv = meta_str(old, "resourceVersion").unwrap_or_default();
@@ -726,7 +759,7 @@ impl State {
         }
         if part == Part::Status {
             let status = new.get("status").cloned();
-            new = (**old).clone();
+            new = old.value.clone();
             match status {
                 Some(s) if !s.is_null() => new["status"] = s,
                 _ => {
@@ -788,7 +821,7 @@ impl State {
         self.defaults(rt, Some(old), &mut new, &name)?;
         // A write that changes nothing is not a write.
         new["metadata"]["resourceVersion"] = json!(old_rv);
-        if new == **old {
+        if new == old.value {
             return Ok(old.clone());
         }
         if spec_part(rt, &new) != spec_part(rt, old) {
@@ -806,7 +839,7 @@ impl State {
         if let Some(types) = crd_types {
             self.registry.register_crd(&name, types);
         }
-        let new = Arc::new(new);
+        let new = Obj::new(new);
         if deleting && finalizers(&new).is_empty() {
             self.remove(rt, &key, new.clone(), Some(old.clone()));
             return Ok(new);
@@ -830,8 +863,8 @@ impl State {
         &mut self,
         rt: &ResourceType,
         key: &(String, String),
-        final_obj: Arc<Value>,
-        previous: Option<Arc<Value>>,
+        final_obj: Arc<Obj>,
+        previous: Option<Arc<Obj>>,
     ) {
         if let Some(t) = self.tables.get_mut(&rt.storage) {
             t.remove(key);
@@ -881,9 +914,9 @@ impl State {
         });
         if empty && let Some(rt) = self.registry.find("", "v1", "namespaces") {
             let rv = self.next_rv();
-            let mut final_obj = (*ns_obj).clone();
+            let mut final_obj = ns_obj.value.clone();
             final_obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-            self.remove(&rt, &ns_key, Arc::new(final_obj), Some(ns_obj));
+            self.remove(&rt, &ns_key, Obj::new(final_obj), Some(ns_obj));
         }
     }
 
@@ -893,13 +926,13 @@ impl State {
         {
             for ((ns, _), obj) in table {
                 self.rv += 1;
-                let mut final_obj = (*obj).clone();
+                let mut final_obj = obj.value.clone();
                 final_obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
                 self.record(
                     &storage,
                     &ns,
                     EventType::Deleted,
-                    Arc::new(final_obj),
+                    Obj::new(final_obj),
                     Some(obj),
                 );
             }
@@ -918,7 +951,7 @@ impl State {
         part: Part,
         manager: Option<&str>,
         force: bool,
-    ) -> ApiResult<Arc<Value>> {
+    ) -> ApiResult<Arc<Obj>> {
         let key_ns = if rt.namespaced { ns } else { "" };
         let old = match self.get(rt, key_ns, name) {
             Ok(o) => o,
@@ -973,7 +1006,7 @@ impl State {
         name: &str,
         config: Value,
         manager: Option<&str>,
-    ) -> ApiResult<Arc<Value>> {
+    ) -> ApiResult<Arc<Obj>> {
         let manager = manager.ok_or_else(|| {
             ApiError::bad_request("PATCH with an apply patch requires the fieldManager parameter")
         })?;
@@ -1121,7 +1154,7 @@ impl State {
         let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";
         let key = (key_ns.to_string(), name.to_string());
         if !finalizers(&old).is_empty() || is_namespace {
-            let mut obj = (*old).clone();
+            let mut obj = old.value.clone();
             let already = obj["metadata"]
                 .get("deletionTimestamp")
                 .is_some_and(|v| !v.is_null());
@@ -1133,7 +1166,7 @@ impl State {
                 }
                 let rv = self.next_rv();
                 obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-                let obj = Arc::new(obj);
+                let obj = Obj::new(obj);
                 self.tables
                     .entry(rt.storage.clone())
                     .or_default()
@@ -1157,9 +1190,9 @@ impl State {
             return Ok(Deleted::Pending(old));
         }
         let rv = self.next_rv();
-        let mut final_obj = (*old).clone();
+        let mut final_obj = old.value.clone();
         final_obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-        let final_obj = Arc::new(final_obj);
+        let final_obj = Obj::new(final_obj);
         self.remove(rt, &key, final_obj.clone(), Some(old));
         Ok(Deleted::Now(final_obj))
     }
@@ -1202,7 +1235,7 @@ impl State {
         rt: &Arc<ResourceType>,
         ns: Option<&str>,
         opts: &ListOptions,
-    ) -> ApiResult<Vec<Arc<Value>>> {
+    ) -> ApiResult<Vec<Arc<Obj>>> {
         let page = self.list(
             rt,
             ns,

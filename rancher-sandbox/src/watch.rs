@@ -14,7 +14,7 @@ use crate::resource::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::server::{Output, Shared};
 use crate::status::ApiError;
-use crate::store::{Change, EventType, State, WatchFrom};
+use crate::store::{Change, EventType, Obj, State, WatchFrom};
 use crate::table;
 
 /// Parameters of one watch.
@@ -39,7 +39,18 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn line(&mut self, kind: &str, object: &Value, rv: u64) -> Bytes {
+    fn line(&mut self, kind: &str, object: &Obj, rv: u64) -> Bytes {
+        if self.output == Output::Full && convert::served_as_stored(&self.rt, object) {
+            // The shared encoding: no per-watcher serialization.
+            let json = object.json();
+            let mut buf = Vec::with_capacity(json.len() + 32);
+            buf.extend_from_slice(b"{\"type\":\"");
+            buf.extend_from_slice(kind.as_bytes());
+            buf.extend_from_slice(b"\",\"object\":");
+            buf.extend_from_slice(json);
+            buf.extend_from_slice(b"}\n");
+            return Bytes::from(buf);
+        }
         let presented = convert::present(&self.rt, object);
         let object = match self.output {
             Output::Full => presented.into_owned(),
@@ -146,8 +157,13 @@ pub(crate) fn start(
                 .as_str()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(last_rv);
-            if let Some(ty) = visible(&rt, &params, kind, &object, previous.as_deref())
-                && tx.send(enc.line(ty, &object, rv)).await.is_err()
+            if let Some(ty) = visible(
+                &rt,
+                &params,
+                kind,
+                &object,
+                previous.as_deref().map(|o| &o.value),
+            ) && tx.send(enc.line(ty, &object, rv)).await.is_err()
             {
                 return;
             }
@@ -177,7 +193,7 @@ pub(crate) fn start(
                         if c.storage != rt.storage || ns.as_deref().is_some_and(|n| n != c.namespace) {
                             continue;
                         }
-                        if let Some(ty) = visible(&rt, &params, c.kind, &c.object, c.previous.as_deref())
+                        if let Some(ty) = visible(&rt, &params, c.kind, &c.object, c.previous.as_deref().map(|o| &o.value))
                             && tx.send(enc.line(ty, &c.object, c.rv)).await.is_err()
                         {
                             return;
