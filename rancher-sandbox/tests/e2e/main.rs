@@ -4,6 +4,7 @@ mod alloc;
 mod api;
 mod bad_input;
 mod kubectl;
+mod lease;
 mod patch;
 mod seed;
 mod watch;
