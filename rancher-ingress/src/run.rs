@@ -130,3 +130,96 @@ pub fn start(
     shutdown.spawn(controller.run(readiness.clone(), shutdown.token()));
     index
 }
+
+/// Which `rancher-lb` driver realises the load balancers.
+#[cfg(feature = "lb")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[non_exhaustive]
+pub enum DriverKind {
+    /// Real HAProxy, one process per managed host address.
+    #[default]
+    Haproxy,
+}
+
+/// Errors starting a driver.
+#[cfg(feature = "lb")]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The HAProxy driver could not start.
+    #[error("failed to start the HAProxy driver")]
+    Haproxy(#[source] rancher_lb::haproxy::Error),
+}
+
+/// The driver settings, as command-line flags with the `clap` feature.
+#[cfg(feature = "lb")]
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct DriverArgs {
+    /// The load balancer driver.
+    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value = "haproxy"))]
+    pub driver: DriverKind,
+    /// The host addresses the HAProxy driver manages (comma-separated); without
+    /// them, the InternalIP (else ExternalIP) of every Node, following changes.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_name = "IP,...", value_delimiter = ',')
+    )]
+    pub hosts: Vec<std::net::IpAddr>,
+    /// Where the HAProxy driver keeps configurations, certificates and sockets.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_name = "DIR", default_value = "/var/lib/rancher-ingress")
+    )]
+    pub work_dir: std::path::PathBuf,
+}
+
+#[cfg(feature = "lb")]
+impl DriverArgs {
+    /// Starts the driver. Without `--hosts`, a Node watch keeps the driver's
+    /// hosts current (registered with `readiness`, run on `shutdown`).
+    pub async fn start(
+        &self,
+        client: kube::Client,
+        allow_snippets: bool,
+        readiness: &Readiness,
+        shutdown: &Shutdown,
+    ) -> Result<Arc<dyn rancher_lb::driver::Driver>, Error> {
+        use rancher_lb::{
+            haproxy::{HaproxyConfig, HaproxyDriver},
+            placement::Host,
+        };
+        let DriverKind::Haproxy = self.driver;
+        let hosts = self.hosts.iter().copied().map(Host::new).collect();
+        let config = HaproxyConfig::new(&self.work_dir, hosts).with_snippets(allow_snippets);
+        let driver = Arc::new(HaproxyDriver::new(config).await.map_err(Error::Haproxy)?);
+        {
+            let driver = driver.clone();
+            let token = shutdown.token();
+            shutdown.spawn(async move {
+                token.cancelled().await;
+                driver.shutdown().await;
+            });
+        }
+        let driver: Arc<dyn rancher_lb::driver::Driver> = driver;
+        if self.hosts.is_empty() {
+            let (nodes, rx) = crate::nodes::NodeHosts::new();
+            let nodes = Arc::new(RwLock::new(nodes));
+            let events = index::watch(
+                Api::<k8s_openapi::api::core::v1::Node>::all(client),
+                watcher::Config::default(),
+            );
+            let ready = readiness.register("nodes");
+            let token = shutdown.token();
+            shutdown.spawn(async move {
+                tokio::select! {
+                    () = index::cluster(nodes, events, Some(ready)) => {}
+                    () = token.cancelled() => {}
+                }
+            });
+            shutdown.spawn(crate::nodes::feed(driver.clone(), rx, shutdown.token()));
+        }
+        Ok(driver)
+    }
+}
