@@ -48,6 +48,7 @@ use rancher_runtime::{
     index::{self, IndexNamespacedResource},
     lease::Leadership,
     queue::Queue,
+    ready::{Pending, Readiness},
     requeue::{Classify, ErrorKind, Policy},
     status::patch_status,
 };
@@ -164,6 +165,7 @@ struct Inner {
     provider: Arc<dyn DnsProvider>,
     recorder: Recorder,
     leadership: Mutex<Leadership>,
+    readiness: Mutex<Option<Readiness>>,
     /// Member clients by cluster, with the credentials they were built from.
     clients: Mutex<HashMap<String, (String, kube::Client)>>,
     /// The last DNS outcome per federation, to publish events on changes only.
@@ -193,6 +195,7 @@ impl Controller {
                 config,
                 provider,
                 leadership: Mutex::new(Leadership::always()),
+                readiness: Mutex::new(None),
                 clients: Mutex::new(HashMap::new()),
                 dns_outcome: Mutex::new(HashMap::new()),
             }),
@@ -206,18 +209,32 @@ impl Controller {
         self
     }
 
+    /// Registers the controller's watches with `readiness`: ready once each has
+    /// listed.
+    pub fn with_readiness(self, readiness: Readiness) -> Self {
+        *self.inner.readiness.lock() = Some(readiness);
+        self
+    }
+
     /// Watches the host cluster and reconciles every federation until
     /// `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) {
         let queue: Queue<String> = Queue::new();
         let ns = self.inner.config.namespace.clone();
         let client = self.inner.host.clone();
+        let readiness = self.inner.readiness.lock().clone();
+        let ready = |name: &str| {
+            readiness
+                .as_ref()
+                .map(|r| r.register(format!("federation {name}")))
+        };
         let watches = vec![
             spawn_trigger(
                 Api::<Federation>::namespaced(client.clone(), &ns),
                 watcher::Config::default(),
                 queue.clone(),
                 |f: &Federation| Some(f.name_any()),
+                ready("federations"),
                 shutdown.clone(),
             ),
             spawn_trigger(
@@ -225,6 +242,7 @@ impl Controller {
                 watcher::Config::default(),
                 queue.clone(),
                 |c: &FederatedCluster| Some(c.spec.federation.clone()),
+                ready("federatedclusters"),
                 shutdown.clone(),
             ),
             spawn_trigger(
@@ -232,6 +250,7 @@ impl Controller {
                 watcher::Config::default(),
                 queue.clone(),
                 |s: &FederatedService| Some(s.spec.federation.clone()),
+                ready("federatedservices"),
                 shutdown.clone(),
             ),
             spawn_trigger(
@@ -239,6 +258,7 @@ impl Controller {
                 watcher::Config::default().labels(FEDERATION_LABEL),
                 queue.clone(),
                 |s: &Secret| s.labels().get(FEDERATION_LABEL).cloned(),
+                ready("secrets"),
                 shutdown.clone(),
             ),
         ];
@@ -1215,6 +1235,7 @@ fn spawn_trigger<T>(
     config: watcher::Config,
     queue: Queue<String>,
     key: fn(&T) -> Option<String>,
+    ready: Option<Pending>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()>
 where
@@ -1234,7 +1255,7 @@ where
     tokio::spawn(async move {
         let events = index::watch(api, config);
         tokio::select! {
-            () = index::namespaced(sink, events, None) => {}
+            () = index::namespaced(sink, events, ready) => {}
             () = shutdown.cancelled() => {}
         }
     })

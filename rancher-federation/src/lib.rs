@@ -128,8 +128,11 @@
 //! | --- | --- | --- |
 //! | `runtime` | yes | [`crd`], [`member`], [`controller`]: the Kubernetes side (kube, k8s-openapi, rancher-runtime) |
 //! | `rfc2136` | yes | [`Rfc2136Provider`](provider::Rfc2136Provider): RFC 2136 updates with TSIG (hickory-proto, ring) |
+//! | `clap` | no | `args::ControllerArgs`: the controller's flags for binaries |
 //! | `testing` | no | [`MemoryProvider`](provider::MemoryProvider) and the provider [conformance battery](provider::conformance) |
 
+#[cfg(feature = "clap")]
+pub mod args;
 #[cfg(feature = "runtime")]
 pub mod controller;
 #[cfg(feature = "runtime")]

@@ -3,4 +3,5 @@
 
 mod bind;
 mod federation;
+mod manifests;
 mod rfc2136;

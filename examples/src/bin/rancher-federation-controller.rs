@@ -1,0 +1,57 @@
+//! `rancher-federation-controller`: federates Services across the member
+//! clusters of each `Federation` and publishes their DNS names through
+//! RFC 2136 dynamic updates.
+
+use std::time::Duration;
+
+use clap::Parser;
+use rancher_federation::{args::ControllerArgs, controller::Controller};
+use rancher_runtime::admin::{AdminArgs, AdminServer, AdminState};
+use rancher_runtime::{
+    client::ClientArgs, lease::LeaderArgs, log::LogArgs, ready::Readiness, shutdown::Shutdown,
+};
+
+/// Services federated across clusters, with public DNS names.
+#[derive(Parser)]
+#[command(name = "rancher-federation-controller", version)]
+struct Args {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(flatten)]
+    federation: ControllerArgs,
+    #[command(flatten)]
+    leader: LeaderArgs,
+    #[command(flatten)]
+    admin: AdminArgs,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    rancher_runtime::install_crypto_provider();
+    let args = Args::parse();
+    args.log.init("info");
+    let client = args.client.client().await?;
+    let provider = args.federation.provider()?;
+    let shutdown = Shutdown::on_signals();
+    let readiness = Readiness::new();
+    let leader = args
+        .leader
+        .with_default_name("rancher-federation-controller");
+    let (leadership, elector) = leader.start(client.clone(), shutdown.token());
+    if let Some(elector) = elector {
+        shutdown.spawn(elector);
+    }
+    let state =
+        AdminState::new(readiness.clone(), Default::default()).with_leadership(leadership.clone());
+    let admin = AdminServer::bind(args.admin.addr, state).await?;
+    shutdown.spawn(admin.serve(shutdown.token()));
+    let controller = Controller::new(client, args.federation.config(), provider)
+        .with_leadership(leadership)
+        .with_readiness(readiness);
+    shutdown.spawn(controller.run(shutdown.token()));
+    shutdown.triggered().await;
+    shutdown.drain(Duration::from_secs(10)).await?;
+    Ok(())
+}
