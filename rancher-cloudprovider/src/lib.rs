@@ -94,6 +94,7 @@
 //! | `runtime` | yes | `convert` and the controllers (kube, k8s-openapi, rancher-runtime) |
 //! | `testing` | no | `testing`: the fake provider and the conformance battery |
 //! | `rancher` | no | `rancher`: the Rancher implementation on `rancher-lb` and `rancher-client` |
+//! | `clap` | no | `rancher::args`: the cloud controller's command-line arguments |
 
 #[cfg(feature = "runtime")]
 pub mod controller;

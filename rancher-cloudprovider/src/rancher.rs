@@ -16,6 +16,8 @@
 //! | `spec.loadBalancerIP` | an instance on the host with that address, when the provider knows it as a host; otherwise a Warning event and an error, as the original did |
 //! | a UDP or SCTP port | rejected before anything changes: the load balancer serves TCP only |
 
+#[cfg(feature = "clap")]
+pub mod args;
 mod hosts;
 
 use std::{collections::BTreeSet, net::IpAddr, sync::Arc, time::Duration};
