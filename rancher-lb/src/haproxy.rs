@@ -368,6 +368,59 @@ impl HaproxyDriver {
         }
     }
 
+    /// Ensures several load balancers in one go: one placement, one check
+    /// and at most one reload per host, as on a controller's first sync.
+    /// Returns their statuses in order. If the result does not check, none
+    /// of them is applied.
+    ///
+    /// # Errors
+    ///
+    /// As [`Driver::ensure`]; a rejection names the first load balancer.
+    pub async fn ensure_all(&self, lbs: &[LoadBalancer]) -> driver::Result<Vec<Status>> {
+        let inner = &self.inner;
+        for lb in lbs {
+            if lb.snippet().is_some() && !inner.config.snippets {
+                return Err(driver::Error::Rejected {
+                    lb: lb.id().clone(),
+                    reason: "snippets are disabled in this driver".into(),
+                });
+            }
+        }
+        let Some(first) = lbs.first() else {
+            return Ok(Vec::new());
+        };
+        let mut state = inner.state.lock().await;
+        let previous_lbs = state.lbs.clone();
+        let previous_slots = state.slots.clone();
+        for lb in lbs {
+            state.lbs.insert(lb.id().clone(), lb.clone());
+            for b in lb.backends() {
+                let key = (lb.id().clone(), b.name.clone());
+                let slots = assign_slots(
+                    state.slots.get(&key),
+                    &b.endpoints,
+                    inner.config.server_slots,
+                );
+                state.slots.insert(key, slots);
+            }
+            let keep: BTreeSet<Name> = lb.backends().iter().map(|b| b.name.clone()).collect();
+            state
+                .slots
+                .retain(|(id, name), _| id != lb.id() || keep.contains(name));
+        }
+        let result = inner.apply(&mut state, first.id()).await;
+        if let Err(driver::Error::Rejected { .. }) = &result {
+            state.lbs = previous_lbs;
+            state.slots = previous_slots;
+        }
+        inner.publish(&mut state);
+        result?;
+        Ok(lbs
+            .iter()
+            .map(|lb| state.statuses.get(lb.id()).cloned().unwrap_or_default())
+            .collect())
+    }
+
     /// The host directory of `host` (configuration, sockets, log).
     pub fn host_dir(&self, host: IpAddr) -> PathBuf {
         self.inner.config.work_dir.join(host.to_string())
@@ -436,6 +489,9 @@ impl Inner {
         state.statuses = statuses;
     }
 
+    /// Renders a host once: the structure (server addresses as placeholders,
+    /// with the map and certificate files) to compare, and the full
+    /// configuration.
     fn render_host(
         &self,
         state: &State,
@@ -448,21 +504,16 @@ impl Inner {
             generation: generation.display().to_string(),
             admin_socket: dir.join("admin.sock").display().to_string(),
         };
-        let settings = self.settings();
-        let full = render::render(host, lbs, &state.slots, &paths, &settings, true);
-        let skeleton_paths = Paths {
-            generation: "@GEN@".into(),
-            ..paths
-        };
-        let skel = render::render(host, lbs, &state.slots, &skeleton_paths, &settings, false);
-        let mut skeleton = skel.config;
-        for f in &skel.files {
+        let mut rendered = render::render(host, lbs, &state.slots, &paths, &self.settings(), false);
+        let mut skeleton = rendered.config.clone();
+        for f in &rendered.files {
             skeleton.push_str("\n@FILE ");
             skeleton.push_str(&f.path);
             skeleton.push('\n');
             skeleton.push_str(&f.contents);
         }
-        (full, skeleton)
+        rendered.config = render::fill(&rendered.config, &rendered.servers);
+        (rendered, skeleton)
     }
 
     async fn check(&self, generation: &Path) -> Result<(), String> {
@@ -550,29 +601,31 @@ impl Inner {
         for (host, ids) in &per_host {
             let lbs: Vec<&LoadBalancer> = ids.iter().filter_map(|id| state.lbs.get(id)).collect();
             let current = state.host_states.get(host);
-            let cur_gen = current.map(|c| c.generation.clone());
-            let (_, skeleton) = self.render_host(state, *host, &lbs, Path::new("@GEN@"));
-            let same = current.is_some_and(|c| c.skeleton == skeleton && c.instance.is_running());
-            if same && let (Some(c), Some(generation)) = (current, cur_gen) {
-                let (rendered, _) = self.render_host(state, *host, &lbs, &generation);
-                let commands = runtime_commands(&c.servers, &rendered.servers);
-                if commands.is_empty() && rendered.config == read_config(&generation) {
+            if let Some(c) = current.filter(|c| c.instance.is_running()) {
+                // Same structure as what runs (compared with the current
+                // generation's paths): only server addresses may differ.
+                let generation = c.generation.clone();
+                let (rendered, skeleton) = self.render_host(state, *host, &lbs, &generation);
+                if c.skeleton == skeleton {
+                    let commands = runtime_commands(&c.servers, &rendered.servers);
+                    if commands.is_empty() && rendered.config == read_config(&generation) {
+                        continue;
+                    }
+                    pending.push(Pending {
+                        host: *host,
+                        rendered,
+                        skeleton,
+                        generation,
+                        runtime: Some(commands),
+                    });
                     continue;
                 }
-                pending.push(Pending {
-                    host: *host,
-                    rendered,
-                    skeleton,
-                    generation,
-                    runtime: Some(commands),
-                });
-                continue;
             }
             state.next_generation += 1;
             let generation = self
                 .host_dir(*host)
                 .join(format!("gen-{}", state.next_generation));
-            let (rendered, _) = self.render_host(state, *host, &lbs, &generation);
+            let (rendered, skeleton) = self.render_host(state, *host, &lbs, &generation);
             let other = |e: Error| driver::Error::other("writing haproxy files", e);
             mkdir_private(&self.host_dir(*host)).map_err(other)?;
             self.write_generation(&generation, &rendered)
@@ -756,40 +809,8 @@ fn runtime_commands(old: &[Server], new: &[Server]) -> Vec<String> {
 #[async_trait]
 impl Driver for HaproxyDriver {
     async fn ensure(&self, lb: &LoadBalancer) -> driver::Result<Status> {
-        if lb.snippet().is_some() && !self.inner.config.snippets {
-            return Err(driver::Error::Rejected {
-                lb: lb.id().clone(),
-                reason: "snippets are disabled in this driver".into(),
-            });
-        }
-        let inner = &self.inner;
-        let mut state = inner.state.lock().await;
-        let previous_lb = state.lbs.insert(lb.id().clone(), lb.clone());
-        let previous_slots = state.slots.clone();
-        for b in lb.backends() {
-            let key = (lb.id().clone(), b.name.clone());
-            let slots = assign_slots(
-                state.slots.get(&key),
-                &b.endpoints,
-                inner.config.server_slots,
-            );
-            state.slots.insert(key, slots);
-        }
-        let keep: BTreeSet<Name> = lb.backends().iter().map(|b| b.name.clone()).collect();
-        state
-            .slots
-            .retain(|(id, name), _| id != lb.id() || keep.contains(name));
-        let result = inner.apply(&mut state, lb.id()).await;
-        if let Err(driver::Error::Rejected { .. }) = &result {
-            match previous_lb {
-                Some(p) => state.lbs.insert(lb.id().clone(), p),
-                None => state.lbs.remove(lb.id()),
-            };
-            state.slots = previous_slots;
-        }
-        inner.publish(&mut state);
-        result?;
-        Ok(state.statuses.get(lb.id()).cloned().unwrap_or_default())
+        let mut statuses = self.ensure_all(std::slice::from_ref(lb)).await?;
+        Ok(statuses.pop().unwrap_or_default())
     }
 
     async fn ensure_deleted(&self, id: &LbId) -> driver::Result<()> {

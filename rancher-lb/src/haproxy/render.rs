@@ -155,8 +155,35 @@ fn map_file(map: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// The placeholder for a server address in a configuration rendered without
+/// addresses. A control character: no validated string can contain it.
+pub const SLOT: char = '\u{1}';
+
+/// The address part of a server line.
+fn server_address(slot: Option<crate::model::Endpoint>) -> String {
+    match slot {
+        Some(ep) => format!("{}:{}", bind_address(ep.address), ep.port),
+        None => "127.0.0.1:1 disabled".to_owned(),
+    }
+}
+
+/// Fills the [`SLOT`] placeholders of a configuration rendered without
+/// addresses with `servers`, in order.
+pub fn fill(skeleton: &str, servers: &[Server]) -> String {
+    let mut out = String::with_capacity(skeleton.len() + servers.len() * 24);
+    let mut servers = servers.iter();
+    for (i, part) in skeleton.split(SLOT).enumerate() {
+        if i > 0 {
+            out.push_str(&server_address(servers.next().and_then(|s| s.endpoint)));
+        }
+        out.push_str(part);
+    }
+    out
+}
+
 /// Renders one host serving `lbs`, with server addresses (`addresses`) or
-/// without (for comparing the structure of two configurations).
+/// with [`SLOT`] placeholders (to compare the structure of two
+/// configurations, then [`fill`] them).
 pub fn render(
     host: IpAddr,
     lbs: &[&LoadBalancer],
@@ -434,11 +461,8 @@ fn render_backend(
         let server = format!("s{}", i + 1);
         let _ = write!(c, "  server {server} ");
         match (slot, addresses) {
-            (_, false) => c.push_str("SLOT"),
-            (Some(ep), true) => {
-                let _ = write!(c, "{}:{}", bind_address(ep.address), ep.port);
-            }
-            (None, true) => c.push_str("127.0.0.1:1 disabled"),
+            (_, false) => c.push(SLOT),
+            (slot, true) => c.push_str(&server_address(*slot)),
         }
         if cookie {
             let _ = write!(c, " cookie {server}");

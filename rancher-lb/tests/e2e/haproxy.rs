@@ -769,3 +769,49 @@ async fn the_haproxy_driver_passes_the_conformance_battery() {
     .await;
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_move_off_a_failed_host() {
+    let h = Harness::new(3).await;
+    let port = free_port().await;
+    let web = http_echo("web").await;
+    let lb = simple("mover", port, 2, &[web.addr]);
+    let before = h.driver.ensure(&lb).await.unwrap();
+    assert_eq!(before.addresses.len(), 2);
+    let failed = before.addresses[0];
+    let kept = before.addresses[1];
+    let old_master = h.driver.instance_info(failed).await.unwrap().master_pid;
+
+    let mut updates = h.driver.subscribe();
+    let hosts = h
+        .hosts
+        .iter()
+        .map(|a| rancher_lb::placement::Host {
+            healthy: *a != failed,
+            ..rancher_lb::placement::Host::new(*a)
+        })
+        .collect();
+    h.driver.set_hosts(hosts).await.unwrap();
+    let update = tokio::time::timeout(Duration::from_secs(10), updates.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let after = update.status.unwrap();
+    assert_eq!(after.addresses.len(), 2, "{after:?}");
+    assert!(!after.addresses.contains(&failed));
+    assert!(
+        after.addresses.contains(&kept),
+        "the healthy instance stays"
+    );
+    for a in &after.addresses {
+        assert_eq!(body(*a, port, "x.example.org", "/").await.0, 200);
+    }
+    // The failed host's process is gone.
+    assert!(h.driver.instance_info(failed).await.is_none());
+    eventually("the old haproxy to exit", 10, || async {
+        (!alive(old_master)).then_some(())
+    })
+    .await;
+    assert!(get(failed, port, "x.example.org", "/").await.is_err());
+    h.finish().await;
+}

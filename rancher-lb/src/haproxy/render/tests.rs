@@ -279,7 +279,8 @@ fn server_slots_and_structure() {
         skel1.config, skel2.config,
         "an endpoint change keeps the structure"
     );
-    assert!(skel1.config.contains("server s1 SLOT\n"));
+    assert!(skel1.config.contains("server s1 \u{1}\n"));
+    assert_eq!(fill(&skel1.config, &full.servers), full.config);
 }
 
 #[test]
