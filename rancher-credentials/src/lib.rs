@@ -65,9 +65,21 @@
 //!
 //! # Running the plugin
 //!
-//! The binary `rancher-credential-provider` in the `rancher-examples` package picks
-//! providers with flags; `deploy/credential-provider/` in that package holds a
-//! `CredentialProviderConfig` and the kubelet flags that install it.
+//! The binary `rancher-credential-provider` in the `rancher-examples` package
+//! flattens `cli::ProviderArgs` (feature `clap`): `--docker-config PATH`,
+//! `--secret NAMESPACE/NAME`, `--rancher` (with `CATTLE_URL`, `CATTLE_ACCESS_KEY`,
+//! `CATTLE_SECRET_KEY`), `--cache-duration` and `--timeout`. It runs one request
+//! on a current-thread runtime and builds a Kubernetes or Rancher client only when
+//! a flag asks for one. `deploy/credential-provider/` holds a
+//! `CredentialProviderConfig` and the kubelet flags that install it:
+//!
+//! ```text
+//! --image-credential-provider-config=/etc/kubernetes/credential-provider/config.yaml
+//! --image-credential-provider-bin-dir=/usr/local/lib/kubelet/credential-provider
+//! ```
+//!
+//! `cargo run --release -p rancher-credentials --example bench` measures one
+//! invocation, process start to exit, per provider.
 //!
 //! # Feature flags
 //!
