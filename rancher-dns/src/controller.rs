@@ -242,7 +242,8 @@ async fn publish(
             // Changes queued so far are part of the full state: drop them
             // while holding the lock that writers need to queue more.
             let full = {
-                let guard = sink.read();
+                let mut guard = sink.write();
+                guard.start_publishing();
                 while changes.try_recv().is_ok() {}
                 guard.records().full()
             };

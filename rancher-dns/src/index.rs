@@ -20,6 +20,9 @@ pub struct DnsIndex {
     changes: mpsc::UnboundedSender<Vec<Change>>,
     metrics: Metrics,
     skipped_seen: u64,
+    /// Changes are sent only once the publisher took the first full state;
+    /// before that they would just be a second copy of it.
+    publishing: bool,
 }
 
 impl DnsIndex {
@@ -31,6 +34,7 @@ impl DnsIndex {
             changes: tx,
             metrics,
             skipped_seen: 0,
+            publishing: false,
         };
         (index, rx)
     }
@@ -38,6 +42,12 @@ impl DnsIndex {
     /// The record index.
     pub fn records(&self) -> &RecordIndex {
         &self.records
+    }
+
+    /// From now on every change is sent to the publisher. Call with the
+    /// lock held while taking the full state the publisher syncs first.
+    pub fn start_publishing(&mut self) {
+        self.publishing = true;
     }
 
     fn emit(&mut self, changes: Vec<Change>) {
@@ -48,7 +58,7 @@ impl DnsIndex {
                 .inc_by(skipped - self.skipped_seen);
             self.skipped_seen = skipped;
         }
-        if !changes.is_empty() {
+        if self.publishing && !changes.is_empty() {
             // The publisher only goes away at shutdown.
             let _ = self.changes.send(changes);
         }

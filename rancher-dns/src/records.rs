@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, hash_map::Entry};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::model::{
     Change, EndpointSlice, NameRecords, Options, Pod, PodRecords, RData, SCHEMA_VERSION, Service,
@@ -28,9 +29,41 @@ type Owned = BTreeMap<String, Vec<RData>>;
 
 /// Records an owner contributes, sorted by name (stored: the only copy of
 /// the records in the index).
-type Stored = Vec<(Box<str>, Vec<RData>)>;
+type Stored = Vec<(Arc<str>, Vec<RData>)>;
 
 type OwnerId = u32;
+
+/// The owners of a name; almost always exactly one.
+#[derive(Debug, Clone)]
+enum Owners {
+    One(OwnerId),
+    Many(Vec<OwnerId>),
+}
+
+impl Owners {
+    fn as_slice(&self) -> &[OwnerId] {
+        match self {
+            Self::One(o) => std::slice::from_ref(o),
+            Self::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, id: OwnerId) {
+        match self {
+            Self::One(o) => *self = Self::Many(vec![*o, id]),
+            Self::Many(v) => v.push(id),
+        }
+    }
+
+    fn remove(&mut self, id: OwnerId) {
+        if let Self::Many(v) = self {
+            v.retain(|o| *o != id);
+            if let [only] = v.as_slice() {
+                *self = Self::One(*only);
+            }
+        }
+    }
+}
 
 fn lookup<'a>(stored: &'a Stored, name: &str) -> Option<&'a Vec<RData>> {
     stored
@@ -64,7 +97,7 @@ pub struct RecordIndex {
     next_owner: OwnerId,
     owned: HashMap<OwnerId, Stored>,
     /// Who contributes each name; a name exists while it has a contributor.
-    names: HashMap<Box<str>, Vec<OwnerId>>,
+    names: HashMap<Arc<str>, Owners>,
     skipped: u64,
 }
 
@@ -114,7 +147,7 @@ impl RecordIndex {
     /// The records of a name, if it exists (lower-case, no trailing dot).
     pub fn get(&self, name: &str) -> Option<Vec<RData>> {
         let owners = self.names.get(name)?;
-        Some(self.merge(name, owners))
+        Some(self.merge(name, owners.as_slice()))
     }
 
     /// The records all `owners` contribute to `name`, sorted.
@@ -142,7 +175,7 @@ impl RecordIndex {
             .iter()
             .map(|(n, owners)| NameRecords {
                 name: n.to_string(),
-                records: self.merge(n, owners),
+                records: self.merge(n, owners.as_slice()),
             })
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
@@ -523,7 +556,12 @@ impl RecordIndex {
             .map(|(n, mut r)| {
                 r.sort();
                 r.dedup();
-                (n.into_boxed_str(), r)
+                // Share the name with the names table when it is there.
+                let name = match self.names.get_key_value(n.as_str()) {
+                    Some((k, _)) => k.clone(),
+                    None => Arc::from(n),
+                };
+                (name, r)
             })
             .collect();
         let mut changes = Vec::new();
@@ -552,7 +590,7 @@ impl RecordIndex {
             if before == after {
                 continue;
             }
-            if let Some(c) = self.contribute(name, id, before, after) {
+            if let Some(c) = self.contribute(&name.clone(), id, before, after) {
                 changes.push(c);
             }
         }
@@ -568,7 +606,7 @@ impl RecordIndex {
     /// `name`; `self.owned` holds neither version of `id` at this point.
     fn contribute(
         &mut self,
-        name: &str,
+        name: &Arc<str>,
         id: OwnerId,
         before: Option<&Vec<RData>>,
         after: Option<&Vec<RData>>,
@@ -576,15 +614,15 @@ impl RecordIndex {
         let has_others = self
             .names
             .get(name)
-            .is_some_and(|v| v.iter().any(|o| *o != id));
+            .is_some_and(|v| v.as_slice().iter().any(|o| *o != id));
         let blank = |r: Option<&Vec<RData>>| r.is_none_or(|r| r.is_empty());
         let change = if !has_others {
             Some(match after {
                 Some(records) => Change::Upsert(NameRecords {
-                    name: name.to_owned(),
+                    name: name.to_string(),
                     records: records.clone(),
                 }),
-                None => Change::Remove(name.to_owned()),
+                None => Change::Remove(name.to_string()),
             })
         } else if blank(before) && blank(after) {
             // An empty non-terminal others keep alive: nothing visible changes.
@@ -593,8 +631,9 @@ impl RecordIndex {
             let others: Vec<OwnerId> = self
                 .names
                 .get(name)
-                .into_iter()
-                .flatten()
+                .map(Owners::as_slice)
+                .unwrap_or_default()
+                .iter()
                 .copied()
                 .filter(|o| *o != id)
                 .collect();
@@ -609,17 +648,22 @@ impl RecordIndex {
             let new = with(after);
             (with(before) != new).then(|| {
                 Change::Upsert(NameRecords {
-                    name: name.to_owned(),
+                    name: name.to_string(),
                     records: new,
                 })
             })
         };
         match (before, after) {
-            (None, Some(_)) => self.names.entry(name.into()).or_default().push(id),
+            (None, Some(_)) => match self.names.get_mut(name) {
+                Some(owners) => owners.push(id),
+                None => {
+                    self.names.insert(name.clone(), Owners::One(id));
+                }
+            },
             (Some(_), None) => {
                 if has_others {
                     if let Some(v) = self.names.get_mut(name) {
-                        v.retain(|o| *o != id);
+                        v.remove(id);
                     }
                 } else {
                     self.names.remove(name);

@@ -246,7 +246,7 @@ impl Server {
             let socket = Arc::new(socket);
             let t = std::thread::Builder::new()
                 .name(format!("dns-udp-{n}"))
-                .spawn(move || udp_loop(&socket, &h, &stop, &rt))
+                .spawn(move || batch::udp_loop(&socket, &h, &stop, &rt))
                 .map_err(Error::Thread)?;
             handles.push(t);
         }
@@ -291,6 +291,8 @@ impl Drop for Server {
     }
 }
 
+/// One datagram at a time (platforms without `recvmmsg`).
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 fn udp_loop(
     socket: &Arc<StdUdpSocket>,
     handler: &Arc<Handler>,
@@ -327,6 +329,117 @@ fn udp_loop(
                     let r = h.forward(&packet, &q, false).await;
                     let _ = s.send_to(&r, peer);
                 });
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod batch {
+    pub(super) use super::udp_loop;
+}
+
+/// Batched UDP: `recvmmsg` up to [`BATCH`](batch::BATCH) queries per system
+/// call, answer them, `sendmmsg` the answers.
+#[cfg(target_os = "linux")]
+mod batch {
+    use std::io::{IoSlice, IoSliceMut};
+    use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+    use std::os::fd::AsRawFd;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use nix::errno::Errno;
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+
+    use super::{Handler, Outcome};
+
+    /// Datagrams per system call.
+    pub(super) const BATCH: usize = 32;
+    /// Largest query read (larger ones are cut and answered FORMERR).
+    const MAX_QUERY: usize = 4096;
+
+    fn to_std(addr: &SockaddrStorage) -> Option<SocketAddr> {
+        if let Some(v4) = addr.as_sockaddr_in() {
+            return Some(SocketAddr::V4((*v4).into()));
+        }
+        addr.as_sockaddr_in6()
+            .map(|v6| SocketAddr::V6((*v6).into()))
+    }
+
+    pub(super) fn udp_loop(
+        socket: &Arc<StdUdpSocket>,
+        handler: &Arc<Handler>,
+        stop: &AtomicBool,
+        rt: &tokio::runtime::Handle,
+    ) {
+        let fd = socket.as_raw_fd();
+        let mut bufs = vec![[0u8; MAX_QUERY]; BATCH];
+        let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1232)).collect();
+        let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+        let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+        let mut received: Vec<(usize, Option<SockaddrStorage>)> = Vec::with_capacity(BATCH);
+        let mut replies: Vec<(usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
+        while !stop.load(Ordering::Relaxed) {
+            received.clear();
+            {
+                let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
+                    .iter_mut()
+                    .map(|b| [IoSliceMut::new(&mut b[..])])
+                    .collect();
+                match recvmmsg(
+                    fd,
+                    &mut recv_headers,
+                    iovs.iter_mut(),
+                    MsgFlags::MSG_WAITFORONE,
+                    None,
+                ) {
+                    Ok(msgs) => received.extend(msgs.map(|m| (m.bytes, m.address))),
+                    Err(Errno::EAGAIN | Errno::EINTR) => continue,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "udp receive failed");
+                        continue;
+                    }
+                }
+            }
+            replies.clear();
+            for (i, (len, addr)) in received.iter().enumerate() {
+                let Some(addr) = addr else { continue };
+                let packet = &bufs[i][..(*len).min(MAX_QUERY)];
+                match handler.answer(packet, &mut outs[i], false) {
+                    Outcome::Reply => replies.push((i, *addr)),
+                    Outcome::Drop => {}
+                    Outcome::Forward(q) => {
+                        let Some(peer) = to_std(addr) else { continue };
+                        let (packet, h, s) = (packet.to_vec(), handler.clone(), socket.clone());
+                        rt.spawn(async move {
+                            let r = h.forward(&packet, &q, false).await;
+                            let _ = s.send_to(&r, peer);
+                        });
+                    }
+                }
+            }
+            let mut sent = 0;
+            while sent < replies.len() {
+                let pending = &replies[sent..];
+                let iovs: Vec<[IoSlice<'_>; 1]> = pending
+                    .iter()
+                    .map(|(i, _)| [IoSlice::new(&outs[*i])])
+                    .collect();
+                let addrs: Vec<Option<SockaddrStorage>> =
+                    pending.iter().map(|(_, a)| Some(*a)).collect();
+                match sendmmsg(fd, &mut send_headers, &iovs, addrs, [], MsgFlags::empty()) {
+                    Ok(done) => {
+                        let n = done.count();
+                        // A datagram the kernel refused is skipped, not retried forever.
+                        sent += n.max(1);
+                    }
+                    Err(Errno::EINTR) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "udp send failed");
+                        sent += 1;
+                    }
+                }
             }
         }
     }
