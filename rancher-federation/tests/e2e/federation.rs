@@ -8,8 +8,8 @@ use k8s_openapi::{
     ByteString,
     api::{
         core::v1::{
-            LoadBalancerIngress, LoadBalancerStatus, Namespace, Node, Secret, Service, ServicePort,
-            ServiceSpec, ServiceStatus,
+            LoadBalancerIngress, LoadBalancerStatus, Namespace, Node, NodeAddress, NodeCondition,
+            NodeStatus, Secret, Service, ServicePort, ServiceSpec, ServiceStatus,
         },
         discovery::v1::{Endpoint, EndpointConditions, EndpointSlice},
         events::v1::Event,
@@ -20,6 +20,10 @@ use kube::{
     Api, CustomResourceExt, ResourceExt,
     api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams},
 };
+use rancher_cloudprovider::{
+    controller::{Config as CloudConfig, Controller as CloudController},
+    rancher::{NodeLabelInstances, RancherCloud, RancherLoadBalancer},
+};
 use rancher_federation::{
     controller::{Config, Controller},
     crd::{
@@ -29,6 +33,11 @@ use rancher_federation::{
     provider::{DnsProvider, TsigKey},
     well_known::{FEDERATION_LABEL, KUBECONFIG_KEY, MANAGED_BY_LABEL, REGION_LABEL, ZONE_LABEL},
 };
+use rancher_lb::{
+    haproxy::{HaproxyConfig, HaproxyDriver},
+    placement::Host,
+};
+use rancher_runtime::{lease::Leadership, ready::Readiness, shutdown::Shutdown};
 use rancher_sandbox::Sandbox;
 use tokio_util::sync::CancellationToken;
 
@@ -37,12 +46,15 @@ use crate::bind::{ALGORITHM, Bind, KEY_NAME};
 const NS: &str = "federation-system";
 const FED: &str = "myfed";
 
-/// Cluster i: (region, zone, load balancer address).
+/// Cluster i: (region, zone, the loopback host its load balancers run on).
 const TOPOLOGY: [(&str, &str, &str); 3] = [
-    ("r1", "r1-a", "127.0.0.11"),
-    ("r1", "r1-b", "127.0.0.12"),
-    ("r2", "r2-a", "127.0.0.13"),
+    ("r1", "r1-a", "127.0.42.1"),
+    ("r1", "r1-b", "127.0.42.2"),
+    ("r2", "r2-a", "127.0.42.3"),
 ];
+
+/// The federated Services' port (the HAProxy listeners bind it on the hosts).
+const PORT: i32 = 28080;
 
 const GLOBAL: &str = "nginx.default.myfed.svc.example.org";
 const R1: &str = "nginx.default.myfed.svc.r1.example.org";
@@ -55,6 +67,8 @@ struct World {
     sandbox: Sandbox,
     host: kube::Client,
     shutdown: CancellationToken,
+    /// The cloud controllers and their HAProxy drivers, when started.
+    clouds: Option<(Shutdown, Vec<Arc<HaproxyDriver>>, tempfile::TempDir)>,
 }
 
 impl World {
@@ -84,9 +98,22 @@ impl World {
             .create(&PostParams::default(), &ns)
             .await
             .expect("namespace");
-        for (cluster, (region, zone, _)) in sandbox.clusters().iter().zip(TOPOLOGY) {
+        for (i, (cluster, (region, zone, _))) in sandbox.clusters().iter().zip(TOPOLOGY).enumerate()
+        {
             let mut node = Node::default();
             node.metadata.name = Some(format!("{zone}-node"));
+            node.status = Some(NodeStatus {
+                addresses: Some(vec![NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: format!("127.0.42.{}", 11 + i),
+                }]),
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..NodeCondition::default()
+                }]),
+                ..NodeStatus::default()
+            });
             node.metadata.labels = Some(
                 [
                     (REGION_LABEL.to_owned(), region.to_owned()),
@@ -124,7 +151,47 @@ impl World {
             sandbox,
             host,
             shutdown,
+            clouds: None,
         }
+    }
+
+    /// Runs rancher-cloudprovider's service controller in every member, with
+    /// the Rancher load balancer on a real HAProxy on that member's loopback
+    /// host address.
+    async fn start_cloud_controllers(&mut self) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shutdown = Shutdown::new();
+        let mut drivers = Vec::new();
+        for (i, cluster) in self.sandbox.clusters().iter().enumerate() {
+            let address: std::net::IpAddr = TOPOLOGY[i].2.parse().unwrap();
+            let driver = Arc::new(
+                HaproxyDriver::new(HaproxyConfig::new(
+                    dir.path().join(format!("cluster-{i}")),
+                    vec![Host::new(address)],
+                ))
+                .await
+                .expect("haproxy driver (Debian package haproxy)"),
+            );
+            drivers.push(driver.clone());
+            let cloud = RancherCloud::new(
+                RancherLoadBalancer::new(driver)
+                    .with_hosts([address])
+                    .with_settle_delay(Duration::from_millis(200)),
+            )
+            .with_instances(NodeLabelInstances);
+            let controller = CloudController::new(
+                cluster.client(),
+                Arc::new(cloud),
+                CloudConfig::default().with_cluster_name(format!("cluster-{i}")),
+            );
+            let stop = shutdown.clone();
+            shutdown.spawn(async move {
+                controller
+                    .run(Leadership::always(), Readiness::new(), &stop)
+                    .await;
+            });
+        }
+        self.clouds = Some((shutdown, drivers, dir));
     }
 
     fn member(&self, i: usize) -> kube::Client {
@@ -181,7 +248,7 @@ impl World {
             selector: Some([("app".to_owned(), name.to_owned())].into()),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
-                port: 80,
+                port: PORT,
                 protocol: Some("TCP".into()),
                 ..ServicePort::default()
             }]),
@@ -204,10 +271,15 @@ impl World {
             .expect("federated service");
     }
 
-    /// What the cloud controller and the EndpointSlice controller would do in
-    /// member `i`: a load balancer address and one ready endpoint.
+    /// What the cloud controller would do in member `i` (for the tests that
+    /// run none): a load balancer address; and one ready endpoint.
     async fn serve(&self, i: usize, name: &str) {
-        let ip = TOPOLOGY[i].2;
+        self.set_load_balancer(i, name, TOPOLOGY[i].2).await;
+        self.set_endpoint(i, name, true).await;
+    }
+
+    /// Writes the Service's load balancer status in member `i`.
+    async fn set_load_balancer(&self, i: usize, name: &str, ip: &str) {
         let services: Api<Service> = Api::namespaced(self.member(i), "default");
         let status = ServiceStatus {
             load_balancer: Some(LoadBalancerStatus {
@@ -226,6 +298,11 @@ impl World {
             )
             .await
             .expect("status patched");
+    }
+
+    /// What the EndpointSlice controller would do in member `i`: one endpoint
+    /// for Service `name`, ready or not.
+    async fn set_endpoint(&self, i: usize, name: &str, ready: bool) {
         let slice = EndpointSlice {
             metadata: ObjectMeta {
                 name: Some(format!("{name}-1")),
@@ -237,15 +314,20 @@ impl World {
             endpoints: Some(vec![Endpoint {
                 addresses: vec![format!("10.42.{i}.5")],
                 conditions: Some(EndpointConditions {
-                    ready: Some(true),
+                    ready: Some(ready),
                     ..EndpointConditions::default()
                 }),
                 ..Endpoint::default()
             }]),
             ports: None,
         };
-        Api::<EndpointSlice>::namespaced(self.member(i), "default")
-            .create(&PostParams::default(), &slice)
+        let slices: Api<EndpointSlice> = Api::namespaced(self.member(i), "default");
+        slices
+            .patch(
+                &format!("{name}-1"),
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&slice),
+            )
             .await
             .expect("endpoint slice");
     }
@@ -271,6 +353,13 @@ impl World {
 
     async fn stop(self) {
         self.shutdown.cancel();
+        if let Some((shutdown, drivers, _dir)) = self.clouds {
+            shutdown.trigger();
+            let _ = shutdown.drain(Duration::from_secs(10)).await;
+            for driver in drivers {
+                driver.shutdown().await;
+            }
+        }
         self.sandbox.shutdown().await;
     }
 }
@@ -326,7 +415,8 @@ async fn wait_dig(bind: &Bind, name: &str, kind: &str, want: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_clusters_federate_a_service_into_bind() {
     let mut bind = Bind::start().await;
-    let world = World::start(Arc::new(bind.provider())).await;
+    let mut world = World::start(Arc::new(bind.provider())).await;
+    world.start_cloud_controllers().await;
     for i in 0..3 {
         world.join(i).await;
     }
@@ -379,7 +469,40 @@ async fn three_clusters_federate_a_service_into_bind() {
             Some(FED)
         );
         assert_eq!(service.spec.unwrap().type_.as_deref(), Some("LoadBalancer"));
-        world.serve(i, "nginx").await;
+        // The cloud controller gives it the member's load balancer address;
+        // the endpoint stands in for the EndpointSlice controller.
+        world.set_endpoint(i, "nginx", true).await;
+    }
+    for (i, (_, _, host)) in TOPOLOGY.iter().enumerate() {
+        let service = wait_for(
+            "load balancer address from the cloud controller",
+            || async {
+                let service = world.member_service(i, "nginx").await?;
+                let ip = service
+                    .status
+                    .as_ref()?
+                    .load_balancer
+                    .as_ref()?
+                    .ingress
+                    .as_ref()?
+                    .first()?
+                    .ip
+                    .clone()?;
+                (ip == *host).then_some(service)
+            },
+        )
+        .await;
+        assert!(
+            service
+                .finalizers()
+                .iter()
+                .any(|f| f == "service.kubernetes.io/load-balancer-cleanup"),
+            "the cloud controller owns the load balancer"
+        );
+        // HAProxy listens on the member's host address.
+        tokio::net::TcpStream::connect((*host, PORT as u16))
+            .await
+            .expect("the load balancer accepts connections");
     }
 
     // All three addresses globally, the subsets by region and zone.
@@ -387,14 +510,14 @@ async fn three_clusters_federate_a_service_into_bind() {
         &bind,
         GLOBAL,
         "A",
-        &["127.0.0.11", "127.0.0.12", "127.0.0.13"],
+        &["127.0.42.1", "127.0.42.2", "127.0.42.3"],
     )
     .await;
-    wait_dig(&bind, R1, "A", &["127.0.0.11", "127.0.0.12"]).await;
-    wait_dig(&bind, R2, "A", &["127.0.0.13"]).await;
-    wait_dig(&bind, R1A, "A", &["127.0.0.11"]).await;
-    wait_dig(&bind, R1B, "A", &["127.0.0.12"]).await;
-    wait_dig(&bind, R2A, "A", &["127.0.0.13"]).await;
+    wait_dig(&bind, R1, "A", &["127.0.42.1", "127.0.42.2"]).await;
+    wait_dig(&bind, R2, "A", &["127.0.42.3"]).await;
+    wait_dig(&bind, R1A, "A", &["127.0.42.1"]).await;
+    wait_dig(&bind, R1B, "A", &["127.0.42.2"]).await;
+    wait_dig(&bind, R2A, "A", &["127.0.42.3"]).await;
 
     // The federated object's status has every cluster, region and zone.
     let services: Api<FederatedService> = Api::namespaced(world.host.clone(), "default");
@@ -409,7 +532,7 @@ async fn three_clusters_federate_a_service_into_bind() {
     .await;
     assert_eq!(nginx.dns_name.as_deref(), Some(GLOBAL));
     let r1 = nginx.regions.iter().find(|r| r.region == "r1").unwrap();
-    assert_eq!(r1.addresses, ["127.0.0.11", "127.0.0.12"]);
+    assert_eq!(r1.addresses, ["127.0.42.1", "127.0.42.2"]);
     assert_eq!(nginx.zones.len(), 3);
 
     // The user's Service is left alone and the collision reported.
@@ -443,18 +566,10 @@ async fn three_clusters_federate_a_service_into_bind() {
     let reasons = world.events_about("default", "web").await;
     assert!(reasons.iter().any(|r| r == "NameCollision"), "{reasons:?}");
 
-    // BIND restarts mid-run: a change made meanwhile converges afterwards.
+    // BIND restarts mid-run: a change made meanwhile (member 2's only
+    // endpoint turns unready) converges after it is back.
     bind.stop();
-    Api::<Service>::namespaced(world.member(2), "default")
-        .patch_status(
-            "nginx",
-            &PatchParams::default(),
-            &Patch::Merge(&serde_json::json!({
-                "status": { "loadBalancer": { "ingress": [ { "ip": "127.0.0.23" } ] } }
-            })),
-        )
-        .await
-        .unwrap();
+    world.set_endpoint(2, "nginx", false).await;
     let feds: Api<Federation> = Api::namespaced(world.host.clone(), NS);
     wait_for("DNS failure reported", || {
         let feds = feds.clone();
@@ -468,22 +583,24 @@ async fn three_clusters_federate_a_service_into_bind() {
         }
     })
     .await;
+    let reasons = world.events_about(NS, FED).await;
+    assert!(
+        reasons.iter().any(|r| r == "DNSUpdateFailed"),
+        "{reasons:?}"
+    );
     bind.restart().await;
-    wait_dig(&bind, R2A, "A", &["127.0.0.23"]).await;
-    wait_dig(
-        &bind,
-        GLOBAL,
-        "A",
-        &["127.0.0.11", "127.0.0.12", "127.0.0.23"],
-    )
-    .await;
+    wait_dig(&bind, R2A, "CNAME", &[&format!("{R2}.")]).await;
+    wait_dig(&bind, R2, "CNAME", &[&format!("{GLOBAL}.")]).await;
+    wait_dig(&bind, GLOBAL, "A", &["127.0.42.1", "127.0.42.2"]).await;
+    world.set_endpoint(2, "nginx", true).await;
+    wait_dig(&bind, R2A, "A", &["127.0.42.3"]).await;
 
     // Member 1 becomes unreachable: it drops out and its zone name CNAMEs to
     // the region name.
     world.break_member(1).await;
     wait_dig(&bind, R1B, "CNAME", &[&format!("{R1}.")]).await;
-    wait_dig(&bind, GLOBAL, "A", &["127.0.0.11", "127.0.0.23"]).await;
-    wait_dig(&bind, R1, "A", &["127.0.0.11"]).await;
+    wait_dig(&bind, GLOBAL, "A", &["127.0.42.1", "127.0.42.3"]).await;
+    wait_dig(&bind, R1, "A", &["127.0.42.1"]).await;
     let c1 = clusters.get("cluster-1").await.unwrap();
     let ready = c1
         .status
@@ -520,7 +637,7 @@ async fn three_clusters_federate_a_service_into_bind() {
         }
     })
     .await;
-    wait_dig(&bind, GLOBAL, "A", &["127.0.0.11"]).await;
+    wait_dig(&bind, GLOBAL, "A", &["127.0.42.1"]).await;
     // No member is in r2 any more: its names are gone, not left as CNAMEs.
     wait_dig(&bind, R2, "ANY", &[]).await;
     wait_dig(&bind, R2A, "ANY", &[]).await;
@@ -615,7 +732,7 @@ async fn an_invalid_member_kubeconfig_is_reported_and_others_work() {
     })
     .await;
     world.serve(0, "nginx").await;
-    wait_dig(&bind, GLOBAL, "A", &["127.0.0.11"]).await;
+    wait_dig(&bind, GLOBAL, "A", &["127.0.42.1"]).await;
 
     let clusters: Api<FederatedCluster> = Api::namespaced(world.host.clone(), NS);
     let ready = wait_for("broken member reported", || {
