@@ -72,6 +72,17 @@ impl IngressArgs {
     }
 }
 
+/// What [`start`] started: the index the watches feed and the controller's
+/// metrics.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Started {
+    /// The watched objects.
+    pub index: Arc<RwLock<Index>>,
+    /// The controller's metrics (also registered in the registry).
+    pub metrics: Metrics,
+}
+
 /// Starts the watches and the controller on `shutdown`'s task tracker.
 ///
 /// `readiness` turns ready once every watch has listed; metrics go into
@@ -84,7 +95,7 @@ pub fn start(
     readiness: &Readiness,
     leadership: Leadership,
     shutdown: &Shutdown,
-) -> Arc<RwLock<Index>> {
+) -> Started {
     let index = Arc::new(RwLock::new(Index::new()));
     let config = watcher::Config::default();
 
@@ -125,10 +136,10 @@ pub fn start(
         effects,
         args.config(),
         leadership,
-        metrics,
+        metrics.clone(),
     );
     shutdown.spawn(controller.run(readiness.clone(), shutdown.token()));
-    index
+    Started { index, metrics }
 }
 
 /// Which `rancher-lb` driver realises the load balancers.
