@@ -2,4 +2,5 @@
 //! (`rancher-sandbox`), driving the fake provider.
 
 mod fake;
+mod haproxy;
 mod support;
