@@ -1,0 +1,346 @@
+//! End to end: starts the `rancher-sandbox` binary as a newcomer would, waits
+//! for its guide, runs every command the guide prints and checks what each
+//! shows, then presses Ctrl-C and checks that no HAProxy process is left.
+//!
+//! The demo manifests are copied with the echo backends moved to 127.0.9.x
+//! and the listener ports moved up (Ingress HTTP 18080, HTTPS 18443,
+//! LoadBalancer 18081), and the DNS and admin servers get free ports, so the
+//! test runs next to a developer's own `./scripts/sandbox`.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rancher_examples::sandbox::{COMMAND_PREFIX, DEMO_MANIFESTS, READY_LINE};
+
+const HOSTS: [&str; 2] = ["127.0.0.2", "127.0.0.3"];
+
+/// Copies the demo manifests, applying `(file, from, to)` text replacements;
+/// each must match, so a change of the manifests fails here loudly.
+fn copy_manifests(to: &Path) {
+    let edits: &[(&str, &str, &str)] = &[
+        (
+            "10-web.yaml",
+            "    scale: \"2\"\n",
+            "    scale: \"2\"\n    http.port: \"18080\"\n",
+        ),
+        (
+            "30-loadbalancer.yaml",
+            "      port: 8080\n      targetPort: 8080\n",
+            "      port: 18081\n      targetPort: 8080\n",
+        ),
+        (
+            "40-tls.yaml",
+            "  name: secure\n  namespace: default\n",
+            "  name: secure\n  namespace: default\n  annotations:\n    http.port: \"18080\"\n    https.port: \"18443\"\n",
+        ),
+    ];
+    std::fs::create_dir_all(to).expect("manifests dir");
+    for entry in std::fs::read_dir(DEMO_MANIFESTS).expect("demo manifests") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let mut text = std::fs::read_to_string(&path).expect("read manifest");
+        for (_, from, into) in edits.iter().filter(|(f, _, _)| *f == name) {
+            assert!(text.contains(from), "{name} no longer contains {from:?}");
+            text = text.replace(from, into);
+        }
+        text = text.replace("127.0.1.", "127.0.9.");
+        std::fs::write(to.join(&name), text).expect("write manifest");
+    }
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn free_udp_and_tcp_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let port = udp.local_addr().expect("addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The running sandbox; killed (group and all) if the test panics.
+struct Sandbox {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                .status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Sandbox {
+    /// Reads stdout until a line equal to `wanted`, failing at the deadline.
+    fn wait_for_line(&mut self, wanted: &str, deadline: Duration) {
+        let end = Instant::now() + deadline;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line == wanted;
+                    self.seen.push(line);
+                    if done {
+                        return;
+                    }
+                }
+                Err(error) => panic!(
+                    "no {wanted:?} from rancher-sandbox ({error}); output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+}
+
+/// Runs `command` with `sh -c` until it exits 0 and its output passes
+/// `check`, for at most a few seconds; returns the output.
+fn run_until(command: &str, check: impl Fn(&str) -> bool) -> String {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let output = Command::new("timeout")
+            .args(["10", "sh", "-c", command])
+            .output()
+            .expect("sh runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() && check(&stdout) {
+            return stdout;
+        }
+        assert!(
+            Instant::now() < end,
+            "guide command failed: {command}\nstatus {}\nstdout:\n{stdout}\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        pause(200);
+    }
+}
+
+/// The interval between polls. This test is synchronous: there is no async
+/// runtime for a blocking sleep to stall.
+#[allow(clippy::disallowed_methods)]
+fn pause(millis: u64) {
+    std::thread::sleep(Duration::from_millis(millis));
+}
+
+/// HAProxy processes whose command line mentions `dir`.
+fn haproxy_processes_under(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("haproxy") && cmdline.contains(&dir) {
+            found.push(format!(
+                "{}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_guide_commands_work_and_ctrl_c_leaves_nothing_behind() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let manifests = work.path().join("manifests");
+    copy_manifests(&manifests);
+    let kubeconfig = work.path().join("kubeconfig");
+    let run_dir = work.path().join("run");
+    let dns: SocketAddr = format!("127.0.0.1:{}", free_udp_and_tcp_port())
+        .parse()
+        .expect("addr");
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
+        .parse()
+        .expect("addr");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rancher-sandbox"));
+    child
+        .arg("--manifests")
+        .arg(&manifests)
+        .arg("--kubeconfig-out")
+        .arg(&kubeconfig)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .args([
+            "--dns-listen",
+            &dns.to_string(),
+            "--admin",
+            &admin.to_string(),
+        ])
+        // Names outside the cluster are not asked for; a dead upstream keeps
+        // the test off the network.
+        .args(["--dns-upstream", "127.0.0.1:9"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        // Its own process group, like a shell job: Ctrl-C reaches the group.
+        .process_group(0);
+    let mut child = child.spawn().expect("rancher-sandbox starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut sandbox = Sandbox {
+        child,
+        lines,
+        seen: Vec::new(),
+    };
+    sandbox.wait_for_line(READY_LINE, Duration::from_secs(180));
+    let output = sandbox.seen.join("\n");
+    let commands: Vec<&str> = sandbox
+        .seen
+        .iter()
+        .filter_map(|l| l.strip_prefix(COMMAND_PREFIX))
+        .collect();
+    let with = |needle: &str| -> Vec<&str> {
+        commands
+            .iter()
+            .copied()
+            .filter(|c| c.contains(needle))
+            .collect()
+    };
+
+    // The Ingress status has both host addresses, through kubectl.
+    let kubectl = format!("kubectl --kubeconfig {}", kubeconfig.display());
+    let ips = run_until(
+        &format!(
+            "{kubectl} get ingress scalelb -o jsonpath='{{.status.loadBalancer.ingress[*].ip}}'"
+        ),
+        |out| out.split_whitespace().count() == 2,
+    );
+    let mut ips: Vec<&str> = ips.split_whitespace().collect();
+    ips.sort_unstable();
+    assert_eq!(ips, HOSTS, "scalelb addresses");
+    let get = with("get nodes,ingress,services");
+    assert_eq!(get.len(), 1, "one kubectl get line in:\n{output}");
+    run_until(get[0], |out| {
+        out.lines()
+            .any(|l| l.contains("scalelb") && l.contains("127.0.0.2,127.0.0.3"))
+    });
+
+    // Both addresses serve /foo.
+    let foo = with("Host: foo.bar.com");
+    assert_eq!(foo.len(), 2, "two curl lines for foo.bar.com in:\n{output}");
+    for host in HOSTS {
+        let line = foo
+            .iter()
+            .find(|c| c.contains(&format!("http://{host}:18080/foo")))
+            .unwrap_or_else(|| panic!("no curl line for {host} in:\n{output}"));
+        run_until(line, |out| {
+            out.starts_with("web-") && out.trim_end().ends_with(" /foo")
+        });
+    }
+
+    // The TLS Ingress.
+    let tls = with("https://secure.example.org:18443/");
+    assert_eq!(tls.len(), 1, "one HTTPS line in:\n{output}");
+    run_until(tls[0], |out| out.starts_with("web-"));
+
+    // The LoadBalancer Service: a TCP connection on its status address, and
+    // the guide's curl through it.
+    let lb = with(":18081/");
+    assert_eq!(lb.len(), 1, "one LoadBalancer line in:\n{output}");
+    let address = lb[0]
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix('/'))
+        .expect("address in the curl line");
+    let address: SocketAddr = address.parse().expect("socket address");
+    assert!(HOSTS.contains(&address.ip().to_string().as_str()));
+    TcpStream::connect_timeout(&address, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("the LoadBalancer Service refuses TCP on {address}: {e}"));
+    run_until(lb[0], |out| out.starts_with("web-"));
+
+    // DNS.
+    let dig = with("mdb-1.mongodb.default.svc.cluster.local");
+    assert_eq!(dig.len(), 1, "one dig line for mdb-1 in:\n{output}");
+    assert!(dig[0].contains(&format!("-p {}", dns.port())));
+    run_until(dig[0], |out| out.trim() == "127.0.9.11");
+    let srv = with("SRV _mongo._tcp.mongodb");
+    assert_eq!(srv.len(), 1, "one SRV line in:\n{output}");
+    run_until(srv[0], |out| out.lines().count() == 3);
+
+    // The credential provider answers from the regcred Secret.
+    let credential = with("CredentialProviderRequest");
+    assert_eq!(credential.len(), 1, "one credential line in:\n{output}");
+    run_until(credential[0], |out| {
+        out.contains("\"kind\":\"CredentialProviderResponse\"")
+            && out.contains("registry.example.org")
+            && out.contains("\"username\":\"demo\"")
+    });
+
+    // Every other line of the guide works too.
+    for command in &commands {
+        run_until(command, |_| true);
+    }
+    run_until(&format!("curl -fsS http://{admin}/readyz"), |out| {
+        out.starts_with("ok")
+    });
+    assert!(
+        !haproxy_processes_under(&run_dir).is_empty(),
+        "HAProxy should be running under {}",
+        run_dir.display()
+    );
+
+    // Ctrl-C: SIGINT to the whole process group, as a terminal sends it.
+    let status = Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", sandbox.child.id())])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let end = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = sandbox.child.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            Instant::now() < end,
+            "rancher-sandbox did not stop within 30 s of Ctrl-C"
+        );
+        pause(100);
+    };
+    assert!(exit.success(), "rancher-sandbox exited with {exit}");
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = haproxy_processes_under(&run_dir);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "HAProxy processes left behind:\n{}",
+            left.join("\n")
+        );
+        pause(100);
+    }
+}
