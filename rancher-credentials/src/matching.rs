@@ -14,8 +14,9 @@
 //! 4. The pattern's path must be a plain string prefix of the image's path
 //!    (`/team` matches `/team-b/app`).
 //! 5. Each label is matched with Go's `filepath.Match`: `*` is any run of
-//!    characters within the label, `?` one character, `[a-z]` a class, `\` escapes.
-//!    Matching is case-sensitive.
+//!    characters within the label, `[a-z]` a class, `\` escapes. Matching is
+//!    case-sensitive. (`?` would be one character, but step 1 already ended the
+//!    host there: `reg?stry.example.org` is the host `reg`.)
 //!
 //! ```
 //! use rancher_credentials::matching::matches;
