@@ -176,6 +176,8 @@ pub struct InstanceInfo {
 struct HostState {
     instance: Instance,
     skeleton: String,
+    /// The running configuration with server addresses as placeholders.
+    template: String,
     servers: Vec<Server>,
     generation: PathBuf,
     conflicts: Vec<render::Conflict>,
@@ -390,6 +392,9 @@ impl HaproxyDriver {
             return Ok(Vec::new());
         };
         let mut state = inner.state.lock().await;
+        if let Some(statuses) = inner.endpoints_only(&mut state, lbs).await {
+            return Ok(statuses);
+        }
         let previous_lbs = state.lbs.clone();
         let previous_slots = state.slots.clone();
         for lb in lbs {
@@ -425,6 +430,17 @@ impl HaproxyDriver {
     pub fn host_dir(&self, host: IpAddr) -> PathBuf {
         self.inner.config.work_dir.join(host.to_string())
     }
+}
+
+/// A host's new configuration, checked, waiting to be applied.
+struct Pending {
+    host: IpAddr,
+    rendered: Rendered,
+    skeleton: String,
+    template: String,
+    generation: PathBuf,
+    /// `Some`: endpoint-only, these runtime API commands instead of a reload.
+    runtime: Option<Vec<String>>,
 }
 
 impl Inner {
@@ -498,7 +514,7 @@ impl Inner {
         host: IpAddr,
         lbs: &[&LoadBalancer],
         generation: &Path,
-    ) -> (Rendered, String) {
+    ) -> (Rendered, String, String) {
         let dir = self.host_dir(host);
         let paths = Paths {
             generation: generation.display().to_string(),
@@ -512,8 +528,9 @@ impl Inner {
             skeleton.push('\n');
             skeleton.push_str(&f.contents);
         }
-        rendered.config = render::fill(&rendered.config, &rendered.servers);
-        (rendered, skeleton)
+        let template = std::mem::take(&mut rendered.config);
+        rendered.config = render::fill(&template, &rendered.servers);
+        (rendered, skeleton, template)
     }
 
     async fn check(&self, generation: &Path) -> Result<(), String> {
@@ -578,6 +595,78 @@ impl Inner {
         }
     }
 
+    /// Applies a change that only touches endpoints, without rendering: new
+    /// server slots go to the runtime API and into the running
+    /// configuration's template. `None` when the change is not of that kind
+    /// (or the runtime API failed), for the general path to take over.
+    async fn endpoints_only(&self, state: &mut State, lbs: &[LoadBalancer]) -> Option<Vec<Status>> {
+        let mut new_slots = BTreeMap::new();
+        for lb in lbs {
+            if !state.lbs.get(lb.id())?.differs_only_in_endpoints(lb) {
+                return None;
+            }
+            for b in lb.backends() {
+                let key = (lb.id().clone(), b.name.clone());
+                let old = state.slots.get(&key);
+                let slots = assign_slots(old, &b.endpoints, self.config.server_slots);
+                if old.map(Vec::len) != Some(slots.len()) {
+                    return None;
+                }
+                new_slots.insert(key, slots);
+            }
+        }
+        let mut by_backend: BTreeMap<String, &Slots> = BTreeMap::new();
+        for ((id, name), slots) in &new_slots {
+            by_backend.insert(render::backend_name(id, name, true), slots);
+            by_backend.insert(render::backend_name(id, name, false), slots);
+        }
+        let mut hosts = BTreeSet::new();
+        for lb in lbs {
+            hosts.extend(state.outcomes.get(lb.id())?.hosts.iter().copied());
+        }
+        let mut updates = Vec::new();
+        for host in hosts {
+            let hs = state
+                .host_states
+                .get(&host)
+                .filter(|h| h.instance.is_running())?;
+            let mut servers = hs.servers.clone();
+            for s in &mut servers {
+                if let Some(slots) = by_backend.get(&s.backend) {
+                    let index = s.name.trim_start_matches('s').parse::<usize>().ok()?;
+                    s.endpoint = slots.get(index.checked_sub(1)?).copied().flatten();
+                }
+            }
+            let commands = runtime_commands(&hs.servers, &servers);
+            let config = render::fill(&hs.template, &servers);
+            updates.push((host, servers, commands, config));
+        }
+        for (host, servers, commands, config) in updates {
+            if commands.is_empty() {
+                continue;
+            }
+            let hs = state.host_states.get_mut(&host)?;
+            write_file(&hs.generation.join("haproxy.cfg"), &config, 0o600).ok()?;
+            let socket = hs.instance.spec().admin_socket();
+            if let Err(e) = runtime::run(&socket, &commands, RUNTIME_TIMEOUT).await {
+                tracing::warn!(%host, error = %e, "runtime update failed");
+                return None;
+            }
+            hs.servers = servers;
+            state.runtime_updates += 1;
+        }
+        for lb in lbs {
+            state.lbs.insert(lb.id().clone(), lb.clone());
+        }
+        state.slots.extend(new_slots);
+        self.publish(state);
+        Some(
+            lbs.iter()
+                .map(|lb| state.statuses.get(lb.id()).cloned().unwrap_or_default())
+                .collect(),
+        )
+    }
+
     /// Places every load balancer and brings every host in line. On a failed
     /// check nothing is changed on any host.
     async fn apply(&self, state: &mut State, culprit: &LbId) -> driver::Result<()> {
@@ -590,13 +679,6 @@ impl Inner {
             }
         }
 
-        struct Pending {
-            host: IpAddr,
-            rendered: Rendered,
-            skeleton: String,
-            generation: PathBuf,
-            runtime: Option<Vec<String>>,
-        }
         let mut pending = Vec::new();
         for (host, ids) in &per_host {
             let lbs: Vec<&LoadBalancer> = ids.iter().filter_map(|id| state.lbs.get(id)).collect();
@@ -605,7 +687,8 @@ impl Inner {
                 // Same structure as what runs (compared with the current
                 // generation's paths): only server addresses may differ.
                 let generation = c.generation.clone();
-                let (rendered, skeleton) = self.render_host(state, *host, &lbs, &generation);
+                let (rendered, skeleton, template) =
+                    self.render_host(state, *host, &lbs, &generation);
                 if c.skeleton == skeleton {
                     let commands = runtime_commands(&c.servers, &rendered.servers);
                     if commands.is_empty() && rendered.config == read_config(&generation) {
@@ -615,6 +698,7 @@ impl Inner {
                         host: *host,
                         rendered,
                         skeleton,
+                        template,
                         generation,
                         runtime: Some(commands),
                     });
@@ -625,7 +709,7 @@ impl Inner {
             let generation = self
                 .host_dir(*host)
                 .join(format!("gen-{}", state.next_generation));
-            let (rendered, skeleton) = self.render_host(state, *host, &lbs, &generation);
+            let (rendered, skeleton, template) = self.render_host(state, *host, &lbs, &generation);
             let other = |e: Error| driver::Error::other("writing haproxy files", e);
             mkdir_private(&self.host_dir(*host)).map_err(other)?;
             self.write_generation(&generation, &rendered)
@@ -646,6 +730,7 @@ impl Inner {
                 host: *host,
                 rendered,
                 skeleton,
+                template,
                 generation,
                 runtime: None,
             });
@@ -660,18 +745,10 @@ impl Inner {
             .collect();
         let mut first_error = None;
         for p in pending {
-            let result = self
-                .commit(
-                    state,
-                    p.host,
-                    p.rendered,
-                    p.skeleton,
-                    p.generation,
-                    p.runtime,
-                )
-                .await;
+            let host = p.host;
+            let result = self.commit(state, p).await;
             if let Err(e) = result {
-                tracing::warn!(host = %p.host, error = %e, "applying haproxy changes failed");
+                tracing::warn!(%host, error = %e, "applying haproxy changes failed");
                 first_error.get_or_insert(e);
             }
         }
@@ -693,15 +770,15 @@ impl Inner {
         }
     }
 
-    async fn commit(
-        &self,
-        state: &mut State,
-        host: IpAddr,
-        rendered: Rendered,
-        skeleton: String,
-        generation: PathBuf,
-        runtime: Option<Vec<String>>,
-    ) -> driver::Result<()> {
+    async fn commit(&self, state: &mut State, p: Pending) -> driver::Result<()> {
+        let Pending {
+            host,
+            rendered,
+            skeleton,
+            template,
+            generation,
+            runtime,
+        } = p;
         let other = |context: &str| {
             let context = format!("haproxy on {host}: {context}");
             move |e: Error| driver::Error::other(context, e)
@@ -718,6 +795,7 @@ impl Inner {
                 Ok(()) => {
                     hs.servers = rendered.servers;
                     hs.conflicts = rendered.conflicts;
+                    hs.template = template;
                     state.runtime_updates += 1;
                     return Ok(());
                 }
@@ -728,6 +806,7 @@ impl Inner {
                     })?;
                     hs.servers = rendered.servers;
                     hs.conflicts = rendered.conflicts;
+                    hs.template = template;
                     state.reloads += 1;
                     return Ok(());
                 }
@@ -738,6 +817,7 @@ impl Inner {
         match state.host_states.get_mut(&host) {
             Some(hs) => {
                 hs.skeleton = skeleton;
+                hs.template = template;
                 hs.servers = rendered.servers;
                 hs.conflicts = rendered.conflicts;
                 hs.generation = generation.clone();
@@ -764,6 +844,7 @@ impl Inner {
                     HostState {
                         instance,
                         skeleton,
+                        template,
                         servers: rendered.servers,
                         generation: generation.clone(),
                         conflicts: rendered.conflicts,

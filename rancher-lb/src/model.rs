@@ -539,6 +539,23 @@ impl LoadBalancer {
         self
     }
 
+    /// Whether `other` is this load balancer with only backend endpoints
+    /// changed (what an endpoint watch produces).
+    pub fn differs_only_in_endpoints(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.listeners == other.listeners
+            && self.http_routes == other.http_routes
+            && self.tcp_routes == other.tcp_routes
+            && self.certificates == other.certificates
+            && self.scale == other.scale
+            && self.placement == other.placement
+            && self.snippet == other.snippet
+            && self.backends.len() == other.backends.len()
+            && self.backends.iter().zip(&other.backends).all(|(a, b)| {
+                a.name == b.name && a.balance == b.balance && a.stickiness == b.stickiness
+            })
+    }
+
     /// The listener on this port.
     pub fn listener(&self, port: u16) -> Option<&Listener> {
         self.listeners.iter().find(|l| l.port == port)

@@ -316,3 +316,21 @@ fn placement_labels_are_checked() {
         .insert("zone".into(), "a b".into());
     assert_eq!(invalid_field(&s), "placement.required_labels[\"zone\"]");
 }
+
+#[test]
+fn endpoint_only_changes_are_recognised() {
+    let lb = LoadBalancer::new(&spec()).unwrap();
+    let name = lb.backends()[0].name.clone();
+    let moved = lb.clone().with_endpoints(
+        &name,
+        vec![Endpoint {
+            address: "10.0.0.9".parse().unwrap(),
+            port: 80,
+        }],
+    );
+    assert!(lb.differs_only_in_endpoints(&moved));
+    assert!(!lb.differs_only_in_endpoints(&lb.clone().with_scale(2)));
+    let mut other = spec();
+    other.http_routes[0].path = Some("/other".into());
+    assert!(!lb.differs_only_in_endpoints(&LoadBalancer::new(&other).unwrap()));
+}

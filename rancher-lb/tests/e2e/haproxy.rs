@@ -477,11 +477,17 @@ async fn echoes(n: usize) -> Vec<Echo> {
 async fn a_killed_instance_comes_back() {
     let h = Harness::new(1).await;
     let port = free_port().await;
-    let web = http_echo("web").await;
+    let (web, moved) = (http_echo("web").await, http_echo("moved").await);
     let lb = simple("phoenix", port, 1, &[web.addr]);
     h.driver.ensure(&lb).await.unwrap();
+    // An endpoint change through the runtime API must survive the restart.
+    h.driver
+        .ensure(&simple("phoenix", port, 1, &[moved.addr]))
+        .await
+        .unwrap();
     let a = host(2);
     let before = h.driver.instance_info(a).await.unwrap();
+    assert_eq!(before.reloads, 0);
     let mut updates = h.driver.subscribe();
 
     let killed = tokio::process::Command::new("kill")
