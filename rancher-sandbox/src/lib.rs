@@ -49,7 +49,9 @@
 //!
 //! # Where the sandbox differs from kube-apiserver
 //!
-//! - No authentication, authorization, admission webhooks, protobuf or `dryRun`.
+//! - No authentication, authorization, admission webhooks or `dryRun`. Protobuf request
+//!   bodies are read for Namespaces, ConfigMaps and Secrets only (what typed clients such
+//!   as `kubectl create namespace|configmap|secret` send); responses are always JSON.
 //! - A `continue` token resumes after the last key of the previous page; later pages see
 //!   current data rather than a snapshot.
 //! - Server-side apply tracks ownership per applier (`operation: Apply`) with lists owned
@@ -71,6 +73,7 @@ pub mod discovery;
 mod kubeconfig;
 mod openapi;
 pub mod patch;
+mod protobuf;
 pub mod resource;
 pub mod seed;
 mod selector;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Query, Request, State as AxumState};
 use axum::response::Response;
+use futures::FutureExt as _;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -86,7 +87,17 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     tracing::debug!(%method, %path, query = req.uri().query().unwrap_or_default(), "request");
-    match route(&shared, req).await {
+    // A bug must not take the server down: a panic becomes a 500 Status.
+    let result = std::panic::AssertUnwindSafe(route(&shared, req))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(%method, %path, "request handler panicked");
+            Err(ApiError::internal(
+                "the sandbox failed to handle the request",
+            ))
+        });
+    match result {
         Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(%method, %path, error = %e, "request failed");
@@ -311,6 +322,8 @@ fn decode_object(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     match ct.as_str() {
         "application/json" | "" | "*/*" => decode(body, false),
         "application/yaml" | "application/x-yaml" | "text/yaml" => decode(body, true),
+        crate::protobuf::MEDIA_TYPE => crate::protobuf::decode(body)
+            .map_err(|e| ApiError::unsupported_media_type(&format!("{ct} ({e})"))),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }

@@ -641,6 +641,13 @@ impl State {
                     }
                 }
             }
+            ("", "namespaces") => {
+                // As kube-apiserver does: every namespace carries its own name as a label.
+                if !obj["metadata"]["labels"].is_object() {
+                    obj["metadata"]["labels"] = json!({});
+                }
+                obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+            }
             ("", "pods") => {
                 if let Some(cs) = obj["spec"]["containers"].as_array_mut() {
                     for c in cs {
@@ -1284,9 +1291,9 @@ fn patch_failed(rt: &ResourceType, name: &str, e: &patch::PatchError) -> ApiErro
 }
 
 fn check_apply_config(rt: &ResourceType, config: &Value, name: &str) -> ApiResult<()> {
-    if !config.is_object() {
+    if !config.is_object() || !(config["metadata"].is_object() || config["metadata"].is_null()) {
         return Err(ApiError::bad_request(
-            "an apply patch must be a YAML or JSON object",
+            "an apply patch must be a YAML or JSON object whose metadata is an object",
         ));
     }
     if config

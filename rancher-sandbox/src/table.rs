@@ -160,8 +160,89 @@ fn json_path(obj: &Value, path: &str) -> Value {
     cur.clone()
 }
 
+/// The extra columns `kubectl get -o wide` shows (priority 1).
+fn wide_columns(rt: &ResourceType) -> Vec<Value> {
+    let names: &[&str] = match rt.printer {
+        Printer::Pod => &["IP", "Node"],
+        Printer::Service => &["Selector"],
+        Printer::Node => &["Internal-IP", "External-IP"],
+        Printer::Deployment => &["Containers", "Images", "Selector"],
+        _ => &[],
+    };
+    names
+        .iter()
+        .map(|n| {
+            let mut c = col(n, "string", "", "");
+            c["priority"] = json!(1);
+            c
+        })
+        .collect()
+}
+
+fn wide_cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
+    let spec = &o["spec"];
+    let status = &o["status"];
+    let or_none = |v: String| {
+        json!(if v.is_empty() {
+            "<none>".to_string()
+        } else {
+            v
+        })
+    };
+    let map_selector = |m: &Value| {
+        m.as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", s(v)))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    let addr = |ty: &str| {
+        arr(&status["addresses"])
+            .iter()
+            .filter(|a| a["type"] == ty)
+            .map(|a| s(&a["address"]))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match rt.printer {
+        Printer::Pod => vec![or_none(s(&status["podIP"])), or_none(s(&spec["nodeName"]))],
+        Printer::Service => vec![or_none(map_selector(&spec["selector"]))],
+        Printer::Node => vec![or_none(addr("InternalIP")), or_none(addr("ExternalIP"))],
+        Printer::Deployment => {
+            let containers = arr(&spec["template"]["spec"]["containers"]);
+            vec![
+                json!(
+                    containers
+                        .iter()
+                        .map(|c| s(&c["name"]))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                json!(
+                    containers
+                        .iter()
+                        .map(|c| s(&c["image"]))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                or_none(map_selector(&spec["selector"]["matchLabels"])),
+            ]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Column definitions for `rt`.
 fn columns(rt: &ResourceType) -> Vec<Value> {
+    let mut out = base_columns(rt);
+    out.extend(wide_columns(rt));
+    out
+}
+
+fn base_columns(rt: &ResourceType) -> Vec<Value> {
     let c = |n: &str, t: &str| col(n, t, "", "");
     match &rt.printer {
         Printer::Default => vec![name_col(), age_col()],
@@ -480,7 +561,9 @@ fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
 }
 
 fn row(rt: &ResourceType, o: &Value, include: IncludeObject) -> Value {
-    let mut r = json!({"cells": cells(rt, o)});
+    let mut all = cells(rt, o);
+    all.extend(wide_cells(rt, o));
+    let mut r = json!({ "cells": all });
     match include {
         IncludeObject::None => {}
         IncludeObject::Metadata => r["object"] = partial_metadata(o),
@@ -554,5 +637,16 @@ mod tests {
         assert_eq!(cells[3], "127.0.0.2,127.0.0.3");
         assert_eq!(cells[4], "80");
         assert_eq!(t["columnDefinitions"][3]["name"], "Address");
+
+        let rt = reg.find("", "v1", "pods").unwrap();
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "host-1", "containers": [{"name": "a"}]},
+            "status": {"phase": "Running", "podIP": "10.42.0.5"}});
+        let t = table(&rt, [&pod].into_iter(), 7, None, IncludeObject::None, true);
+        let defs = t["columnDefinitions"].as_array().unwrap();
+        assert_eq!(defs.len(), t["rows"][0]["cells"].as_array().unwrap().len());
+        assert_eq!(defs[5]["name"], "IP");
+        assert_eq!(defs[5]["priority"], 1);
+        assert_eq!(t["rows"][0]["cells"][5], "10.42.0.5");
+        assert_eq!(t["rows"][0]["cells"][6], "host-1");
     }
 }

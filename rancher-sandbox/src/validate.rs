@@ -169,6 +169,7 @@ pub(crate) fn object(rt: &ResourceType, obj: &Value) -> Vec<String> {
         ("", "Pod") => pod(&obj["spec"], "spec", &mut causes),
         ("apps", "Deployment") => deployment(obj, &mut causes),
         ("networking.k8s.io", "Ingress") => ingress(obj, &mut causes),
+        ("discovery.k8s.io", "EndpointSlice") => endpoint_slice(obj, &mut causes),
         ("coordination.k8s.io", "Lease") => {
             if let Some(d) = obj["spec"].get("leaseDurationSeconds")
                 && !d.is_null()
@@ -182,6 +183,35 @@ pub(crate) fn object(rt: &ResourceType, obj: &Value) -> Vec<String> {
         _ => {}
     }
     causes
+}
+
+fn arr_of(v: &Value) -> &[Value] {
+    v.as_array().map_or(&[], Vec::as_slice)
+}
+
+fn endpoint_slice(obj: &Value, causes: &mut Vec<String>) {
+    match obj["addressType"].as_str() {
+        Some("IPv4" | "IPv6" | "FQDN") => {}
+        other => causes.push(format!("addressType: Unsupported value: {other:?}: supported values: \"FQDN\", \"IPv4\", \"IPv6\"")),
+    }
+    if !obj["ports"].is_null() && !obj["ports"].is_array() {
+        causes.push("ports: Invalid value: must be a list".to_string());
+    }
+    for (i, p) in arr_of(&obj["ports"]).iter().enumerate() {
+        if !p.is_object() || !(p["port"].is_null() || port_number(&p["port"])) {
+            causes.push(format!(
+                "ports[{i}].port: Invalid value: must be between 1 and 65535, inclusive"
+            ));
+        }
+    }
+    if !obj["endpoints"].is_null() && !obj["endpoints"].is_array() {
+        causes.push("endpoints: Invalid value: must be a list".to_string());
+    }
+    for (i, e) in arr_of(&obj["endpoints"]).iter().enumerate() {
+        if !e["addresses"].is_array() {
+            causes.push(format!("endpoints[{i}].addresses: Required value"));
+        }
+    }
 }
 
 fn port_number(v: &Value) -> bool {
@@ -246,6 +276,17 @@ fn pod(spec: &Value, path: &str, causes: &mut Vec<String>) {
         }
         if c["image"].as_str().is_none_or(str::is_empty) {
             causes.push(format!("{path}.containers[{i}].image: Required value"));
+        }
+        if !c.is_object() {
+            causes.push(format!(
+                "{path}.containers[{i}]: Invalid value: must be an object"
+            ));
+            continue;
+        }
+        for (j, p) in arr_of(&c["ports"]).iter().enumerate() {
+            if !p.is_object() || !port_number(&p["containerPort"]) {
+                causes.push(format!("{path}.containers[{i}].ports[{j}].containerPort: Invalid value: must be between 1 and 65535, inclusive"));
+            }
         }
     }
 }

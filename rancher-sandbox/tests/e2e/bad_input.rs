@@ -216,6 +216,73 @@ async fn bad_requests_get_status_errors_and_change_nothing() {
         "MethodNotAllowed",
     );
 
+    // Wrongly shaped fields are Invalid, not a crash.
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = br#"{"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "x", "ports": [5, "80"]}, 7]}}"#;
+    assert_status(&send(addr, "POST", pods, json, pod).await, 422, "Invalid");
+    let services = "/api/v1/namespaces/default/services";
+    assert_status(
+        &send(
+            addr,
+            "POST",
+            services,
+            json,
+            br#"{"metadata": {"name": "s"}, "spec": "ClusterIP"}"#,
+        )
+        .await,
+        422,
+        "Invalid",
+    );
+    assert_status(
+        &send(
+            addr,
+            "POST",
+            services,
+            json,
+            br#"{"metadata": {"name": "s"}, "spec": {"ports": [80]}}"#,
+        )
+        .await,
+        422,
+        "Invalid",
+    );
+    let slices = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
+    assert_status(
+        &send(
+            addr,
+            "POST",
+            slices,
+            json,
+            br#"{"metadata": {"name": "e"}, "addressType": "IPv4", "ports": [1]}"#,
+        )
+        .await,
+        422,
+        "Invalid",
+    );
+    assert_status(
+        &send(
+            addr,
+            "PATCH",
+            &format!("{item}?fieldManager=x"),
+            "application/apply-patch+yaml",
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: keep\n",
+        )
+        .await,
+        400,
+        "BadRequest",
+    );
+    assert_status(
+        &send(
+            addr,
+            "POST",
+            "/api/v1/namespaces",
+            "application/vnd.kubernetes.protobuf",
+            b"k8s\0\x0a\x02\x0a",
+        )
+        .await,
+        415,
+        "UnsupportedMediaType",
+    );
+
     // Oversized bodies: 413.
     let big = format!(
         r#"{{"metadata": {{"name": "big"}}, "data": {{"k": "{}"}}}}"#,

@@ -186,20 +186,31 @@ async fn kubectl_drives_the_sandbox() {
         .unwrap()
         .unwrap();
     assert!(initial.contains("127.0.0.2,127.0.0.3"), "{initial}");
-    ingresses
-        .patch_status(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.4"}]}}})),
-        )
-        .await
-        .unwrap();
-    let changed = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(columns(&changed).contains(&"127.0.0.4"), "{changed}");
+    // kubectl may start its watch after printing (older versions then drop the first
+    // event), so keep changing the address until a change shows up.
+    let mut seen = None;
+    for last in 4..=20 {
+        let ip = format!("127.0.0.{last}");
+        ingresses
+            .patch_status(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})),
+            )
+            .await
+            .unwrap();
+        if let Ok(line) = tokio::time::timeout(Duration::from_secs(2), lines.next_line()).await {
+            seen = line.unwrap();
+            break;
+        }
+    }
+    let changed = seen.expect("kubectl get -w printed a change");
+    assert!(
+        columns(&changed)
+            .iter()
+            .any(|c| c.starts_with("127.0.0.") && !c.contains(',')),
+        "{changed}"
+    );
     watch.kill().await.unwrap();
 
     // apply again with a change: a three-way strategic merge.
@@ -327,6 +338,39 @@ async fn kubectl_drives_the_sandbox() {
         ])
         .await;
     assert!(!ok && !err.is_empty(), "a patch that does not apply fails");
+
+    // Typed generators post protobuf bodies.
+    k.ok(&["create", "namespace", "scratch"]).await;
+    k.ok(&[
+        "create",
+        "configmap",
+        "literal",
+        "-n",
+        "scratch",
+        "--from-literal=colour=blue",
+    ])
+    .await;
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "token",
+        "-n",
+        "scratch",
+        "--from-literal=token=s3cret",
+    ])
+    .await;
+    let scratch: Api<ConfigMap> = Api::namespaced(sb.client(), "scratch");
+    assert_eq!(
+        scratch.get("literal").await.unwrap().data.unwrap()["colour"],
+        "blue"
+    );
+    let secret: k8s_openapi::api::core::v1::Secret = Api::namespaced(sb.client(), "scratch")
+        .get("token")
+        .await
+        .unwrap();
+    assert_eq!(secret.data.unwrap()["token"].0, b"s3cret");
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
 
     // apply --server-side takes over and changes a field.
     let ssa = dir.path().join("ssa.yaml");
