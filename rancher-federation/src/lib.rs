@@ -18,7 +18,9 @@
 //! - [`provider::DnsProvider`]: where records go. [`ensure`](provider::DnsProvider::ensure)
 //!   reads the records within the federation's scope and applies only the
 //!   difference. In-tree: [`Rfc2136Provider`](provider::Rfc2136Provider) (dynamic
-//!   updates signed with TSIG, e.g. to BIND) and, behind `testing`,
+//!   updates signed with TSIG, e.g. to BIND),
+//!   `provider::RancherDnsProvider` (feature `rancher-dns`: the
+//!   zone served by `rancher-dns`'s built-in authoritative server) and, behind `testing`,
 //!   [`MemoryProvider`](provider::MemoryProvider) with a
 //!   [conformance battery](provider::conformance).
 //! - [`crd`] (feature `runtime`): the custom resources
@@ -129,6 +131,7 @@
 //! | `runtime` | yes | [`crd`], [`member`], [`controller`]: the Kubernetes side (kube, k8s-openapi, rancher-runtime) |
 //! | `rfc2136` | yes | [`Rfc2136Provider`](provider::Rfc2136Provider): RFC 2136 updates with TSIG (hickory-proto, ring) |
 //! | `clap` | no | `args::ControllerArgs`: the controller's flags for binaries |
+//! | `rancher-dns` | no | `provider::RancherDnsProvider`: the zone served by `rancher-dns`'s built-in server |
 //! | `testing` | no | [`MemoryProvider`](provider::MemoryProvider) and the provider [conformance battery](provider::conformance) |
 
 #[cfg(feature = "clap")]

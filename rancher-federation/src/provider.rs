@@ -18,11 +18,15 @@ use crate::model::{Changes, Record, RecordSet, Scope};
 pub mod conformance;
 #[cfg(any(test, doc, feature = "testing"))]
 pub mod memory;
+#[cfg(feature = "rancher-dns")]
+pub mod rancher_dns;
 #[cfg(feature = "rfc2136")]
 pub mod rfc2136;
 
 #[cfg(any(test, doc, feature = "testing"))]
 pub use memory::MemoryProvider;
+#[cfg(feature = "rancher-dns")]
+pub use rancher_dns::RancherDnsProvider;
 #[cfg(feature = "rfc2136")]
 pub use rfc2136::{Rfc2136Config, Rfc2136Provider, TsigKey};
 
