@@ -1,12 +1,12 @@
 //! The server's answer index: immutable snapshots of precomputed answers,
 //! sharded so that an update copies only the shards it touches.
 //!
-//! A [`Snapshot`] maps lower-case wire names to an [`Entry`] of precomputed
-//! answers per record type. [`SnapshotBuilder`] applies [`Change`]s
+//! A [`Snapshot`] maps lower-case wire names to precomputed answers per
+//! record type, one allocation per name. [`SnapshotBuilder`] applies [`Change`]s
 //! copy-on-write (`Arc::make_mut` on the touched shards) and publishes a new
 //! snapshot; readers holding the previous one are never disturbed.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,8 +20,8 @@ use crate::wire::{self, AA, Encoder, Query, Rcode};
 const SHARDS: usize = 256;
 
 /// One precomputed answer: the bytes that follow the question.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WireAnswer {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireAnswer<'a> {
     /// Answer count.
     pub an: u16,
     /// Authority count.
@@ -29,25 +29,29 @@ pub struct WireAnswer {
     /// Additional count.
     pub ar: u16,
     /// The records, compressed against a question for the owner name.
-    pub body: Box<[u8]>,
+    pub body: &'a [u8],
 }
 
-/// All answers for one owner name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Answers by record type, sorted by type.
-    answers: Box<[(u16, WireAnswer)]>,
-    /// The name is an alias: its CNAME answers every type.
-    cname: bool,
-}
+/// One name and all its precomputed answers in a single allocation:
+/// `[name length][wire name][flags]` then per record type
+/// `[type][an][ns][ar][body length][body]` (u16 big-endian), sorted by type.
+/// Hashes and compares by name only, so shards are sets looked up by name.
+#[derive(Debug, Clone)]
+struct Slot(Arc<[u8]>);
 
-impl Entry {
+/// Flag: the name is an alias; its CNAME answers every type.
+const CNAME_FLAG: u8 = 1;
+
+impl Slot {
     fn build(records: &NameRecords, ttl: u32) -> Self {
         let owner = name::to_wire(&records.name);
         let has_cname = records.records.iter().any(|r| matches!(r, RData::Cname(_)));
-        let mut answers: Vec<(u16, WireAnswer)> = Vec::new();
-        let mut i = 0;
+        let mut out = Vec::with_capacity(owner.len() + 64);
+        out.push(owner.len() as u8);
+        out.extend_from_slice(&owner);
+        out.push(if has_cname { CNAME_FLAG } else { 0 });
         let recs = &records.records;
+        let mut i = 0;
         while i < recs.len() {
             let t = recs[i].rtype();
             let mut j = i;
@@ -59,34 +63,62 @@ impl Entry {
                 for r in &recs[i..j] {
                     enc.write_record(&owner, ttl, r);
                 }
-                let body = enc.buf[Encoder::question_end(&owner)..].into();
-                answers.push((
-                    t.0,
-                    WireAnswer {
-                        an: (j - i) as u16,
-                        ns: 0,
-                        ar: 0,
-                        body,
-                    },
-                ));
+                let body = &enc.buf[Encoder::question_end(&owner)..];
+                for v in [t.0, (j - i) as u16, 0, 0, body.len() as u16] {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+                out.extend_from_slice(body);
             }
             i = j;
         }
-        answers.sort_by_key(|(t, _)| *t);
-        Self {
-            answers: answers.into(),
-            cname: has_cname,
-        }
+        Self(out.into())
     }
 
-    fn answer(&self, qtype: u16) -> Option<&WireAnswer> {
-        if self.cname {
-            return self.answers.first().map(|(_, a)| a);
+    fn name(&self) -> &[u8] {
+        let n = usize::from(self.0[0]);
+        &self.0[1..1 + n]
+    }
+
+    fn answer(&self, qtype: u16) -> Option<WireAnswer<'_>> {
+        let b = &self.0[..];
+        let mut i = 1 + usize::from(b[0]);
+        let cname = b[i] & CNAME_FLAG != 0;
+        i += 1;
+        let u = |at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+        while i + 10 <= b.len() {
+            let len = usize::from(u(i + 8));
+            if cname || u(i) == qtype {
+                let body = &b[i + 10..i + 10 + len];
+                return Some(WireAnswer {
+                    an: u(i + 2),
+                    ns: u(i + 4),
+                    ar: u(i + 6),
+                    body,
+                });
+            }
+            i += 10 + len;
         }
-        self.answers
-            .iter()
-            .find(|(t, _)| *t == qtype)
-            .map(|(_, a)| a)
+        None
+    }
+}
+
+impl PartialEq for Slot {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Slot {}
+
+impl std::hash::Hash for Slot {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Slot {
+    fn borrow(&self) -> &[u8] {
+        self.name()
     }
 }
 
@@ -114,13 +146,13 @@ impl Zone {
     }
 }
 
-type Shard = HashMap<Arc<[u8]>, Arc<Entry>, foldhash::fast::RandomState>;
+type Shard = HashSet<Slot, foldhash::fast::RandomState>;
 
 /// How a query is answered.
 #[derive(Debug)]
 pub enum Resolution<'a> {
     /// A positive answer.
-    Answer(&'a WireAnswer),
+    Answer(WireAnswer<'a>),
     /// The name exists but has no record of that type (SOA in authority;
     /// the usize is the offset of the zone apex within the name).
     NoData(&'a Zone, usize),
@@ -165,9 +197,9 @@ impl Snapshot {
         self.names == 0
     }
 
-    fn entry(&self, wire_name: &[u8]) -> Option<&Entry> {
+    fn entry(&self, wire_name: &[u8]) -> Option<&Slot> {
         let shard = (self.shard_hasher.hash_one(wire_name) as usize) % SHARDS;
-        self.shards[shard].get(wire_name).map(|e| &**e)
+        self.shards[shard].get(wire_name)
     }
 
     /// Resolves a lower-case wire-form question.
@@ -262,7 +294,7 @@ impl Snapshot {
             Resolution::Forward => return None,
             Resolution::Answer(a) => {
                 wire::begin_response(out, packet, q, AA, Rcode::NoError);
-                out.extend_from_slice(&a.body);
+                out.extend_from_slice(a.body);
                 wire::set_counts(out, a.an, a.ns, a.ar);
                 Rcode::NoError
             }
@@ -358,9 +390,9 @@ impl SnapshotBuilder {
 
     /// Sets the records of one name.
     pub fn upsert(&mut self, records: &NameRecords) {
-        let key = name::to_wire(&records.name);
-        let entry = Arc::new(Entry::build(records, self.current.ttl));
-        if self.shard_of(&key).insert(key.into(), entry).is_none() {
+        let slot = Slot::build(records, self.current.ttl);
+        let key = slot.name().to_vec();
+        if self.shard_of(&key).replace(slot).is_none() {
             self.current.names += 1;
         }
     }
@@ -368,7 +400,7 @@ impl SnapshotBuilder {
     /// Removes one name.
     pub fn remove(&mut self, name: &str) {
         let key = name::to_wire(name);
-        if self.shard_of(&key).remove(key.as_slice()).is_some() {
+        if self.shard_of(&key).remove(key.as_slice()) {
             self.current.names -= 1;
         }
     }
