@@ -679,7 +679,7 @@ async fn guide(args: &SandboxArgs, client: &kube::Client) -> anyhow::Result<Stri
         let http_port = annotation(&ingress, [a::HTTP_PORT, a::LEGACY_HTTP_PORT]).unwrap_or("80");
         let https_port =
             annotation(&ingress, [a::HTTPS_PORT, a::LEGACY_HTTPS_PORT]).unwrap_or("443");
-        for address in &addresses {
+        for address in addresses.iter().filter(|_| !args.rancher_fake) {
             if tls {
                 cmd(
                     &mut g,
@@ -717,9 +717,18 @@ async fn guide(args: &SandboxArgs, client: &kube::Client) -> anyhow::Result<Stri
             "\ntype: LoadBalancer Service {} (TCP; the demo's backends speak HTTP):",
             key(&service.metadata)
         );
-        for address in &addresses {
+        for address in addresses.iter().filter(|_| !args.rancher_fake) {
             cmd(&mut g, format!("curl -fsS http://{address}:{port}/"));
         }
+    }
+
+    if args.rancher_fake {
+        let _ = writeln!(
+            g,
+            "\n(--rancher-fake: the fake Rancher server only reports where Rancher would run \
+             the load balancers, nothing serves traffic, and Rancher's host-port rule keeps \
+             load balancers sharing a port on different hosts.)"
+        );
     }
 
     // DNS.
