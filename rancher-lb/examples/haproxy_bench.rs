@@ -299,6 +299,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     driver.shutdown().await;
 
+    // The same load balancers with one server slot per backend instead of 8.
+    let small_host: IpAddr = "127.0.0.3".parse()?;
+    let small_dir = tempfile::tempdir()?;
+    let small = HaproxyDriver::new(
+        HaproxyConfig::new(small_dir.path().join("lb"), vec![Host::new(small_host)])
+            .with_server_slots(1),
+    )
+    .await?;
+    let t = Instant::now();
+    small.ensure_all(&lbs).await?;
+    let took = t.elapsed();
+    let info = small.instance_info(small_host).await.ok_or("no haproxy")?;
+    let mut rss = rss_kib(info.master_pid);
+    for w in &info.worker_pids {
+        rss += rss_kib(*w);
+    }
+    rows.push((
+        "apply + RSS with 1 server slot per backend".into(),
+        format!("{}, {:.1} MiB", ms(took), rss as f64 / 1024.0),
+    ));
+    small.shutdown().await;
+
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     println!("| {:width$} | result |", "measure");
     println!("| {} | --- |", "-".repeat(width));

@@ -22,6 +22,11 @@
 //!   `map_beg` prefix map, so the longest path wins), certificates through a
 //!   crt-list chosen by SNI, endpoint changes through the runtime API without a
 //!   reload, and other changes through `haproxy -c` and a hitless reload.
+//! - `rancher` (feature `rancher`): `RancherDriver` maps a load balancer
+//!   onto a Rancher `loadBalancerService` through `rancher-client` and reads
+//!   `publicEndpoints` back as the addresses.
+//! - `testing` (feature `testing`): `FakeDriver` and the `Conformance`
+//!   battery.
 //!
 //! ```
 //! use rancher_lb::model::{

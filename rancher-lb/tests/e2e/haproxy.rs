@@ -821,3 +821,67 @@ async fn instances_move_off_a_failed_host() {
     assert!(get(failed, port, "x.example.org", "/").await.is_err());
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snippets_work_only_when_enabled_and_keys_stay_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let h = Harness::with(1, |c| c.with_snippets(true)).await;
+    let port = free_port().await;
+    let web = http_echo("web").await;
+    let spec = LoadBalancerSpec {
+        id: "snippet".into(),
+        listeners: vec![
+            http_listener(port),
+            ListenerSpec {
+                port: u32::from(free_port().await),
+                protocol: Protocol::Https,
+            },
+        ],
+        http_routes: vec![route(port, None, "/", PathMatch::Prefix, "web")],
+        backends: vec![backend("web", &[web.addr])],
+        certificates: vec![CertificateSpec {
+            name: "org".into(),
+            chain_pem: ORG_CRT.into(),
+            key_pem: ORG_KEY.into(),
+            hosts: vec![],
+            default: true,
+        }],
+        snippet: Some(
+            "http-request return status 418 content-type text/plain string teapot".into(),
+        ),
+        scale: 1,
+        ..Default::default()
+    };
+    h.driver
+        .ensure(&LoadBalancer::new(&spec).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        body(host(2), port, "x.example.org", "/").await,
+        (418, "teapot".into())
+    );
+
+    // Keys: mode 0600 in 0700 directories.
+    let work = h.dir.path().join("lb");
+    assert_eq!(
+        std::fs::metadata(&work).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let current = std::fs::canonicalize(h.driver.host_dir(host(2)).join("current")).unwrap();
+    let certs = current.join("certs");
+    assert_eq!(
+        std::fs::metadata(&certs).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let key_file = certs.join("snippet:org.pem");
+    assert!(
+        std::fs::read_to_string(&key_file)
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    h.finish().await;
+}
