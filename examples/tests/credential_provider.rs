@@ -604,3 +604,34 @@ async fn secret_provider_reads_the_named_secret_from_the_api_server() {
     assert_eq!(out.code, 2, "a usage error: {}", out.stderr);
     assert!(out.stdout.is_empty());
 }
+
+/// Service-account mode: the token is accepted and never shows on stderr, even
+/// when the request around it is invalid.
+#[tokio::test]
+async fn service_account_tokens_never_reach_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = docker_config(
+        &dir,
+        json!({"registry.example.org": {"auth": b64("robot:s3cr3t")}}),
+    );
+    let token = "eyJhbGciOiJSUzI1NiJ9.sa-token-payload.signature";
+    let with_token = Request::new("registry.example.org/app")
+        .with_service_account_token(token)
+        .with_annotation("example.org/identity", "team-a")
+        .to_json();
+    let out = run(&["--docker-config", &path], &[], &with_token).await;
+    assert_eq!(
+        users(&out.response(), "registry.example.org/app"),
+        ["robot:s3cr3t"]
+    );
+    assert!(!out.stderr.contains("sa-token"), "{}", out.stderr);
+
+    // The token where a map belongs: serde would quote it in its message.
+    let bad = format!(
+        r#"{{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"registry.example.org/app","serviceAccountAnnotations":"{token}"}}"#
+    );
+    let out = run(&["--docker-config", &path], &[], bad.as_bytes()).await;
+    let line = out.failure(2);
+    assert!(!line.contains("sa-token"), "{line}");
+    assert!(line.contains("wrong type"), "{line}");
+}

@@ -53,9 +53,9 @@ impl DockerConfig {
     pub fn from_config_json(bytes: &[u8], origin: &str) -> Result<Self> {
         let file: ConfigFile = serde_json::from_slice(bytes).map_err(|e| invalid(origin, &e))?;
         if file.creds_store.is_some() || file.cred_helpers.is_some() {
-            tracing::debug!(
+            tracing::warn!(
                 %origin,
-                "credsStore and credHelpers are ignored: only credentials stored in auths are used"
+                "credsStore and credHelpers are not run: only credentials stored in auths are used"
             );
         }
         Self::from_entries(file.auths.unwrap_or_default(), origin)
