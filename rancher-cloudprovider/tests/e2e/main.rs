@@ -3,4 +3,5 @@
 
 mod fake;
 mod haproxy;
+mod rancher;
 mod support;
