@@ -65,7 +65,8 @@ use crate::{
     provider::{self, DnsProvider},
     records::{self, Resolved, ServiceShards},
     well_known::{
-        CONTROLLER_NAME, FEDERATION_LABEL, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, condition, reason,
+        CLEANUP_FINALIZER, CONTROLLER_NAME, FEDERATION_LABEL, MANAGED_BY_LABEL, SERVICE_NAME_LABEL,
+        condition, reason,
     },
 };
 
@@ -297,6 +298,15 @@ impl Controller {
         else {
             return Ok(None);
         };
+        if fed.metadata.deletion_timestamp.is_some() {
+            self.clean_up(&fed).await?;
+            return Ok(None);
+        }
+        if !fed.finalizers().iter().any(|f| f == CLEANUP_FINALIZER) {
+            let mut finalizers = fed.finalizers().to_vec();
+            finalizers.push(CLEANUP_FINALIZER.to_owned());
+            self.set_finalizers(name, finalizers).await?;
+        }
         let period = fed
             .spec
             .health_check_period_seconds
@@ -480,6 +490,78 @@ impl Controller {
                 source,
             }),
         }
+    }
+
+    async fn set_finalizers(&self, name: &str, finalizers: Vec<String>) -> Result<()> {
+        let api: Api<Federation> =
+            Api::namespaced(self.inner.host.clone(), &self.inner.config.namespace);
+        let patch = serde_json::json!({ "metadata": { "finalizers": finalizers } });
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(host(format!(
+                "updating the finalizers of federation {name}"
+            )))?;
+        Ok(())
+    }
+
+    /// A deleted federation: its records, the Services it made in reachable
+    /// members and its discovered members go, then the finalizer.
+    async fn clean_up(&self, fed: &Federation) -> Result<()> {
+        let name = fed.name_any();
+        if !fed.finalizers().iter().any(|f| f == CLEANUP_FINALIZER) {
+            return Ok(());
+        }
+        if let Ok(federation) = model::Federation::new(&name, &fed.spec.dns_suffix) {
+            self.inner
+                .provider
+                .ensure(&federation.scope(), &model::RecordSet::new())
+                .await
+                .map_err(|source| Error::Dns {
+                    federation: name.clone(),
+                    source,
+                })?;
+        }
+        let ns = &self.inner.config.namespace;
+        let timeout = self.inner.config.timeout;
+        let clusters_api: Api<FederatedCluster> = Api::namespaced(self.inner.host.clone(), ns);
+        let clusters: Vec<FederatedCluster> = clusters_api
+            .list(&ListParams::default())
+            .await
+            .map_err(host("listing federated clusters"))?
+            .items
+            .into_iter()
+            .filter(|c| c.spec.federation == name)
+            .collect();
+        let members = join_all(clusters.iter().map(|c| self.check_member(c, timeout))).await;
+        let none = BTreeSet::new();
+        join_all(
+            members
+                .iter()
+                .filter(|m| m.healthy)
+                .map(|m| sweep_orphans(&name, m, &none, timeout)),
+        )
+        .await;
+        for cluster in clusters.iter().filter(|c| member::is_discovered(c)) {
+            match clusters_api
+                .delete(&cluster.name_any(), &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => return Err(host("deleting a federated cluster")(error)),
+            }
+            self.inner.clients.lock().remove(&cluster.name_any());
+        }
+        let finalizers: Vec<String> = fed
+            .finalizers()
+            .iter()
+            .filter(|f| *f != CLEANUP_FINALIZER)
+            .cloned()
+            .collect();
+        self.set_finalizers(&name, finalizers).await?;
+        self.inner.dns_outcome.lock().remove(&name);
+        tracing::info!(federation = name, "federation deleted and cleaned up");
+        Ok(())
     }
 
     async fn patch_federation_status(

@@ -31,8 +31,8 @@ pub const TOKEN_KEY: &str = "token";
 /// The Secret key holding the member API server's CA certificate (PEM).
 pub const CA_KEY: &str = "ca.crt";
 
-/// The finalizer on `FederatedService`s: removed once the member Services are
-/// gone.
+/// The finalizer on `Federation`s: removed once the federation's records, its
+/// member Services and its discovered `FederatedCluster`s are gone.
 pub const CLEANUP_FINALIZER: &str = "federation.rancher.io/cleanup";
 
 /// The field manager and event reporter of the controller.

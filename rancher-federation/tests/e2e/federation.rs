@@ -535,6 +535,25 @@ async fn three_clusters_federate_a_service_into_bind() {
     assert_eq!(r1.addresses, ["127.0.42.1", "127.0.42.2"]);
     assert_eq!(nginx.zones.len(), 3);
 
+    // A template change reaches every member.
+    services
+        .patch(
+            "nginx",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({
+                "spec": { "template": { "metadata": { "labels": { "tier": "web" } } } }
+            })),
+        )
+        .await
+        .unwrap();
+    for i in 0..3 {
+        wait_for("template label in every member", || async {
+            let service = world.member_service(i, "nginx").await?;
+            (service.labels().get("tier").map(String::as_str) == Some("web")).then_some(())
+        })
+        .await;
+    }
+
     // The user's Service is left alone and the collision reported.
     let web = wait_for("web collision reported", || {
         let services = services.clone();
@@ -660,6 +679,43 @@ async fn three_clusters_federate_a_service_into_bind() {
     for name in [GLOBAL, R1, R2, R1A, R1B, R2A] {
         wait_dig(&bind, name, "ANY", &[]).await;
     }
+
+    // Deleting the federation removes its remaining records (web's), the
+    // Services it made and its discovered members; the user's Service stays.
+    let web_global = "web.default.myfed.svc.example.org";
+    let web_zone = "web.default.myfed.svc.r1-a.r1.example.org";
+    wait_dig(
+        &bind,
+        web_zone,
+        "CNAME",
+        &["web.default.myfed.svc.r1.example.org."],
+    )
+    .await;
+    feds.delete(FED, &DeleteParams::default()).await.unwrap();
+    wait_for("federation gone", || {
+        let feds = feds.clone();
+        async move { feds.get_opt(FED).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    wait_dig(&bind, web_zone, "ANY", &[]).await;
+    wait_dig(&bind, web_global, "ANY", &[]).await;
+    wait_for("managed web Service deleted", || async {
+        world.member_service(0, "web").await.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        world.member_service(2, "web").await.is_some(),
+        "the user's Service stays"
+    );
+    assert!(
+        clusters
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "discovered members removed"
+    );
     world.stop().await;
 }
 
