@@ -95,6 +95,17 @@ pub(crate) fn resources(reg: &Registry, group: &str, version: &str) -> Option<Va
             r["categories"] = json!(t.categories);
         }
         list.push(r);
+        if t.scale {
+            list.push(json!({
+                "name": format!("{}/scale", t.plural),
+                "singularName": "",
+                "namespaced": t.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
         if t.status {
             list.push(json!({
                 "name": format!("{}/status", t.plural),

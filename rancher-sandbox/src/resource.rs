@@ -113,6 +113,8 @@ pub struct ResourceType {
     pub field_labels: Vec<String>,
     /// Whether PUT on a missing object creates it.
     pub create_on_update: bool,
+    /// Whether the kind has an `autoscaling/v1` `scale` subresource.
+    pub scale: bool,
     /// Storage key shared by every version of the same resource.
     pub storage: String,
     /// Conversion from the stored form.
@@ -280,6 +282,7 @@ fn from_built_in(b: &BuiltIn) -> ResourceType {
         printer: b.printer.clone(),
         field_labels: b.fields.iter().map(|s| s.to_string()).collect(),
         create_on_update: b.create_on_update,
+        scale: b.plural == "deployments",
         storage,
         conversion: b.conversion,
     }
@@ -485,6 +488,7 @@ pub(crate) fn types_from_crd(crd: &Value) -> Result<Vec<ResourceType>, Vec<Strin
             printer: Printer::Custom(columns),
             field_labels,
             create_on_update: false,
+            scale: false,
             storage: format!("{group}/{plural}"),
             conversion: Conversion::None,
         });

@@ -247,6 +247,7 @@ fn parse_target(
     let part = match sub.as_deref() {
         None => Part::Main,
         Some("status") if rt.status => Part::Status,
+        Some("scale") if rt.scale => Part::Scale,
         Some(_) => return Err(not_found()),
     };
     Ok((
@@ -447,6 +448,50 @@ async fn resource(
         };
         Ok(json_response(code, &body))
     };
+    if part == Part::Scale {
+        let name = name.unwrap_or_default();
+        return match method {
+            Method::GET => {
+                let obj = shared.store.lock().get(&rt, &ns, &name)?;
+                Ok(json_response(StatusCode::OK, &State::scale_of(&obj)))
+            }
+            Method::PUT | Method::PATCH => {
+                let (headers, body) = read_body(req).await?;
+                let ct = content_type(&headers);
+                let scale = shared.store.lock().scale(&rt, &ns, &name, |current| {
+                    match (method.as_str(), ct.as_str()) {
+                        ("PUT", _) => decode_object(&headers, &body),
+                        (_, "application/merge-patch+json") => {
+                            Ok(crate::patch::merge_patch(&current, &decode(&body, false)?))
+                        }
+                        (_, "application/json-patch+json") => crate::patch::json_patch(
+                            &current,
+                            &decode(&body, false)?,
+                        )
+                        .map_err(|e| {
+                            ApiError::invalid("Scale", "autoscaling", &name, &[e.to_string()])
+                        }),
+                        (_, "application/strategic-merge-patch+json") => {
+                            crate::patch::strategic_merge_patch(&current, &decode(&body, false)?)
+                                .map_err(|e| {
+                                    ApiError::invalid(
+                                        "Scale",
+                                        "autoscaling",
+                                        &name,
+                                        &[e.to_string()],
+                                    )
+                                })
+                        }
+                        (_, other) => Err(ApiError::unsupported_media_type(other)),
+                    }
+                })?;
+                Ok(json_response(StatusCode::OK, &scale))
+            }
+            m => Err(ApiError::method_not_allowed(format!(
+                "the server does not allow {m} on {path}"
+            ))),
+        };
+    }
     match (method.clone(), name.as_deref()) {
         (Method::GET, Some(name)) => {
             let obj = shared.store.lock().get(&rt, &ns, name)?;

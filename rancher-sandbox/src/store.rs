@@ -81,6 +81,8 @@ pub(crate) type Replayed = (EventType, Arc<Obj>, Option<Arc<Obj>>);
 pub(crate) enum Part {
     Main,
     Status,
+    /// The `scale` subresource (served by [`State::scale`], never passed to writes).
+    Scale,
 }
 
 /// The content type of a PATCH.
@@ -944,6 +946,59 @@ impl State {
                 );
             }
         }
+    }
+
+    /// The `autoscaling/v1` Scale of a Deployment.
+    pub(crate) fn scale_of(obj: &Value) -> Value {
+        let meta = &obj["metadata"];
+        let selector = obj["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+                "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
+            },
+            "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
+            "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+        })
+    }
+
+    /// Writes a Deployment's `scale` subresource: `change` turns the current Scale into the
+    /// desired one (a PUT body or a patch); only `spec.replicas` is taken.
+    pub(crate) fn scale(
+        &mut self,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        name: &str,
+        change: impl FnOnce(Value) -> ApiResult<Value>,
+    ) -> ApiResult<Value> {
+        let old = self.get(rt, ns, name)?;
+        let desired = change(Self::scale_of(&old))?;
+        let replicas = desired["spec"]["replicas"]
+            .as_i64()
+            .filter(|r| (0..=i64::from(i32::MAX)).contains(r))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "Scale",
+                    "autoscaling",
+                    name,
+                    &["spec.replicas: Invalid value: must be a non-negative integer".to_string()],
+                )
+            })?;
+        let mut new = old.value.clone();
+        new["spec"]["replicas"] = json!(replicas);
+        new["metadata"]["resourceVersion"] = desired["metadata"]["resourceVersion"].clone();
+        let written = self.write(rt, &old, new, Part::Main)?;
+        Ok(Self::scale_of(&written))
     }
 
     /// Patches an object (or its status).

@@ -203,6 +203,31 @@ async fn status_subresource_and_generation() {
         .unwrap();
     assert_eq!(p.metadata.generation, Some(2));
 
+    // The scale subresource reads and writes spec.replicas.
+    let scale = api.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(3));
+    assert_eq!(scale.status.unwrap().selector.as_deref(), Some("app=web"));
+    let scaled = api
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(scaled.spec.unwrap().replicas, Some(4));
+    let p = api.get("web").await.unwrap();
+    assert_eq!(p.spec.replicas, Some(4));
+    assert_eq!(p.metadata.generation, Some(3));
+    let bad = api
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": -1}})),
+        )
+        .await;
+    assert_eq!(api_status(bad.unwrap_err()).0, 422);
+
     // A write that changes nothing keeps the resourceVersion.
     let same = api
         .patch(

@@ -80,6 +80,23 @@ spec:
     port: 80
     targetPort: 8080
 ---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: registry.example.org/web:1
+---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
@@ -338,6 +355,15 @@ async fn kubectl_drives_the_sandbox() {
         ])
         .await;
     assert!(!ok && !err.is_empty(), "a patch that does not apply fails");
+
+    // scale uses the scale subresource.
+    k.ok(&["scale", "deployment", "web", "-n", "shop", "--replicas=3"])
+        .await;
+    let deploy: k8s_openapi::api::apps::v1::Deployment = Api::namespaced(sb.client(), "shop")
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(deploy.spec.replicas, Some(3));
 
     // Typed generators post protobuf bodies.
     k.ok(&["create", "namespace", "scratch"]).await;
