@@ -22,6 +22,7 @@
 //! everything, HAProxy processes included.
 
 mod echo;
+mod federation;
 mod rancher_fake;
 mod scoped;
 
@@ -97,6 +98,10 @@ pub struct SandboxArgs {
     /// Upstream resolvers for names outside the cluster (default: /etc/resolv.conf).
     #[arg(long = "dns-upstream", value_name = "ADDR")]
     pub dns_upstreams: Vec<String>,
+    /// UDP and TCP address of the DNS server for the federation demo's zone
+    /// (`example.org`, served by rancher-dns's built-in server).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5355")]
+    pub federation_dns_listen: SocketAddr,
     /// Address of the admin server (`/livez`, `/readyz`, `/metrics`).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9990")]
     pub admin: SocketAddr,
@@ -401,14 +406,90 @@ async fn run_controllers(
         () = wait_for_addresses(&client) => {}
         () = shutdown.triggered() => return Ok(()),
     }
-    let guide = guide(args, &client)
+    let (federation, federation_lines) = start_federation(args, hosts, &client).await?;
+    let mut guide = guide(args, &client)
         .await
         .context("reading objects for the guide")?;
+    guide.push_str(&federation_lines);
     say(guide);
     say(READY_LINE);
     shutdown.triggered().await;
     say("stopping...");
+    drop(federation);
     Ok(())
+}
+
+/// Serves the federation demo's zone with the names of every
+/// `type: LoadBalancer` Service that has an address; returns the server and
+/// the guide's lines for it.
+async fn start_federation(
+    args: &SandboxArgs,
+    hosts: &[HostSpec],
+    client: &kube::Client,
+) -> anyhow::Result<(federation::FederationDns, String)> {
+    let services: Api<Service> = Api::all(client.clone());
+    let mut published = Vec::new();
+    for service in services.list(&ListParams::default()).await?.items {
+        let addresses: Vec<IpAddr> = service_addresses(&service)
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        if is_load_balancer(&service) && !addresses.is_empty() {
+            let meta = &service.metadata;
+            published.push((
+                meta.namespace.clone().unwrap_or_default(),
+                meta.name.clone().unwrap_or_default(),
+                addresses,
+            ));
+        }
+    }
+    let zones = hosts.iter().map(|h| h.zone.clone()).collect();
+    let server = federation::start(
+        args.federation_dns_listen,
+        "sandbox",
+        "region-1",
+        zones,
+        &published,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "starting the federation demo's DNS on {}",
+            args.federation_dns_listen
+        )
+    })?;
+    say(format_args!(
+        "✓ federation {} of one member (this cluster): {} records in {} on {}",
+        federation::NAME,
+        server.records,
+        federation::ZONE,
+        args.federation_dns_listen
+    ));
+    let mut lines = String::new();
+    if let Some((namespace, name, _)) = published.first() {
+        let dig = format!(
+            "dig @{} -p {} +short",
+            args.federation_dns_listen.ip(),
+            args.federation_dns_listen.port()
+        );
+        let global = format!(
+            "{name}.{namespace}.{}.svc.{}",
+            federation::NAME,
+            federation::ZONE
+        );
+        let _ = writeln!(
+            lines,
+            "\nFederated names (rancher-federation's naming on rancher-dns's server), global and regional:"
+        );
+        let _ = writeln!(lines, "{COMMAND_PREFIX}{dig} {global}");
+        let regional = format!(
+            "{name}.{namespace}.{}.svc.region-1.{}",
+            federation::NAME,
+            federation::ZONE
+        );
+        let _ = writeln!(lines, "{COMMAND_PREFIX}{dig} {regional}");
+    }
+    Ok((server, lines))
 }
 
 /// Marks `name` ready in `all` and says so once `part` is ready.

@@ -4,7 +4,7 @@
 //!
 //! The demo manifests are copied with the echo backends moved to 127.0.9.x
 //! and the listener ports moved up (Ingress HTTP 18080, HTTPS 18443,
-//! LoadBalancer 18081), and the DNS and admin servers get free ports, so the
+//! LoadBalancer 18081), and the DNS servers and the admin server get free ports, so the
 //! test runs next to a developer's own `./scripts/sandbox`.
 
 use std::io::{BufRead, BufReader};
@@ -174,6 +174,9 @@ fn the_guide_commands_work_and_ctrl_c_leaves_nothing_behind() {
     let dns: SocketAddr = format!("127.0.0.1:{}", free_udp_and_tcp_port())
         .parse()
         .expect("addr");
+    let federation_dns: SocketAddr = format!("127.0.0.1:{}", free_udp_and_tcp_port())
+        .parse()
+        .expect("addr");
     let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
         .parse()
         .expect("addr");
@@ -192,6 +195,7 @@ fn the_guide_commands_work_and_ctrl_c_leaves_nothing_behind() {
             "--admin",
             &admin.to_string(),
         ])
+        .args(["--federation-dns-listen", &federation_dns.to_string()])
         // Names outside the cluster are not asked for; a dead upstream keeps
         // the test off the network.
         .args(["--dns-upstream", "127.0.0.1:9"])
@@ -289,6 +293,14 @@ fn the_guide_commands_work_and_ctrl_c_leaves_nothing_behind() {
     let srv = with("SRV _mongo._tcp.mongodb");
     assert_eq!(srv.len(), 1, "one SRV line in:\n{output}");
     run_until(srv[0], |out| out.lines().count() == 3);
+
+    // The federated names of the LoadBalancer Service, global and regional.
+    let federated = with(".demo.svc.");
+    assert_eq!(federated.len(), 2, "two federated dig lines in:\n{output}");
+    for command in &federated {
+        assert!(command.contains(&format!("-p {}", federation_dns.port())));
+        run_until(command, |out| out.trim() == address.ip().to_string());
+    }
 
     // The credential provider answers from the regcred Secret.
     let credential = with("CredentialProviderRequest");
