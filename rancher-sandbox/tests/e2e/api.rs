@@ -386,3 +386,32 @@ async fn clusters_are_independent_and_the_kubeconfig_works() {
         "stopped after shutdown"
     );
 }
+
+#[tokio::test]
+async fn dropping_the_sandbox_stops_it_and_ends_watches() {
+    use futures::StreamExt;
+    let sb = sandbox().await;
+    let addr = sb.addr();
+    let api: Api<ConfigMap> = Api::namespaced(sb.client(), "default");
+    let mut watch = api
+        .watch(&kube::api::WatchParams::default().disable_bookmarks(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    drop(sb);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(_)) = watch.next().await {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the open watch ends when the sandbox is dropped"
+    );
+    super::eventually("the port closes", || async move {
+        tokio::net::TcpStream::connect(addr)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+}
