@@ -196,9 +196,12 @@ pub struct Server {
     tcp: tokio::task::JoinHandle<()>,
 }
 
-fn udp_socket(addr: SocketAddr) -> io::Result<StdUdpSocket> {
+/// A UDP socket; `share` sets `SO_REUSEPORT` so that one socket per core
+/// can bind the same address (only then: a shared port can also be joined
+/// by any other socket of the same user that asks for it).
+fn udp_socket(addr: SocketAddr, share: bool) -> io::Result<StdUdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_port(true)?;
+    s.set_reuse_port(share)?;
     // A larger receive buffer absorbs bursts; the kernel caps it.
     let _ = s.set_recv_buffer_size(4 << 20);
     s.bind(&addr.into())?;
@@ -225,19 +228,33 @@ impl Server {
     ) -> Result<Self> {
         let handler = Arc::new(Handler::new(snapshot, config, metrics));
         let bind_err = |addr| move |source| Error::Bind { addr, source };
-        let first = udp_socket(config.listen).map_err(bind_err(config.listen))?;
-        let local_addr = first.local_addr().map_err(bind_err(config.listen))?;
         let threads = match config.udp_threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
+        // With port 0 the kernel picks a free UDP port; TCP takes the same
+        // number, so try again when that is taken for TCP.
+        let attempts = if config.listen.port() == 0 { 20 } else { 1 };
+        let mut bound = None;
+        for attempt in 1..=attempts {
+            let first = udp_socket(config.listen, threads > 1).map_err(bind_err(config.listen))?;
+            let local_addr = first.local_addr().map_err(bind_err(config.listen))?;
+            match tcp_listener(local_addr).and_then(TcpListener::from_std) {
+                Ok(listener) => {
+                    bound = Some((first, local_addr, listener));
+                    break;
+                }
+                Err(e) if attempt < attempts && e.kind() == io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(bind_err(local_addr)(e)),
+            }
+        }
+        let Some((first, local_addr, listener)) = bound else {
+            return Err(bind_err(config.listen)(io::ErrorKind::AddrInUse.into()));
+        };
         let mut sockets = vec![first];
         for _ in 1..threads {
-            sockets.push(udp_socket(local_addr).map_err(bind_err(local_addr))?);
+            sockets.push(udp_socket(local_addr, true).map_err(bind_err(local_addr))?);
         }
-        let listener = tcp_listener(local_addr)
-            .and_then(TcpListener::from_std)
-            .map_err(bind_err(local_addr))?;
         let stop = Arc::new(AtomicBool::new(false));
         let runtime = tokio::runtime::Handle::current();
         let mut handles = Vec::new();

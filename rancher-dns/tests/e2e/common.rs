@@ -24,6 +24,17 @@ impl Running {
 
 /// A server on a loopback port with the sample cluster, synced.
 pub(crate) async fn start(options: Options, upstreams: Vec<SocketAddr>, sample: bool) -> Running {
+    start_with(options, upstreams, sample, 1).await
+}
+
+/// Like [`start`] with `threads` UDP sockets (more than one share the port
+/// with `SO_REUSEPORT`).
+pub(crate) async fn start_with(
+    options: Options,
+    upstreams: Vec<SocketAddr>,
+    sample: bool,
+    threads: usize,
+) -> Running {
     let metrics = Metrics::new();
     let backend = ServerBackend::new(&options, metrics.clone());
     let mut index = RecordIndex::new(options);
@@ -56,7 +67,7 @@ pub(crate) async fn start(options: Options, upstreams: Vec<SocketAddr>, sample: 
     backend.sync(&index.full()).await.unwrap();
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        udp_threads: 2,
+        udp_threads: threads,
         forward: ForwardConfig {
             upstreams,
             timeout: Duration::from_millis(500),

@@ -201,7 +201,7 @@ async fn dig_answers_follow_the_api() {
     let args = DnsArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
         resolv_conf: dir.path().join("no-resolv.conf"),
-        udp_threads: 2,
+        udp_threads: 1,
         ..DnsArgs::default()
     };
     let kube = ClientArgs::kubeconfig(&kubeconfig).client().await.unwrap();
