@@ -58,9 +58,52 @@ pub struct Sources {
     /// The service each slice (namespace, name) was filed under.
     slice_owner: HashMap<(String, String), String>,
     secrets: HashMap<(String, String), StoredSecret>,
+    /// Change counters of what parsing reads, so a cached parse knows it is stale.
+    versions: HashMap<Dep, u64>,
+    next_version: u64,
+    /// Parsed Ingresses, reused until the Ingress or something it read changes.
+    cache: std::sync::Mutex<Cache>,
+}
+
+/// Something an Ingress's parse read.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Dep {
+    /// A Service and its EndpointSlices: (namespace, name).
+    Service(String, String),
+    /// A Secret: (namespace, name).
+    Secret(String, String),
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    config: Option<Config>,
+    entries: HashMap<IngressKey, Cached>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    deps: Vec<(Dep, u64)>,
+    result: Result<Parsed, Vec<FieldError>>,
 }
 
 impl Sources {
+    fn version(&self, dep: &Dep) -> u64 {
+        self.versions.get(dep).copied().unwrap_or(0)
+    }
+
+    fn bump(&mut self, dep: Dep) {
+        self.next_version += 1;
+        self.versions.insert(dep, self.next_version);
+    }
+
+    fn forget(&mut self, key: &IngressKey) {
+        self.cache
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entries
+            .remove(key);
+    }
+
     /// No objects.
     pub fn new() -> Self {
         Self::default()
@@ -68,11 +111,22 @@ impl Sources {
 
     /// Stores or replaces an Ingress.
     pub fn apply_ingress(&mut self, ingress: Ingress) {
+        let same_spec = self.ingresses.get(&ingress.key).is_some_and(|old| {
+            old.uid == ingress.uid
+                && old.annotations == ingress.annotations
+                && old.default_backend == ingress.default_backend
+                && old.rules == ingress.rules
+                && old.tls == ingress.tls
+        });
+        if !same_spec {
+            self.forget(&ingress.key);
+        }
         self.ingresses.insert(ingress.key.clone(), ingress);
     }
 
     /// Removes an Ingress.
     pub fn delete_ingress(&mut self, key: &IngressKey) -> Option<Ingress> {
+        self.forget(key);
         self.ingresses.remove(key)
     }
 
@@ -98,12 +152,17 @@ impl Sources {
 
     /// Stores or replaces a Service.
     pub fn apply_service(&mut self, service: Service) {
+        self.bump(Dep::Service(
+            service.namespace.clone(),
+            service.name.clone(),
+        ));
         self.services
             .insert((service.namespace.clone(), service.name.clone()), service);
     }
 
     /// Removes a Service.
     pub fn delete_service(&mut self, namespace: &str, name: &str) {
+        self.bump(Dep::Service(namespace.to_owned(), name.to_owned()));
         self.services
             .remove(&(namespace.to_owned(), name.to_owned()));
     }
@@ -115,6 +174,7 @@ impl Sources {
         let Some(service) = slice.service.clone() else {
             return;
         };
+        self.bump(Dep::Service(key.0.clone(), service.clone()));
         self.slice_owner.insert(key.clone(), service.clone());
         self.slices
             .entry((key.0, service))
@@ -126,6 +186,7 @@ impl Sources {
     pub fn delete_slice(&mut self, namespace: &str, name: &str) {
         let key = (namespace.to_owned(), name.to_owned());
         if let Some(service) = self.slice_owner.remove(&key) {
+            self.bump(Dep::Service(key.0.clone(), service.clone()));
             let by_service = (key.0, service);
             if let Some(slices) = self.slices.get_mut(&by_service) {
                 slices.remove(&key.1);
@@ -145,6 +206,7 @@ impl Sources {
                 .map(|(cert, key)| (cert, PrivateKeyPem::new(key)))
                 .map_err(|error| error.to_string()),
         };
+        self.bump(Dep::Secret(secret.namespace.clone(), secret.name.clone()));
         self.secrets.insert(
             (secret.namespace, secret.name),
             StoredSecret {
@@ -156,6 +218,7 @@ impl Sources {
 
     /// Removes a Secret.
     pub fn delete_secret(&mut self, namespace: &str, name: &str) {
+        self.bump(Dep::Secret(namespace.to_owned(), name.to_owned()));
         self.secrets
             .remove(&(namespace.to_owned(), name.to_owned()));
     }
@@ -200,8 +263,10 @@ pub struct Translation {
 }
 
 /// One Ingress, parsed but not yet merged.
-struct Parsed<'a> {
-    ingress: &'a Ingress,
+#[derive(Clone, Debug)]
+struct Parsed {
+    /// The load balancer it joins.
+    balancer: String,
     annotations: Annotations,
     /// (field, route) pairs.
     routes: Vec<(String, Route)>,
@@ -227,18 +292,45 @@ pub fn translate(sources: &Sources, config: &Config) -> Translation {
     // Oldest first: they claim routes first.
     ours.sort_by(|a, b| (a.created, &a.key).cmp(&(b.created, &b.key)));
 
-    let mut claimed_routes: HashMap<(Host, PathRule), IngressKey> = HashMap::new();
     let mut claimed_sni: HashMap<Host, (IngressKey, String)> = HashMap::new();
+    let mut cache = sources
+        .cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.config.as_ref() != Some(config) {
+        cache.entries.clear();
+        cache.config = Some(config.clone());
+    }
+    // First bring every cached parse up to date, then merge borrowing from it.
+    for ingress in &ours {
+        let valid = cache.entries.get(&ingress.key).is_some_and(|cached| {
+            cached
+                .deps
+                .iter()
+                .all(|(dep, version)| sources.version(dep) == *version)
+        });
+        if !valid {
+            let mut deps = Vec::new();
+            let result = parse(sources, config, ingress, &mut deps);
+            cache
+                .entries
+                .insert(ingress.key.clone(), Cached { deps, result });
+        }
+    }
+    let cache = &*cache;
+    let mut claimed_routes: HashMap<(&Host, &PathRule), &IngressKey> = HashMap::new();
     for ingress in ours {
-        let mut parsed = match parse(sources, config, ingress) {
+        let cached = &cache.entries[&ingress.key];
+        let parsed = match &cached.result {
             Ok(parsed) => parsed,
             Err(errors) => {
                 out.outcomes
-                    .insert(ingress.key.clone(), Outcome::Rejected(errors));
+                    .insert(ingress.key.clone(), Outcome::Rejected(errors.clone()));
                 continue;
             }
         };
-        let name = balancer_name(&parsed.annotations, parsed.has_tls);
+        let mut notes = parsed.notes.clone();
+        let name = parsed.balancer.clone();
         let lb = out
             .balancers
             .entry(name.clone())
@@ -254,11 +346,11 @@ pub fn translate(sources: &Sources, config: &Config) -> Translation {
         lb.owners.insert(ingress.key.clone());
 
         let mut used = BTreeSet::new();
-        for (field, route) in parsed.routes {
-            match claimed_routes.entry((route.host.clone(), route.path.clone())) {
-                Entry::Occupied(winner) if winner.get() != &ingress.key => {
-                    parsed.notes.push(FieldError::new(
-                        field,
+        for (field, route) in &parsed.routes {
+            match claimed_routes.entry((&route.host, &route.path)) {
+                Entry::Occupied(winner) if *winner.get() != &ingress.key => {
+                    notes.push(FieldError::new(
+                        field.clone(),
                         format!(
                             "host {:?} path {} is already served by the older Ingress {}; this rule is ignored",
                             route.host.to_string(),
@@ -269,22 +361,22 @@ pub fn translate(sources: &Sources, config: &Config) -> Translation {
                 }
                 Entry::Occupied(_) => {}
                 Entry::Vacant(slot) => {
-                    slot.insert(ingress.key.clone());
-                    used.insert(route.backend.clone());
-                    lb.routes.push(route);
+                    slot.insert(&ingress.key);
+                    used.insert(route.backend.as_str());
+                    lb.routes.push(route.clone());
                 }
             }
         }
-        if let Some(default) = parsed.default_backend {
+        if let Some(default) = &parsed.default_backend {
             match &lb.default_backend {
-                Some(existing) if *existing != default => {
+                Some(existing) if existing != default => {
                     let winner = lb
                         .owners
                         .iter()
                         .find(|o| **o != ingress.key)
                         .map(ToString::to_string)
                         .unwrap_or_default();
-                    parsed.notes.push(FieldError::new(
+                    notes.push(FieldError::new(
                         "spec.defaultBackend",
                         format!(
                             "the load balancer already has the default backend {existing} from an older Ingress ({winner}); this one is ignored"
@@ -293,21 +385,22 @@ pub fn translate(sources: &Sources, config: &Config) -> Translation {
                 }
                 Some(_) => {}
                 None => {
-                    used.insert(default.clone());
-                    lb.default_backend = Some(default);
+                    used.insert(default.as_str());
+                    lb.default_backend = Some(default.clone());
                 }
             }
         }
-        for (id, backend) in parsed.backends {
-            if used.contains(&id) {
-                lb.backends.insert(id, backend);
+        for (id, backend) in &parsed.backends {
+            if used.contains(id.as_str()) && !lb.backends.contains_key(id) {
+                lb.backends.insert(id.clone(), backend.clone());
             }
         }
-        for (field, mut cert) in parsed.certificates {
+        for (field, cert) in &parsed.certificates {
+            let mut cert = cert.clone();
             cert.hosts.retain(|host| {
                 match claimed_sni.entry(host.clone()) {
                     Entry::Occupied(winner) if winner.get().1 != cert.name => {
-                        parsed.notes.push(FieldError::new(
+                        notes.push(FieldError::new(
                             field.clone(),
                             format!(
                                 "the certificate for host {:?} is already set by the older Ingress {}; this one is ignored for it",
@@ -342,7 +435,7 @@ pub fn translate(sources: &Sources, config: &Config) -> Translation {
             ingress.key.clone(),
             Outcome::Programmed {
                 balancer: name,
-                notes: parsed.notes,
+                notes,
             },
         );
     }
@@ -407,29 +500,41 @@ fn listeners(annotations: &Annotations, has_tls: bool) -> Vec<Listener> {
     listeners
 }
 
-fn parse<'a>(
+fn parse(
     sources: &Sources,
     config: &Config,
-    ingress: &'a Ingress,
-) -> Result<Parsed<'a>, Vec<FieldError>> {
+    ingress: &Ingress,
+    deps: &mut Vec<(Dep, u64)>,
+) -> Result<Parsed, Vec<FieldError>> {
     let mut errors = Vec::new();
     let annotations =
         annotations::parse(&ingress.annotations, config.annotations).unwrap_or_else(|mut e| {
             errors.append(&mut e);
             Annotations::default()
         });
+    let has_tls = ingress
+        .tls
+        .iter()
+        .any(|t| t.secret_name.as_deref().is_some_and(|s| !s.is_empty()));
     let mut parsed = Parsed {
-        ingress,
+        balancer: balancer_name(&annotations, has_tls),
         annotations,
         routes: Vec::new(),
         default_backend: None,
         backends: BTreeMap::new(),
         certificates: Vec::new(),
-        has_tls: !ingress.tls.is_empty(),
+        has_tls,
         notes: Vec::new(),
     };
     if let Some(backend) = &ingress.default_backend {
-        match resolve(sources, &mut parsed, "spec.defaultBackend", backend) {
+        match resolve(
+            sources,
+            ingress,
+            deps,
+            &mut parsed,
+            "spec.defaultBackend",
+            backend,
+        ) {
             Ok(id) => parsed.default_backend = Some(id),
             Err(error) => errors.push(error),
         }
@@ -461,6 +566,8 @@ fn parse<'a>(
             };
             match resolve(
                 sources,
+                ingress,
+                deps,
                 &mut parsed,
                 &format!("{field}.backend"),
                 &http_path.backend,
@@ -507,6 +614,8 @@ fn parse<'a>(
         };
         let secret_field = format!("{field}.secretName");
         let namespace = &ingress.key.namespace;
+        let dep = Dep::Secret(namespace.clone(), secret_name.to_owned());
+        deps.push((dep.clone(), sources.version(&dep)));
         match sources
             .secrets
             .get(&(namespace.clone(), secret_name.to_owned()))
@@ -552,11 +661,13 @@ fn parse<'a>(
 /// errors: the route answers 503 until they appear.
 fn resolve(
     sources: &Sources,
-    parsed: &mut Parsed<'_>,
+    ingress: &Ingress,
+    deps: &mut Vec<(Dep, u64)>,
+    parsed: &mut Parsed,
     field: &str,
     backend: &BackendRef,
 ) -> Result<String, FieldError> {
-    let namespace = &parsed.ingress.key.namespace;
+    let namespace = &ingress.key.namespace;
     let (name, port) = match backend {
         BackendRef::Resource { kind } => {
             return Err(FieldError::new(
@@ -596,6 +707,8 @@ fn resolve(
     if parsed.backends.contains_key(&id) {
         return Ok(id);
     }
+    let dep = Dep::Service(namespace.clone(), name.clone());
+    deps.push((dep.clone(), sources.version(&dep)));
     match sources.services.get(&(namespace.clone(), name.clone())) {
         None => parsed.notes.push(FieldError::new(
             format!("{field}.service.name"),

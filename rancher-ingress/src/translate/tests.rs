@@ -659,3 +659,75 @@ fn placement_annotations_make_a_separate_load_balancer() {
     assert_eq!(placed.placement.required["lb"], "true");
     assert!(placed.name.starts_with("ingress-http80-x2-"));
 }
+
+#[test]
+fn cached_parses_follow_every_change_they_depend_on() {
+    let mut sources = sources();
+    let web = |path: &str| {
+        mk_ingress(
+            "default",
+            "web",
+            1,
+            vec![rule("web.example.org", vec![path_rule(path)])],
+        )
+    };
+    fn path_rule(p: &str) -> crate::source::HttpPath {
+        path(p, "Prefix", svc("late", 80))
+    }
+    sources.apply_ingress(web("/a"));
+    let t = translate(&sources, &Config::default());
+    assert!(
+        t.balancers["ingress-http80-x1"]
+            .route("web.example.org", "/a")
+            .unwrap()
+            .endpoints
+            .is_empty()
+    );
+    assert_eq!(notes(&t, "default", "web").len(), 1, "service missing");
+
+    // The Service and its endpoints arrive later.
+    sources.apply_service(mk_service("default", "late", &[("", 80)]));
+    sources.apply_slice(mk_slice(
+        "default",
+        "late-1",
+        "late",
+        &[("", 9000)],
+        &["10.42.9.9"],
+    ));
+    let t = translate(&sources, &Config::default());
+    assert_eq!(
+        t.balancers["ingress-http80-x1"]
+            .route("web.example.org", "/a")
+            .unwrap()
+            .endpoints,
+        vec!["10.42.9.9:9000".parse().unwrap()]
+    );
+    assert!(notes(&t, "default", "web").is_empty());
+
+    // A status-only change keeps the cached parse; a spec change does not.
+    let mut with_status = web("/a");
+    with_status.status = vec![crate::model::Address::parse("127.0.0.2")];
+    sources.apply_ingress(with_status);
+    sources.apply_ingress(web("/b"));
+    let t = translate(&sources, &Config::default());
+    let lb = &t.balancers["ingress-http80-x1"];
+    assert!(lb.route("web.example.org", "/a").is_none());
+    assert!(lb.route("web.example.org", "/b").is_some());
+
+    // Other settings re-parse everything.
+    let snippets = Config {
+        annotations: crate::annotations::Options {
+            allow_snippets: true,
+        },
+        ..Config::default()
+    };
+    sources.apply_ingress(annotate(web("/b"), "config", "maxconn 10"));
+    assert!(matches!(
+        translate(&sources, &Config::default()).outcomes[&IngressKey::new("default", "web")],
+        Outcome::Rejected(_)
+    ));
+    assert!(matches!(
+        translate(&sources, &snippets).outcomes[&IngressKey::new("default", "web")],
+        Outcome::Programmed { .. }
+    ));
+}

@@ -407,3 +407,36 @@ fn collect_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         }
     }
 }
+
+#[tokio::test]
+async fn scale_goes_from_two_to_one_and_back_on_haproxy() {
+    let mut h = Haproxy::start().await;
+    h.echo_service("web").await;
+    let port = free_port().await;
+    let port_text = port.to_string();
+    let scaled = |scale: &'static str| {
+        ingress(
+            "scaled",
+            "rancher",
+            &[("http.port", &port_text), ("scale", scale)],
+            &[("scaled.example.org", "/", "Prefix", "web", 80)],
+        )
+    };
+    h.running.apply(scaled("2")).await;
+    h.running.wait_addresses("scaled", &HOSTS).await;
+    for addr in HOSTS {
+        wait_served(addr, port, "scaled.example.org", "/", 200, "web /").await;
+    }
+    h.running.apply(scaled("1")).await;
+    h.running.wait_addresses("scaled", &HOSTS[..1]).await;
+    wait_served(HOSTS[0], port, "scaled.example.org", "/x", 200, "web /x").await;
+    wait_for("the second instance stopped serving", || async {
+        let (code, _) = curl(HOSTS[1], port, "scaled.example.org", "/").await;
+        (code != 200).then_some(())
+    })
+    .await;
+    h.running.apply(scaled("2")).await;
+    h.running.wait_addresses("scaled", &HOSTS).await;
+    wait_served(HOSTS[1], port, "scaled.example.org", "/y", 200, "web /y").await;
+    h.stop().await;
+}
