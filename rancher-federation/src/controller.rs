@@ -61,6 +61,7 @@ use crate::{
         set_condition,
     },
     member,
+    metrics::Metrics,
     model::{self, Ingress, Member, ServiceKey, Shard},
     provider::{self, DnsProvider},
     records::{self, Resolved, ServiceShards},
@@ -167,6 +168,7 @@ struct Inner {
     recorder: Recorder,
     leadership: Mutex<Leadership>,
     readiness: Mutex<Option<Readiness>>,
+    metrics: Mutex<Metrics>,
     /// Member clients by cluster, with the credentials they were built from.
     clients: Mutex<HashMap<String, (String, kube::Client)>>,
     /// The last DNS outcome per federation, to publish events on changes only.
@@ -197,6 +199,7 @@ impl Controller {
                 provider,
                 leadership: Mutex::new(Leadership::always()),
                 readiness: Mutex::new(None),
+                metrics: Mutex::new(Metrics::default()),
                 clients: Mutex::new(HashMap::new()),
                 dns_outcome: Mutex::new(HashMap::new()),
             }),
@@ -207,6 +210,12 @@ impl Controller {
     /// always does).
     pub fn with_leadership(self, leadership: Leadership) -> Self {
         *self.inner.leadership.lock() = leadership;
+        self
+    }
+
+    /// Counts into `metrics` (see [`Metrics::register`]).
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        *self.inner.metrics.lock() = metrics;
         self
     }
 
@@ -288,6 +297,17 @@ impl Controller {
     /// Reconciles federation `name` once; returns when to check it again
     /// (`None` when it does not exist).
     pub async fn reconcile(&self, name: &str) -> Result<Option<Duration>> {
+        let metrics = self.inner.metrics.lock().clone();
+        let labels = Metrics::labels(name);
+        metrics.reconciles.get_or_create(&labels).inc();
+        let result = self.reconcile_inner(name, &metrics).await;
+        if result.is_err() {
+            metrics.reconcile_errors.get_or_create(&labels).inc();
+        }
+        result
+    }
+
+    async fn reconcile_inner(&self, name: &str, metrics: &Metrics) -> Result<Option<Duration>> {
         let inner = &self.inner;
         let ns = &inner.config.namespace;
         let federations: Api<Federation> = Api::namespaced(inner.host.clone(), ns);
@@ -435,6 +455,15 @@ impl Controller {
             .await;
         let (dns_ok, dns_reason, dns_message) = match &dns {
             Ok(changes) => {
+                let labels = Metrics::labels(name);
+                metrics
+                    .records_added
+                    .get_or_create(&labels)
+                    .inc_by(changes.added.len() as u64);
+                metrics
+                    .records_removed
+                    .get_or_create(&labels)
+                    .inc_by(changes.removed.len() as u64);
                 if !changes.is_empty() {
                     tracing::info!(federation = name, %changes, "dns records updated");
                 }
@@ -476,6 +505,19 @@ impl Controller {
         status.healthy_count =
             u32::try_from(members.iter().filter(|m| m.healthy).count()).unwrap_or(u32::MAX);
         status.members = names;
+        let labels = Metrics::labels(name);
+        metrics
+            .members
+            .get_or_create(&labels)
+            .set(i64::from(status.member_count));
+        metrics
+            .healthy_members
+            .get_or_create(&labels)
+            .set(i64::from(status.healthy_count));
+        metrics
+            .records
+            .get_or_create(&labels)
+            .set(i64::try_from(desired.records.len()).unwrap_or(i64::MAX));
         set_condition(
             &mut status.conditions,
             Condition::new(condition::DNS_PUBLISHED, dns_ok, dns_reason, dns_message),

@@ -142,6 +142,8 @@ pub mod controller;
 pub mod crd;
 #[cfg(feature = "runtime")]
 pub mod member;
+#[cfg(feature = "runtime")]
+pub mod metrics;
 pub mod model;
 pub mod provider;
 pub mod records;

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use clap::Parser;
-use rancher_federation::{args::ControllerArgs, controller::Controller};
+use prometheus_client::registry::Registry;
+use rancher_federation::{args::ControllerArgs, controller::Controller, metrics::Metrics};
 use rancher_runtime::admin::{AdminArgs, AdminServer, AdminState};
 use rancher_runtime::{
     client::ClientArgs, lease::LeaderArgs, log::LogArgs, ready::Readiness, shutdown::Shutdown,
@@ -43,13 +44,15 @@ async fn main() -> anyhow::Result<()> {
     if let Some(elector) = elector {
         shutdown.spawn(elector);
     }
-    let state =
-        AdminState::new(readiness.clone(), Default::default()).with_leadership(leadership.clone());
+    let mut registry = Registry::with_prefix("rancher_federation");
+    let metrics = Metrics::register(&mut registry);
+    let state = AdminState::new(readiness.clone(), registry).with_leadership(leadership.clone());
     let admin = AdminServer::bind(args.admin.addr, state).await?;
     shutdown.spawn(admin.serve(shutdown.token()));
     let controller = Controller::new(client, args.federation.config(), provider)
         .with_leadership(leadership)
-        .with_readiness(readiness);
+        .with_readiness(readiness)
+        .with_metrics(metrics);
     shutdown.spawn(controller.run(shutdown.token()));
     shutdown.triggered().await;
     shutdown.drain(Duration::from_secs(10)).await?;

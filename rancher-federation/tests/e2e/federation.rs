@@ -30,6 +30,7 @@ use rancher_federation::{
         FederatedCluster, FederatedService, FederatedServiceSpec, Federation, FederationSpec,
         ServiceTemplate,
     },
+    metrics::Metrics,
     provider::{DnsProvider, TsigKey},
     well_known::{FEDERATION_LABEL, KUBECONFIG_KEY, MANAGED_BY_LABEL, REGION_LABEL, ZONE_LABEL},
 };
@@ -65,6 +66,7 @@ const R2A: &str = "nginx.default.myfed.svc.r2-a.r2.example.org";
 
 struct World {
     sandbox: Sandbox,
+    metrics: Metrics,
     host: kube::Client,
     shutdown: CancellationToken,
     /// The cloud controllers and their HAProxy drivers, when started.
@@ -145,10 +147,13 @@ impl World {
         let mut config = Config::new(NS);
         config.period = Duration::from_secs(1);
         config.timeout = Duration::from_secs(2);
-        let controller = Controller::new(host.clone(), config, provider);
+        let metrics = Metrics::default();
+        let controller =
+            Controller::new(host.clone(), config, provider).with_metrics(metrics.clone());
         tokio::spawn(controller.run(shutdown.clone()));
         Self {
             sandbox,
+            metrics,
             host,
             shutdown,
             clouds: None,
@@ -518,6 +523,17 @@ async fn three_clusters_federate_a_service_into_bind() {
     wait_dig(&bind, R1A, "A", &["127.0.42.1"]).await;
     wait_dig(&bind, R1B, "A", &["127.0.42.2"]).await;
     wait_dig(&bind, R2A, "A", &["127.0.42.3"]).await;
+
+    wait_for("metrics: three healthy members, nine records", || async {
+        let labels = rancher_federation::metrics::FederationLabels {
+            federation: FED.into(),
+        };
+        let healthy = world.metrics.healthy_members.get_or_create(&labels).get();
+        let records = world.metrics.records.get_or_create(&labels).get();
+        // nginx: 3 global + 2 regions (3 addresses) + 3 zones; web: CNAMEs only.
+        (healthy == 3 && records >= 9).then_some(())
+    })
+    .await;
 
     // The federated object's status has every cluster, region and zone.
     let services: Api<FederatedService> = Api::namespaced(world.host.clone(), "default");
