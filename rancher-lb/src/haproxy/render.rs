@@ -345,6 +345,7 @@ pub fn render(
                 "\nfrontend http-{port}\n\
                  \x20 mode http\n\
                  \x20 bind {bind}\n\
+                 \x20 option idle-close-on-response\n\
                  \x20 http-request set-header X-Forwarded-Proto {proto}\n\
                  \x20 http-request set-header X-Forwarded-Port {port}\n\
                  \x20 http-request set-var(txn.host) req.hdr(host),field(1,:),lower\n\

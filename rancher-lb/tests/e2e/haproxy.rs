@@ -714,10 +714,20 @@ async fn load_balancers_share_http_ports_and_reloads_do_not_fail_requests() {
         let stop = stop.clone();
         tokio::spawn(async move {
             let (mut ok, mut failed) = (0u32, Vec::new());
+            // Keep-alive connections, 20 requests each: a reload must not
+            // close a connection under a request.
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match get(addr, port, "a.example.org", "/").await {
-                    Ok(r) if r.status == 200 => ok += 1,
-                    other => failed.push(format!("{other:?}")),
+                match get_keepalive(addr, port, "a.example.org", 20).await {
+                    Ok(statuses) => {
+                        for s in statuses {
+                            if s == 200 {
+                                ok += 1;
+                            } else {
+                                failed.push(format!("status {s}"));
+                            }
+                        }
+                    }
+                    Err(e) => failed.push(e.to_string()),
                 }
             }
             (ok, failed)

@@ -388,3 +388,59 @@ pub(crate) fn alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Sends `n` requests on one keep-alive connection, reconnecting only when
+/// the server announces `Connection: close` on a response. Returns the
+/// statuses; an I/O error (a connection closed under a request) is an error.
+pub(crate) async fn get_keepalive(
+    addr: IpAddr,
+    port: u16,
+    host_header: &str,
+    n: usize,
+) -> std::io::Result<Vec<u16>> {
+    let mut statuses = Vec::new();
+    let mut conn: Option<BufReader<TcpStream>> = None;
+    while statuses.len() < n {
+        let mut s = match conn.take() {
+            Some(s) => s,
+            None => BufReader::new(TcpStream::connect((addr, port)).await?),
+        };
+        let req = format!("GET / HTTP/1.1\r\nHost: {host_header}\r\n\r\n");
+        s.get_mut().write_all(req.as_bytes()).await?;
+        let mut line = String::new();
+        if s.read_line(&mut line).await? == 0 {
+            return Err(std::io::Error::other(
+                "connection closed before the response",
+            ));
+        }
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let (mut length, mut close) = (0usize, false);
+        loop {
+            line.clear();
+            if s.read_line(&mut line).await? == 0 {
+                return Err(std::io::Error::other("connection closed in the headers"));
+            }
+            if line == "\r\n" {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            if lower.starts_with("connection:") && lower.contains("close") {
+                close = true;
+            }
+        }
+        let mut body = vec![0u8; length];
+        s.read_exact(&mut body).await?;
+        statuses.push(status);
+        if !close {
+            conn = Some(s);
+        }
+    }
+    Ok(statuses)
+}
