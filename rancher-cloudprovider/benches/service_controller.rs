@@ -1,9 +1,10 @@
 //! Benchmark: N `type: LoadBalancer` Services created at once on the sandbox,
-//! with the controller driving the fake provider. Prints a Markdown table: time
-//! until every status is written, provider calls per Service, and provider calls
-//! during resyncs where nothing changed.
+//! with the controller driving the fake provider, or (`haproxy`) the Rancher
+//! implementation on real HAProxy with two loopback hosts. Prints a Markdown
+//! table: time until every status is written, provider calls per Service, and
+//! provider calls during resyncs where nothing changed.
 //!
-//! `cargo bench -p rancher-cloudprovider --all-features --bench service_controller [-- N]`
+//! `cargo bench -p rancher-cloudprovider --all-features --bench service_controller -- [N] [haproxy]`
 
 // A bench script: printing its table is its output.
 #![allow(clippy::print_stdout)]
@@ -19,13 +20,20 @@ use kube::{
     api::{ListParams, ObjectMeta, PostParams},
 };
 use rancher_cloudprovider::{
+    Cloud, LoadBalancer, Result,
     controller::{Config, Controller},
-    testing::{Call, FakeCloud},
+    model::{LoadBalancerStatus, Node as ModelNode, Service as ModelService},
+    rancher::RancherLoadBalancer,
+    testing::{Call, FakeCloud, FakeLoadBalancer},
+};
+use rancher_lb::{
+    haproxy::{HaproxyConfig, HaproxyDriver},
+    placement::Host,
 };
 use rancher_runtime::{lease::Leadership, ready::Readiness, shutdown::Shutdown};
 use tokio::time::Instant;
 
-fn service(i: usize) -> Service {
+fn service(i: usize, haproxy: bool) -> Service {
     Service {
         metadata: ObjectMeta {
             namespace: Some("default".into()),
@@ -36,7 +44,8 @@ fn service(i: usize) -> Service {
             type_: Some("LoadBalancer".into()),
             ports: Some(vec![ServicePort {
                 name: Some("tcp".into()),
-                port: 8000,
+                // HAProxy hosts are shared: every Service needs its own port.
+                port: if haproxy { 20000 + i as i32 } else { 8000 },
                 protocol: Some("TCP".into()),
                 ..Default::default()
             }]),
@@ -88,6 +97,7 @@ async fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1000);
+    let haproxy = std::env::args().any(|a| a == "haproxy");
     let resync = Duration::from_secs(3);
 
     let sandbox = rancher_sandbox::Sandbox::builder()
@@ -96,8 +106,26 @@ async fn main() {
         .await
         .expect("sandbox");
     let client = sandbox.client();
-    let cloud = FakeCloud::default();
-    let lb = cloud.load_balancer.clone();
+    let fake = FakeCloud::default();
+    let lb = fake.load_balancer.clone();
+    let work = tempfile::tempdir().expect("work dir");
+    let recording = Recording::new(fake.load_balancer.clone());
+    let cloud: Arc<dyn Cloud> = if haproxy {
+        let hosts: Vec<std::net::IpAddr> = ["127.0.94.1", "127.0.94.2"]
+            .iter()
+            .map(|h| h.parse().unwrap())
+            .collect();
+        let driver = HaproxyDriver::new(HaproxyConfig::new(
+            work.path().join("haproxy"),
+            hosts.iter().copied().map(Host::new).collect(),
+        ))
+        .await
+        .expect("haproxy driver");
+        recording.wrap(RancherLoadBalancer::new(Arc::new(driver)).with_hosts(hosts));
+        Arc::new(recording.clone())
+    } else {
+        Arc::new(fake)
+    };
     let mut config = Config::default();
     config.resync = resync;
     let nodes: Api<Node> = Api::all(client.clone());
@@ -110,7 +138,7 @@ async fn main() {
     let shutdown = Shutdown::new();
     let readiness = Readiness::new();
     {
-        let controller = Controller::new(client.clone(), Arc::new(cloud), config);
+        let controller = Controller::new(client.clone(), cloud, config);
         let (readiness, shutdown2) = (readiness.clone(), shutdown.clone());
         shutdown.spawn(async move {
             controller
@@ -125,7 +153,11 @@ async fn main() {
     futures::stream::iter(0..n)
         .map(|i| {
             let services = services.clone();
-            async move { services.create(&PostParams::default(), &service(i)).await }
+            async move {
+                services
+                    .create(&PostParams::default(), &service(i, haproxy))
+                    .await
+            }
         })
         .buffer_unordered(64)
         .try_collect::<Vec<_>>()
@@ -172,4 +204,93 @@ async fn main() {
     shutdown.trigger();
     let _ = shutdown.drain(Duration::from_secs(10)).await;
     sandbox.shutdown().await;
+}
+
+/// Counts calls on the fake's recorder while a real provider does the work.
+#[derive(Clone)]
+struct Recording {
+    calls: FakeLoadBalancer,
+    inner: Arc<std::sync::OnceLock<Arc<dyn LoadBalancer>>>,
+}
+
+impl Recording {
+    fn new(calls: FakeLoadBalancer) -> Self {
+        Self {
+            calls,
+            inner: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    fn wrap(&self, lb: impl LoadBalancer) {
+        let _ = self.inner.set(Arc::new(lb));
+    }
+
+    fn inner(&self) -> &Arc<dyn LoadBalancer> {
+        self.inner.get().expect("wrapped")
+    }
+}
+
+impl Cloud for Recording {
+    fn provider_name(&self) -> &str {
+        "rancher"
+    }
+    fn load_balancer(&self) -> Option<Arc<dyn LoadBalancer>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+#[async_trait::async_trait]
+impl LoadBalancer for Recording {
+    async fn get_load_balancer(
+        &self,
+        cluster: &str,
+        service: &ModelService,
+    ) -> Result<Option<LoadBalancerStatus>> {
+        self.inner().get_load_balancer(cluster, service).await
+    }
+    fn load_balancer_name(&self, cluster: &str, service: &ModelService) -> String {
+        self.inner().load_balancer_name(cluster, service)
+    }
+    async fn ensure_load_balancer(
+        &self,
+        cluster: &str,
+        service: &ModelService,
+        nodes: &[ModelNode],
+    ) -> Result<LoadBalancerStatus> {
+        // Record the call on the fake (its own balancer is not used).
+        let _ = self
+            .calls
+            .ensure_load_balancer(cluster, service, nodes)
+            .await;
+        self.inner()
+            .ensure_load_balancer(cluster, service, nodes)
+            .await
+    }
+    async fn update_load_balancer(
+        &self,
+        cluster: &str,
+        service: &ModelService,
+        nodes: &[ModelNode],
+    ) -> Result<()> {
+        let _ = self
+            .calls
+            .update_load_balancer(cluster, service, nodes)
+            .await;
+        self.inner()
+            .update_load_balancer(cluster, service, nodes)
+            .await
+    }
+    async fn ensure_load_balancer_deleted(
+        &self,
+        cluster: &str,
+        service: &ModelService,
+    ) -> Result<()> {
+        let _ = self
+            .calls
+            .ensure_load_balancer_deleted(cluster, service)
+            .await;
+        self.inner()
+            .ensure_load_balancer_deleted(cluster, service)
+            .await
+    }
 }

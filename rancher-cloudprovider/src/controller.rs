@@ -363,6 +363,28 @@ impl Parts {
             });
         }
 
+        // Status changes the provider reports on its own.
+        if let Some(mut changes) = services.status_changes() {
+            let (services, index, token) = (services.clone(), index.clone(), token.clone());
+            tokio::spawn(async move {
+                loop {
+                    let name = tokio::select! {
+                        received = changes.recv() => match received {
+                            Ok(name) => Some(name),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        },
+                        () = token.cancelled() => return,
+                    };
+                    let keys = services.status_changed(name.as_deref());
+                    let index = index.read();
+                    for key in &keys {
+                        index.requeue(key);
+                    }
+                }
+            });
+        }
+
         let service_run = {
             let policy = Arc::new(Policy::new(config.backoff));
             let leadership = leadership.clone();

@@ -124,6 +124,11 @@ impl Index {
             .collect()
     }
 
+    /// Queues Service `key` again.
+    pub fn requeue(&self, key: &ServiceKey) {
+        self.service_queue.add(key.clone());
+    }
+
     /// Queues every Service this controller handles (a resync).
     pub fn queue_all(&self) {
         for key in self.load_balancer_services() {

@@ -99,6 +99,15 @@ pub trait LoadBalancer: Send + Sync + 'static {
     /// its finalizer on `Ok`, after which nothing else would clean up. Must never
     /// return [`Error::ImplementedElsewhere`].
     async fn ensure_load_balancer_deleted(&self, cluster: &str, service: &Service) -> Result<()>;
+
+    /// Names (as [`load_balancer_name`](Self::load_balancer_name) gives them) of
+    /// load balancers whose status may have changed outside these calls, for
+    /// example an instance that crashed or moved to another host. The controller
+    /// then asks [`get_load_balancer`](Self::get_load_balancer) and writes the new
+    /// status. Optional: `None` when the provider cannot tell.
+    fn status_changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
 }
 
 /// Instances behind nodes.

@@ -353,6 +353,31 @@ impl LoadBalancer for RancherLoadBalancer {
         let id = self.id(cluster, service)?;
         self.driver.ensure_deleted(&id).await.map_err(driver_error)
     }
+
+    /// Forwards the driver's status updates (an instance restarted, a host
+    /// failed) as load balancer names.
+    fn status_changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let mut updates = self.driver.subscribe();
+        let (tx, rx) = tokio::sync::broadcast::channel(driver::STATUS_CHANNEL_CAPACITY);
+        runtime.spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match updates.recv().await {
+                    Ok(update) => {
+                        if tx.send(update.id.to_string()).is_err() {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "missed load balancer status updates");
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+        Some(rx)
+    }
 }
 
 /// The Rancher [`Cloud`]: load balancers on a driver, instances and zones from

@@ -25,6 +25,8 @@ struct Applied {
     endpoints: Vec<model::Endpoint>,
     /// The status ensure returned; `None` with `ImplementedElsewhere`.
     status: Option<LoadBalancerStatus>,
+    /// The provider said the status may have changed: ask it.
+    refresh: bool,
 }
 
 pub(crate) struct Reconciler {
@@ -33,6 +35,8 @@ pub(crate) struct Reconciler {
     writer: Arc<dyn Writer>,
     cluster: String,
     applied: Mutex<HashMap<ServiceKey, Applied>>,
+    /// Load balancer names of applied Services.
+    names: Mutex<HashMap<String, ServiceKey>>,
 }
 
 fn has_finalizer(service: &Service) -> bool {
@@ -94,7 +98,25 @@ impl Reconciler {
             writer,
             cluster,
             applied: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The provider reported that load balancer `name` may have a new status:
+    /// the Service it belongs to, if any, to queue. `None` for every name (the
+    /// report was lost) marks every Service.
+    pub(crate) fn status_changed(&self, name: Option<&str>) -> Vec<ServiceKey> {
+        let keys: Vec<ServiceKey> = match name {
+            Some(name) => self.names.lock().get(name).cloned().into_iter().collect(),
+            None => self.names.lock().values().cloned().collect(),
+        };
+        let mut applied = self.applied.lock();
+        for key in &keys {
+            if let Some(entry) = applied.get_mut(key) {
+                entry.refresh = true;
+            }
+        }
+        keys
     }
 
     fn provider_error(key: &ServiceKey, call: &'static str, source: crate::Error) -> Error {
@@ -103,6 +125,11 @@ impl Reconciler {
             object: format!("service {key}"),
             source,
         }
+    }
+
+    /// The provider's status change reports, if it makes any.
+    pub(crate) fn status_changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        self.lb.as_ref()?.status_changes()
     }
 
     pub(crate) async fn reconcile(&self, key: &ServiceKey) -> Result<()> {
@@ -133,6 +160,7 @@ impl Reconciler {
             .await
             .map_err(|source| Self::provider_error(key, "delete", source))?;
         self.applied.lock().remove(key);
+        self.names.lock().retain(|_, k| k != key);
         Ok(())
     }
 
@@ -172,6 +200,7 @@ impl Reconciler {
             return Err(error);
         }
         self.applied.lock().remove(key);
+        self.names.lock().retain(|_, k| k != key);
         self.event(
             service,
             Type::Normal,
@@ -225,7 +254,12 @@ impl Reconciler {
             Some(applied) if applied.spec == spec => {
                 if applied.nodes == identities && applied.endpoints == endpoints {
                     // Nothing changed for the provider; keep the status right.
-                    if let Some(status) = &applied.status {
+                    let status = if applied.refresh {
+                        self.refresh(lb, key, &model, applied).await?
+                    } else {
+                        applied.status
+                    };
+                    if let Some(status) = &status {
                         self.write_status(service, status).await?;
                     }
                     return Ok(());
@@ -240,6 +274,37 @@ impl Reconciler {
                     lb, key, service, &model, &nodes, spec, identities, endpoints,
                 )
                 .await
+            }
+        }
+    }
+
+    /// Reads the status of an applied load balancer again after the provider
+    /// reported a change. A load balancer that vanished is ensured next time.
+    async fn refresh(
+        &self,
+        lb: &dyn LoadBalancer,
+        key: &ServiceKey,
+        model: &model::Service,
+        mut applied: Applied,
+    ) -> Result<Option<LoadBalancerStatus>> {
+        let current = lb
+            .get_load_balancer(&self.cluster, model)
+            .await
+            .map_err(|source| Self::provider_error(key, "get", source))?;
+        match current {
+            Some(status) => {
+                applied.refresh = false;
+                if applied.status.is_some() {
+                    applied.status = Some(status);
+                }
+                let status = applied.status.clone();
+                self.applied.lock().insert(key.clone(), applied);
+                Ok(status)
+            }
+            None => {
+                self.applied.lock().remove(key);
+                self.index.read().requeue(key);
+                Ok(None)
             }
         }
     }
@@ -303,6 +368,9 @@ impl Reconciler {
             "ensured load balancer".into(),
         )
         .await;
+        self.names
+            .lock()
+            .insert(lb.load_balancer_name(&self.cluster, model), key.clone());
         self.applied.lock().insert(
             key.clone(),
             Applied {
@@ -310,6 +378,7 @@ impl Reconciler {
                 nodes: identities,
                 endpoints,
                 status: status.clone(),
+                refresh: false,
             },
         );
         if let Some(status) = &status {

@@ -871,3 +871,33 @@ async fn a_converging_service_never_holds_up_the_others() {
     token.cancel();
     run.await.unwrap();
 }
+
+#[tokio::test]
+async fn provider_reported_status_changes_are_written_without_an_ensure() {
+    let h = Harness::new(Config::default());
+    h.apply_node(mk_node("n1", "10.0.0.1"));
+    h.apply_service(mk_service("default", "web", &[(80, 30080)]));
+    let k = key("default", "web");
+    let (lb, api) = (h.lb.clone(), h.api.clone());
+    let token = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(h.parts.run(Leadership::always(), token.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !api.writes().iter().any(|op| matches!(op, Op::Status(..))) {
+        assert!(tokio::time::Instant::now() < deadline, "first status");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let moved = crate::model::LoadBalancerStatus {
+        ingress: vec![crate::model::Ingress::ip("192.0.2.9".parse().unwrap())],
+    };
+    assert!(lb.set_status(&k, moved));
+    let want = Op::Status("default/web".into(), vec!["192.0.2.9".into()]);
+    while !api.writes().contains(&want) {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", api.writes());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(ensures(&lb, &k), 1, "read back with get, not ensured again");
+    assert!(lb.calls_for(&k).contains(&Call::Get(k.clone())));
+    token.cancel();
+    run.await.unwrap();
+}

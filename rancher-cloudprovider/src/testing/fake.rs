@@ -89,9 +89,19 @@ struct LbState {
 
 /// A [`LoadBalancer`] that records calls and hands out one address per Service
 /// from `100.64.0.0/10`. Cheap to clone; clones share state.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct FakeLoadBalancer {
     state: Arc<Mutex<LbState>>,
+    changes: tokio::sync::broadcast::Sender<String>,
+}
+
+impl Default for FakeLoadBalancer {
+    fn default() -> Self {
+        Self {
+            state: Arc::default(),
+            changes: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
 }
 
 impl FakeLoadBalancer {
@@ -124,6 +134,22 @@ impl FakeLoadBalancer {
     /// The load balancer for `key`, if one exists.
     pub fn balancer(&self, key: &ServiceKey) -> Option<FakeBalancer> {
         self.state.lock().balancers.get(key).cloned()
+    }
+
+    /// Changes the status of the load balancer for `key` behind the controller's
+    /// back (as a crashed or moved instance would) and reports it on
+    /// [`LoadBalancer::status_changes`]. `false` if there is none.
+    pub fn set_status(&self, key: &ServiceKey, status: LoadBalancerStatus) -> bool {
+        let name = {
+            let mut state = self.state.lock();
+            let Some(lb) = state.balancers.get_mut(key) else {
+                return false;
+            };
+            lb.status = status;
+            lb.name.clone()
+        };
+        let _ = self.changes.send(name);
+        true
     }
 
     /// The number of load balancers that exist.
@@ -262,6 +288,10 @@ impl LoadBalancer for FakeLoadBalancer {
         }
         state.balancers.remove(&service.key);
         Ok(())
+    }
+
+    fn status_changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        Some(self.changes.subscribe())
     }
 }
 
