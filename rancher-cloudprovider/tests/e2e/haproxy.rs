@@ -213,6 +213,45 @@ async fn load_balancer_services_on_real_haproxy() {
     assert!(status_ips(&services.get("dns").await.unwrap()).is_empty());
     assert!(ask(&addr, 18083).await.is_some());
 
+    // An address no host has, and a scale that is not a number: each gets a
+    // Warning naming the field, and nothing listens.
+    let mut pinned = mk_service("default", "pinned", &[("tcp", 18090)]);
+    pinned.spec.as_mut().unwrap().load_balancer_ip = Some("192.0.2.200".into());
+    running.create_service(pinned).await;
+    let mut scaled = mk_service("default", "scaled", &[("tcp", 18091)]);
+    scaled
+        .annotations_mut()
+        .insert(SCALE_ANNOTATION.into(), "many".into());
+    running.create_service(scaled).await;
+    for (name, field) in [
+        ("pinned", "spec.loadBalancerIP".to_owned()),
+        (
+            "scaled",
+            format!("metadata.annotations[{SCALE_ANNOTATION}]"),
+        ),
+    ] {
+        wait_for("a warning naming the field", || async {
+            running
+                .event_reasons("default", name)
+                .await
+                .into_iter()
+                .find(|(kind, e)| kind == "Warning" && e.contains(&field))
+        })
+        .await;
+    }
+    for (ip, port) in [
+        (HOSTS[0], 18090),
+        (HOSTS[1], 18090),
+        (HOSTS[0], 18091),
+        (HOSTS[1], 18091),
+    ] {
+        assert!(ask(ip, port).await.is_none(), "{ip}:{port} listens");
+    }
+    assert!(
+        ask(&addr, 18083).await.is_some(),
+        "the good Service still serves"
+    );
+
     // Deletion: once the Service is gone (finalizer removed), so is the listener.
     services
         .delete("echo", &DeleteParams::default())
