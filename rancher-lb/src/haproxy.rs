@@ -646,13 +646,18 @@ impl Inner {
                 continue;
             }
             let hs = state.host_states.get_mut(&host)?;
-            write_file(&hs.generation.join("haproxy.cfg"), &config, 0o600).ok()?;
+            // The live process first, then the file later restarts read.
             let socket = hs.instance.spec().admin_socket();
             if let Err(e) = runtime::run(&socket, &commands, RUNTIME_TIMEOUT).await {
                 tracing::warn!(%host, error = %e, "runtime update failed");
                 return None;
             }
             hs.servers = servers;
+            if let Err(e) = write_file(&hs.generation.join("haproxy.cfg"), &config, 0o600) {
+                // The next render rewrites it; a restart before then loses
+                // this change until the controller ensures again.
+                tracing::warn!(%host, error = %e, "writing the configuration failed");
+            }
             state.runtime_updates += 1;
         }
         for lb in lbs {
