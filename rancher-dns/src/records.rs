@@ -72,17 +72,6 @@ fn lookup<'a>(stored: &'a Stored, name: &str) -> Option<&'a Vec<RData>> {
         .map(|i| &stored[i].1)
 }
 
-/// Why an object (or part of it) was left out of the zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
-    /// `kind/namespace/name` of the object.
-    pub object: String,
-    /// The field that was invalid.
-    pub field: &'static str,
-    /// What was wrong.
-    pub reason: String,
-}
-
 /// Incremental index from objects to records. Not thread-safe by itself:
 /// the controller owns it and hands the resulting changes to backends.
 #[derive(Debug)]
