@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --release -p rancher-examples --bin rancher-credential-provider
-//! cargo run --release -p rancher-credentials --example bench -- [BINARY] [RUNS]
+//! cargo run --release -p rancher-credentials --example invocation_bench -- [BINARY] [RUNS]
 //! ```
 //!
 //! BINARY defaults to `target/release/rancher-credential-provider`, RUNS to 200.

@@ -78,7 +78,7 @@
 //! --image-credential-provider-bin-dir=/usr/local/lib/kubelet/credential-provider
 //! ```
 //!
-//! `cargo run --release -p rancher-credentials --example bench` measures one
+//! `cargo run --release -p rancher-credentials --example invocation_bench` measures one
 //! invocation, process start to exit, per provider.
 //!
 //! # Feature flags
