@@ -154,3 +154,63 @@ impl RancherArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        rancher: RancherArgs,
+    }
+
+    fn parse(args: &[&str]) -> RancherArgs {
+        Cli::try_parse_from(std::iter::once("ccm").chain(args.iter().copied()))
+            .unwrap()
+            .rancher
+    }
+
+    #[tokio::test]
+    async fn haproxy_needs_hosts_and_builds_with_them() {
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().to_str().unwrap();
+        let error = parse(&["--work-dir", dir]).build().await.unwrap_err();
+        assert!(matches!(error, Error::NoHosts), "{error}");
+
+        let args = parse(&[
+            "--work-dir",
+            dir,
+            "--hosts",
+            "127.0.95.1,127.0.95.2",
+            "--load-balancer-class",
+            "example.org/lb",
+            "--concurrent-service-syncs",
+            "8",
+        ]);
+        assert_eq!(args.hosts.len(), 2);
+        let built = args.build().await.unwrap();
+        assert!(built.haproxy.is_some());
+        assert_eq!(
+            built.config.load_balancer_class.as_deref(),
+            Some("example.org/lb")
+        );
+        assert_eq!(built.config.workers, 8);
+        use crate::Cloud;
+        assert_eq!(built.cloud.provider_name(), "rancher");
+        assert!(
+            built.cloud.instances().is_some(),
+            "node labels without Rancher"
+        );
+        if let Some(haproxy) = built.haproxy {
+            haproxy.shutdown().await;
+        }
+    }
+
+    #[test]
+    fn unknown_driver_is_rejected() {
+        assert!(Cli::try_parse_from(["ccm", "--driver", "nginx"]).is_err());
+        assert_eq!(parse(&["--driver", "rancher"]).driver, DriverKind::Rancher);
+    }
+}
