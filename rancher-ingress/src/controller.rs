@@ -502,11 +502,31 @@ impl Controller {
                         .inc();
                 })?;
                 shared.metrics.backend_applies.inc();
-                let mut state = shared.state.lock();
-                // Only forget it if it is still unwanted.
-                if !state.desired.contains_key(name) {
-                    state.applied.remove(name);
-                    state.addresses.remove(name);
+                let short: Vec<String> = {
+                    let mut state = shared.state.lock();
+                    // Only forget it if it is still unwanted.
+                    if !state.desired.contains_key(name) {
+                        state.applied.remove(name);
+                        state.addresses.remove(name);
+                    }
+                    // Hosts (and their ports) were freed: load balancers short of
+                    // instances may fit now, as when a scale change moves an
+                    // Ingress to a new load balancer on a Rancher host port.
+                    state
+                        .desired
+                        .iter()
+                        .filter(|(other, lb)| {
+                            let have = state
+                                .addresses
+                                .get(*other)
+                                .map_or(0, |status| status.addresses.len());
+                            u32::try_from(have).unwrap_or(u32::MAX) < lb.scale
+                        })
+                        .map(|(other, _)| other.clone())
+                        .collect()
+                };
+                for other in short {
+                    shared.queue.add(Key::Balancer(other));
                 }
                 Ok(())
             }
