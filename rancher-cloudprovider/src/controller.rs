@@ -36,6 +36,7 @@
 //! [`LoadBalancer::update_load_balancer`]: crate::LoadBalancer::update_load_balancer
 //! [`LoadBalancer::ensure_load_balancer_deleted`]: crate::LoadBalancer::ensure_load_balancer_deleted
 
+mod metrics;
 mod node;
 mod service;
 #[cfg(test)]
@@ -191,6 +192,7 @@ pub struct Controller {
     client: kube::Client,
     cloud: Arc<dyn Cloud>,
     config: Config,
+    metrics: metrics::Metrics,
 }
 
 impl std::fmt::Debug for Controller {
@@ -209,7 +211,18 @@ impl Controller {
             client,
             cloud,
             config,
+            metrics: metrics::Metrics::default(),
         }
+    }
+
+    /// Registers the controller's metrics into `registry`:
+    /// `provider_calls_total{call, outcome}` (calls of `ensure`, `update`,
+    /// `delete` and `get`; outcomes `ok`, `retry`, `elsewhere`, `error`) and
+    /// `load_balancers` (Services with a load balancer applied).
+    #[must_use]
+    pub fn with_metrics(self, registry: &mut prometheus_client::registry::Registry) -> Self {
+        self.metrics.register(registry);
+        self
     }
 
     /// Runs until `shutdown` triggers: watches, waits for the caches to sync
@@ -221,7 +234,7 @@ impl Controller {
             self.config.field_manager.clone(),
             self.config.controller_name.clone(),
         ));
-        let parts = Parts::new(self.cloud, self.config, writer);
+        let parts = Parts::with_metrics(self.cloud, self.config, writer, self.metrics);
         let token = shutdown.token();
 
         let client = self.client;
@@ -285,7 +298,17 @@ pub(crate) struct Parts {
 }
 
 impl Parts {
+    #[cfg(test)]
     pub(crate) fn new(cloud: Arc<dyn Cloud>, config: Config, writer: Arc<dyn Writer>) -> Self {
+        Self::with_metrics(cloud, config, writer, metrics::Metrics::default())
+    }
+
+    pub(crate) fn with_metrics(
+        cloud: Arc<dyn Cloud>,
+        config: Config,
+        writer: Arc<dyn Writer>,
+        metrics: metrics::Metrics,
+    ) -> Self {
         let service_queue = Queue::new();
         let node_queue = cloud.instances().map(|_| Queue::new());
         let index = Arc::new(RwLock::new(Index::new(
@@ -298,6 +321,7 @@ impl Parts {
             cloud.load_balancer(),
             writer.clone(),
             config.cluster_name.clone(),
+            metrics,
         ));
         let nodes = cloud.instances().map(|instances| {
             Arc::new(node::Reconciler::new(

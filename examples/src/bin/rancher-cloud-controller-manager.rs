@@ -43,13 +43,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(elector) = elector {
         shutdown.spawn(elector);
     }
-    let state =
-        AdminState::new(readiness.clone(), Registry::default()).with_leadership(leadership.clone());
+    let mut registry = Registry::with_prefix("rancher_cloud_controller");
+    let controller = Controller::new(client, built.cloud, built.config).with_metrics(&mut registry);
+    let state = AdminState::new(readiness.clone(), registry).with_leadership(leadership.clone());
     let admin = AdminServer::bind(args.admin.addr, state).await?;
     shutdown.spawn(admin.serve(shutdown.token()));
-    Controller::new(client, built.cloud, built.config)
-        .run(leadership, readiness, &shutdown)
-        .await;
+    controller.run(leadership, readiness, &shutdown).await;
     if let Some(haproxy) = built.haproxy {
         haproxy.shutdown().await;
     }

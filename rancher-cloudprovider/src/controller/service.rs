@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use parking_lot::{Mutex, RwLock};
 use rancher_runtime::events::Type;
 
-use super::{Error, Result, Writer};
+use super::{Error, Result, Writer, metrics::Metrics};
 use crate::{
     LoadBalancer, convert,
     index::Index,
@@ -37,6 +37,7 @@ pub(crate) struct Reconciler {
     applied: Mutex<HashMap<ServiceKey, Applied>>,
     /// Load balancer names of applied Services.
     names: Mutex<HashMap<String, ServiceKey>>,
+    metrics: Metrics,
 }
 
 fn has_finalizer(service: &Service) -> bool {
@@ -91,8 +92,10 @@ impl Reconciler {
         lb: Option<Arc<dyn LoadBalancer>>,
         writer: Arc<dyn Writer>,
         cluster: String,
+        metrics: Metrics,
     ) -> Self {
         Self {
+            metrics,
             index,
             lb,
             writer,
@@ -144,10 +147,13 @@ impl Reconciler {
             return self.forget(&*lb, key).await;
         };
         let deleting = service.metadata.deletion_timestamp.is_some();
-        if deleting || !convert::wants_load_balancer(&service, class.as_deref()) {
-            return self.cleanup(&*lb, key, &service, deleting).await;
-        }
-        self.sync(&*lb, key, &service).await
+        let result = if deleting || !convert::wants_load_balancer(&service, class.as_deref()) {
+            self.cleanup(&*lb, key, &service, deleting).await
+        } else {
+            self.sync(&*lb, key, &service).await
+        };
+        self.metrics.set_load_balancers(self.applied.lock().len());
+        result
     }
 
     /// The Service is gone from the API. With the finalizer that only happens after
@@ -156,9 +162,11 @@ impl Reconciler {
         let Some(applied) = self.applied.lock().get(key).cloned() else {
             return Ok(());
         };
-        lb.ensure_load_balancer_deleted(&self.cluster, &applied.spec)
-            .await
-            .map_err(|source| Self::provider_error(key, "delete", source))?;
+        let result = lb
+            .ensure_load_balancer_deleted(&self.cluster, &applied.spec)
+            .await;
+        self.metrics.call("delete", &result);
+        result.map_err(|source| Self::provider_error(key, "delete", source))?;
         self.applied.lock().remove(key);
         self.names.lock().retain(|_, k| k != key);
         Ok(())
@@ -188,7 +196,9 @@ impl Reconciler {
             "deleting load balancer".into(),
         )
         .await;
-        if let Err(error) = lb.ensure_load_balancer_deleted(&self.cluster, &model).await {
+        let result = lb.ensure_load_balancer_deleted(&self.cluster, &model).await;
+        self.metrics.call("delete", &result);
+        if let Err(error) = result {
             let error = Self::provider_error(key, "delete", error);
             self.event(
                 service,
@@ -287,10 +297,9 @@ impl Reconciler {
         model: &model::Service,
         mut applied: Applied,
     ) -> Result<Option<LoadBalancerStatus>> {
-        let current = lb
-            .get_load_balancer(&self.cluster, model)
-            .await
-            .map_err(|source| Self::provider_error(key, "get", source))?;
+        let result = lb.get_load_balancer(&self.cluster, model).await;
+        self.metrics.call("get", &result);
+        let current = result.map_err(|source| Self::provider_error(key, "get", source))?;
         match current {
             Some(status) => {
                 applied.refresh = false;
@@ -337,7 +346,9 @@ impl Reconciler {
             "ensuring load balancer".into(),
         )
         .await;
-        let status = match lb.ensure_load_balancer(&self.cluster, model, nodes).await {
+        let result = lb.ensure_load_balancer(&self.cluster, model, nodes).await;
+        self.metrics.call("ensure", &result);
+        let status = match result {
             Ok(status) => Some(status),
             Err(crate::Error::ImplementedElsewhere) => None,
             Err(crate::Error::Retry { after, reason: why }) => {
@@ -408,7 +419,9 @@ impl Reconciler {
             )
             .await;
         }
-        match lb.update_load_balancer(&self.cluster, model, nodes).await {
+        let result = lb.update_load_balancer(&self.cluster, model, nodes).await;
+        self.metrics.call("update", &result);
+        match result {
             Ok(()) | Err(crate::Error::ImplementedElsewhere) => {}
             Err(error) => {
                 if !matches!(error, crate::Error::Retry { .. }) {
