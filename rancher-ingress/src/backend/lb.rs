@@ -32,6 +32,8 @@ pub struct LbBackend {
     driver: Arc<dyn Driver>,
     /// Names ensured and not deleted since this process started.
     known: Mutex<BTreeSet<String>>,
+    /// The model last ensured per name.
+    models: Mutex<std::collections::BTreeMap<String, LbModel>>,
 }
 
 impl std::fmt::Debug for LbBackend {
@@ -46,7 +48,19 @@ impl LbBackend {
         Self {
             driver,
             known: Mutex::new(BTreeSet::new()),
+            models: Mutex::new(std::collections::BTreeMap::new()),
         }
+    }
+
+    /// The models last ensured, for drivers whose status must be re-read from
+    /// their API (the Rancher driver's `refresh`).
+    pub fn models(&self) -> Vec<LbModel> {
+        self.models
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
@@ -213,6 +227,10 @@ impl IngressBackend for LbBackend {
             .await
             .map_err(|e| driver_error(&lb.name, e))?;
         self.known().insert(lb.name.clone());
+        self.models
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(lb.name.clone(), model);
         Ok(status(&result))
     }
 
@@ -223,6 +241,10 @@ impl IngressBackend for LbBackend {
             .await
             .map_err(|e| driver_error(name, e))?;
         self.known().remove(name);
+        self.models
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
         Ok(())
     }
 
