@@ -1,0 +1,190 @@
+//! The `rancher-dns` binary against the in-memory API server, queried with the real
+//! `dig`: a StatefulSet-style headless service, a ClusterIP service, then writes
+//! through the API that must show up in `dig` answers.
+//!
+//! The record semantics are covered in depth by rancher-dns's own end-to-end tests;
+//! this one proves the shipped binary wires them up from a kubeconfig.
+
+use std::{
+    net::UdpSocket,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
+use tokio::process::Command;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// `dig` output for `args`, e.g. `["+short", "name"]`.
+async fn dig(port: u16, args: &[&str]) -> String {
+    let output = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=1", "+tries=1"])
+        .args(args)
+        .output()
+        .await
+        .expect("dig runs (scripts/test installs dnsutils)");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The sorted `+short` answer lines for `name`.
+async fn short(port: u16, name: &str) -> Vec<String> {
+    let mut lines: Vec<String> = dig(port, &["+short", name])
+        .await
+        .lines()
+        .map(str::to_owned)
+        .filter(|l| !l.starts_with(';'))
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Polls `check` until it returns true or the deadline passes.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn mongodb_slice(ready: [bool; 3]) -> EndpointSlice {
+    let endpoints: Vec<_> = (0..3)
+        .map(|i| {
+            json!({
+                "addresses": [format!("10.42.0.{}", 10 + i)],
+                "hostname": format!("mdb-{i}"),
+                "conditions": {"ready": ready[i]},
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "mongodb-abc", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "mongodb"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "mongo", "port": 27017, "protocol": "TCP"}],
+        "endpoints": endpoints,
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_serves_cluster_names_and_follows_api_writes() {
+    rancher_runtime::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let sandbox = rancher_sandbox::Sandbox::builder()
+        .kubeconfig_path(&kubeconfig)
+        .start()
+        .await
+        .unwrap();
+    let client = sandbox.client();
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(client, "default");
+    let post = PostParams::default();
+    let headless: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "mongodb", "namespace": "default"},
+        "spec": {"clusterIP": "None", "ports": [{"name": "mongo", "port": 27017}]},
+    }))
+    .unwrap();
+    services.create(&post, &headless).await.unwrap();
+    slices
+        .create(&post, &mongodb_slice([true, true, false]))
+        .await
+        .unwrap();
+    let web: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"ports": [{"port": 80}]},
+    }))
+    .unwrap();
+    let web = services.create(&post, &web).await.unwrap();
+    let web_ip = web.spec.and_then(|s| s.cluster_ip).expect("a ClusterIP");
+
+    // A free port for the server (UDP and TCP share the number).
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rancher-dns"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin", "127.0.0.1:0", "--upstream", "127.0.0.1:9"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the rancher-dns binary starts");
+
+    let mdb1 = "mdb-1.mongodb.default.svc.cluster.local";
+    eventually("the StatefulSet pod name", || async {
+        short(port, mdb1).await == ["10.42.0.11"]
+    })
+    .await;
+    assert_eq!(
+        short(port, "mongodb.default.svc.cluster.local").await,
+        ["10.42.0.10", "10.42.0.11"],
+        "a headless service answers its ready endpoints only"
+    );
+    assert_eq!(short(port, "web.default.svc.cluster.local").await, [web_ip]);
+    let missing = dig(
+        port,
+        &[
+            "+noall",
+            "+comments",
+            "+authority",
+            "nope.default.svc.cluster.local",
+        ],
+    )
+    .await;
+    assert!(missing.contains("status: NXDOMAIN"), "{missing}");
+    assert!(missing.contains("flags: qr aa"), "authoritative: {missing}");
+    assert!(
+        missing.contains("SOA"),
+        "SOA in the authority section: {missing}"
+    );
+
+    // Writes through the API show up in answers.
+    let mut slice = slices.get("mongodb-abc").await.unwrap();
+    let ready = mongodb_slice([true, true, true]);
+    slice.endpoints = ready.endpoints;
+    slices.replace("mongodb-abc", &post, &slice).await.unwrap();
+    eventually("mdb-2 to become ready", || async {
+        short(port, "mongodb.default.svc.cluster.local").await.len() == 3
+    })
+    .await;
+    services
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the deleted service to be gone", || async {
+        dig(port, &["web.default.svc.cluster.local"])
+            .await
+            .contains("status: NXDOMAIN")
+    })
+    .await;
+
+    // SIGTERM stops it cleanly.
+    let pid = child.id().expect("running").to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit}");
+}
