@@ -151,6 +151,9 @@ pub enum DriverKind {
     /// Real HAProxy, one process per managed host address.
     #[default]
     Haproxy,
+    /// Rancher `loadBalancerService`s through the Rancher API (`CATTLE_URL`,
+    /// `CATTLE_ACCESS_KEY`, `CATTLE_SECRET_KEY`); needs the `rancher` feature.
+    Rancher,
 }
 
 /// Errors starting a driver.
@@ -161,6 +164,13 @@ pub enum Error {
     /// The HAProxy driver could not start.
     #[error("failed to start the HAProxy driver")]
     Haproxy(#[source] rancher_lb::haproxy::Error),
+    /// The Rancher API client could not be configured.
+    #[cfg(feature = "rancher")]
+    #[error("failed to configure the Rancher API client")]
+    Rancher(#[source] rancher_client::Error),
+    /// The driver was not compiled in.
+    #[error("the {0} driver needs the `{0}` feature")]
+    NotCompiled(&'static str),
 }
 
 /// The driver settings, as command-line flags with the `clap` feature.
@@ -188,9 +198,53 @@ pub struct DriverArgs {
 
 #[cfg(feature = "lb")]
 impl DriverArgs {
-    /// Starts the driver. Without `--hosts`, a Node watch keeps the driver's
-    /// hosts current (registered with `readiness`, run on `shutdown`).
+    /// Starts the driver and the in-tree backend on it. For HAProxy without
+    /// `--hosts`, a Node watch keeps the driver's hosts current (registered
+    /// with `readiness`, run on `shutdown`); for Rancher, which has no push,
+    /// the backend's load balancers are re-read every second.
     pub async fn start(
+        &self,
+        client: kube::Client,
+        allow_snippets: bool,
+        readiness: &Readiness,
+        shutdown: &Shutdown,
+    ) -> Result<Arc<crate::backend::lb::LbBackend>, Error> {
+        match self.driver {
+            DriverKind::Haproxy => {
+                let driver = self
+                    .start_haproxy(client, allow_snippets, readiness, shutdown)
+                    .await?;
+                Ok(Arc::new(crate::backend::lb::LbBackend::new(driver)))
+            }
+            #[cfg(feature = "rancher")]
+            DriverKind::Rancher => {
+                use rancher_lb::rancher::{RancherConfig, RancherDriver};
+                let api = rancher_client::Client::from_env().map_err(Error::Rancher)?;
+                let driver = Arc::new(RancherDriver::new(api, RancherConfig::new()));
+                let backend = Arc::new(crate::backend::lb::LbBackend::new(driver.clone()));
+                let (refreshing, token) = (backend.clone(), shutdown.token());
+                shutdown.spawn(async move {
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                            () = token.cancelled() => return,
+                        }
+                        if let Err(error) = driver.refresh(&refreshing.models()).await {
+                            tracing::warn!(
+                                error = &error as &dyn std::error::Error,
+                                "refreshing Rancher load balancers failed"
+                            );
+                        }
+                    }
+                });
+                Ok(backend)
+            }
+            #[cfg(not(feature = "rancher"))]
+            DriverKind::Rancher => Err(Error::NotCompiled("rancher")),
+        }
+    }
+
+    async fn start_haproxy(
         &self,
         client: kube::Client,
         allow_snippets: bool,
@@ -201,7 +255,6 @@ impl DriverArgs {
             haproxy::{HaproxyConfig, HaproxyDriver},
             placement::Host,
         };
-        let DriverKind::Haproxy = self.driver;
         let hosts = self.hosts.iter().copied().map(Host::new).collect();
         let config = HaproxyConfig::new(&self.work_dir, hosts).with_snippets(allow_snippets);
         let driver = Arc::new(HaproxyDriver::new(config).await.map_err(Error::Haproxy)?);

@@ -1,14 +1,11 @@
 //! `rancher-ingress-controller`: programs the Rancher load balancer from Ingresses
 //! and writes the addresses of its hosts back to each Ingress's status.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use clap::Parser;
 use prometheus_client::registry::Registry;
-use rancher_ingress::{
-    backend::lb::LbBackend,
-    run::{self, DriverArgs, IngressArgs},
-};
+use rancher_ingress::run::{self, DriverArgs, IngressArgs};
 use rancher_runtime::{
     admin::{AdminArgs, AdminServer, AdminState},
     client::ClientArgs,
@@ -48,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(elector) = elector {
         shutdown.spawn(elector);
     }
-    let driver = (args.driver)
+    let backend = (args.driver)
         .start(
             client.clone(),
             args.ingress.allow_snippets,
@@ -57,7 +54,6 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     let mut registry = Registry::with_prefix("rancher_ingress");
-    let backend = Arc::new(LbBackend::new(driver));
     run::start(
         &args.ingress,
         client,
