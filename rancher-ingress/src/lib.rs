@@ -88,6 +88,7 @@
 //! | --- | --- | --- |
 //! | `runtime` | yes | Kubernetes conversion, indexes and the controller |
 //! | `lb` | yes | [`backend::lb::LbBackend`], the in-tree backend on a `rancher-lb` driver |
+//! | `rancher` | no | `--driver rancher`: `rancher-lb`'s Rancher API driver |
 //! | `clap` | no | `clap::Args` on `run::IngressArgs` |
 //! | `testing` | no | [`testing::FakeBackend`], the conformance battery, and `fixtures` |
 
