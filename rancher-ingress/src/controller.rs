@@ -48,6 +48,9 @@ pub const REASON_INVALID: &str = "InvalidIngress";
 pub const REASON_IGNORED: &str = "RuleIgnored";
 /// Event reason: the backend failed to realise the load balancer.
 pub const REASON_BACKEND_FAILED: &str = "LoadBalancerFailed";
+/// Event reason: the load balancer runs, but degraded (fewer hosts than
+/// `scale`, an instance down).
+pub const REASON_DEGRADED: &str = "LoadBalancerDegraded";
 
 /// Errors from one reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -431,10 +434,40 @@ impl Controller {
             Some(lb) => match shared.backend.ensure(&lb).await {
                 Ok(status) => {
                     shared.metrics.backend_applies.inc();
+                    let new_problems: Vec<String> = {
+                        let state = shared.state.lock();
+                        let before = state.addresses.get(name).map(|s| &s.problems);
+                        status
+                            .problems
+                            .iter()
+                            .filter(|p| !before.is_some_and(|b| b.contains(p)))
+                            .cloned()
+                            .collect()
+                    };
+                    if !new_problems.is_empty() {
+                        let owners: Vec<Ingress> = {
+                            let index = shared.index.read();
+                            lb.owners
+                                .iter()
+                                .filter_map(|k| index.sources().ingress(k).cloned())
+                                .collect()
+                        };
+                        for owner in &owners {
+                            for problem in &new_problems {
+                                shared
+                                    .effects
+                                    .event(owner, true, REASON_DEGRADED, problem)
+                                    .await;
+                            }
+                        }
+                    }
                     let owners: Vec<IngressKey> = {
                         let mut state = shared.state.lock();
                         state.backend_errors.remove(name);
-                        let changed = state.addresses.get(name) != Some(&status);
+                        let changed = state
+                            .addresses
+                            .get(name)
+                            .is_none_or(|s| s.addresses != status.addresses);
                         state.known.extend(status.addresses.iter().cloned());
                         state.addresses.insert(name.to_owned(), status);
                         let before = state.applied.insert(name.to_owned(), lb.clone());

@@ -295,6 +295,9 @@ impl fmt::Display for Address {
 pub struct Status {
     /// The addresses of the hosts running instances, sorted and deduplicated.
     pub addresses: Vec<Address>,
+    /// Problems worth telling the owners about (fewer hosts than `scale`, an
+    /// instance down), one sentence each; empty when all is well.
+    pub problems: Vec<String>,
 }
 
 impl Status {
@@ -303,6 +306,7 @@ impl Status {
         let set: BTreeSet<Address> = addresses.into_iter().collect();
         Self {
             addresses: set.into_iter().collect(),
+            problems: Vec::new(),
         }
     }
 }

@@ -200,7 +200,13 @@ impl IngressBackend for FakeBackend {
             lb.scale
         };
         let placed = place(&hosts, &current, scale);
-        let status = Status::new(placed.iter().copied().map(Address::Ip));
+        let mut status = Status::new(placed.iter().copied().map(Address::Ip));
+        if placed.len() < usize::try_from(scale).unwrap_or(usize::MAX) {
+            status.problems.push(format!(
+                "Shortfall: {} of {scale} instances placed",
+                placed.len()
+            ));
+        }
         state
             .balancers
             .insert(lb.name.clone(), (lb.clone(), placed));

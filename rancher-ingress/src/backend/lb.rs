@@ -195,7 +195,19 @@ pub fn to_model(lb: &LoadBalancer) -> Result<LbModel> {
 }
 
 fn status(status: &driver::Status) -> Status {
-    Status::new(status.addresses.iter().copied().map(Address::Ip))
+    let mut out = Status::new(status.addresses.iter().copied().map(Address::Ip));
+    out.problems = status
+        .conditions
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.kind,
+                driver::ConditionKind::Shortfall | driver::ConditionKind::InstanceDown
+            )
+        })
+        .map(|c| format!("{}: {}", c.kind, c.message))
+        .collect();
+    out
 }
 
 fn driver_error(name: &str, error: driver::Error) -> Error {

@@ -356,3 +356,17 @@ async fn backend_failures_are_retried_and_reported() {
     .await;
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_shortfall_is_reported_and_the_available_hosts_are_used() {
+    let h = Harness::start(|index| index.apply_ingress(scalelb("3")));
+    h.until("two of three", |h| {
+        h.status("default", "scalelb").len() == 2
+    })
+    .await;
+    h.until("warning", |h| {
+        h.warnings("scalelb").iter().any(|w| w.contains("2 of 3"))
+    })
+    .await;
+    h.stop().await;
+}
