@@ -619,6 +619,9 @@ impl Validator<'_> {
         };
 
         let mut http_routes: Vec<HttpRoute> = Vec::with_capacity(spec.http_routes.len());
+        // Index of each (port, host, path, match) already routed: a linear scan
+        // here made validation quadratic in the number of routes.
+        let mut seen_routes = std::collections::HashMap::with_capacity(spec.http_routes.len());
         for (i, r) in spec.http_routes.iter().enumerate() {
             let at = |f: &str| format!("http_routes[{i}].{f}");
             let port = self.port(&at("port"), r.port)?;
@@ -651,12 +654,14 @@ impl Validator<'_> {
                 path_match: r.path_match,
                 backend,
             };
-            if let Some(other) = http_routes.iter().find(|o| {
-                o.port == route.port
-                    && o.host == route.host
-                    && o.path == route.path
-                    && o.path_match == route.path_match
-            }) {
+            let key = (
+                route.port,
+                route.host.clone(),
+                route.path.clone(),
+                route.path_match,
+            );
+            if let Some(&index) = seen_routes.get(&key) {
+                let other: &HttpRoute = &http_routes[index];
                 if other.backend != route.backend {
                     return Err(self.err(
                         at("path"),
@@ -670,6 +675,7 @@ impl Validator<'_> {
                 }
                 continue;
             }
+            seen_routes.insert(key, http_routes.len());
             http_routes.push(route);
         }
 
