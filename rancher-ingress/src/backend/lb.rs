@@ -30,8 +30,10 @@ pub const DEFAULT_STICKY_COOKIE: &str = "lb-sticky";
 /// An [`IngressBackend`] on a `rancher-lb` [`Driver`].
 pub struct LbBackend {
     driver: Arc<dyn Driver>,
-    /// Names ensured and not deleted since this process started.
-    known: Mutex<BTreeSet<String>>,
+    /// Names ensured and not deleted since this process started. Shared with
+    /// the task behind [`IngressBackend::changes`], which passes on only these:
+    /// a driver may serve other controllers' load balancers too.
+    known: Arc<Mutex<BTreeSet<String>>>,
     /// The model last ensured per name.
     models: Mutex<std::collections::BTreeMap<String, LbModel>>,
 }
@@ -47,7 +49,7 @@ impl LbBackend {
     pub fn new(driver: Arc<dyn Driver>) -> Self {
         Self {
             driver,
-            known: Mutex::new(BTreeSet::new()),
+            known: Arc::new(Mutex::new(BTreeSet::new())),
             models: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
@@ -278,11 +280,17 @@ impl IngressBackend for LbBackend {
     fn changes(&self) -> Option<broadcast::Receiver<String>> {
         let mut updates = self.driver.subscribe();
         let (tx, rx) = broadcast::channel(driver::STATUS_CHANNEL_CAPACITY);
+        let known = self.known.clone();
         tokio::spawn(async move {
             loop {
                 match updates.recv().await {
                     Ok(update) => {
-                        if tx.send(update.id.as_str().to_owned()).is_err() {
+                        let name = update.id.as_str();
+                        let ours = known
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .contains(name);
+                        if ours && tx.send(name.to_owned()).is_err() {
                             break;
                         }
                     }
@@ -399,5 +407,59 @@ mod tests {
         lb.placement.global = true;
         let error = backend().ensure(&lb).await.unwrap_err();
         assert!(error.to_string().contains("global placement"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn changes_carry_only_this_backends_load_balancers_on_a_shared_driver() {
+        let mut sources = Sources::new();
+        sources.apply_class(rancher_class());
+        sources.apply_service(mk_service("default", "nginx-service", &[("", 80)]));
+        sources.apply_slice(mk_slice(
+            "default",
+            "s",
+            "nginx-service",
+            &[("", 8080)],
+            &["10.42.0.5"],
+        ));
+        sources.apply_ingress(mk_ingress(
+            "default",
+            "web",
+            1,
+            vec![rule(
+                "foo.bar.com",
+                vec![path("/foo", "Prefix", svc("nginx-service", 80))],
+            )],
+        ));
+        let translation = translate(&sources, &Config::default());
+        let ours = translation.balancers.values().next().unwrap().clone();
+        let mut theirs = ours.clone();
+        theirs.name = format!("{}-other", ours.name);
+
+        // Two controllers sharing one driver, as in the sandbox demo.
+        let driver: Arc<dyn Driver> = Arc::new(FakeDriver::new(
+            hosts().into_iter().map(LbHost::new).collect(),
+        ));
+        let a = LbBackend::new(driver.clone());
+        let b = LbBackend::new(driver);
+        let mut a_changes = a.changes().unwrap();
+        let mut b_changes = b.changes().unwrap();
+        a.ensure(&ours).await.unwrap();
+        b.ensure(&theirs).await.unwrap();
+        let a_first = tokio::time::timeout(Duration::from_secs(5), a_changes.recv())
+            .await
+            .expect("a status change for our own load balancer")
+            .unwrap();
+        assert_eq!(a_first, ours.name);
+        let b_first = tokio::time::timeout(Duration::from_secs(5), b_changes.recv())
+            .await
+            .expect("a status change for the other backend's load balancer")
+            .unwrap();
+        assert_eq!(b_first, theirs.name, "b never hears of a's load balancer");
+        while let Ok(name) = a_changes.try_recv() {
+            assert_eq!(name, ours.name, "a never hears of b's load balancer");
+        }
+        while let Ok(name) = b_changes.try_recv() {
+            assert_eq!(name, theirs.name);
+        }
     }
 }
