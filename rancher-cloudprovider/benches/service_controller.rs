@@ -246,6 +246,7 @@ impl LoadBalancer for Recording {
         cluster: &str,
         service: &ModelService,
     ) -> Result<Option<LoadBalancerStatus>> {
+        let _ = self.calls.get_load_balancer(cluster, service).await;
         self.inner().get_load_balancer(cluster, service).await
     }
     fn load_balancer_name(&self, cluster: &str, service: &ModelService) -> String {
@@ -292,5 +293,8 @@ impl LoadBalancer for Recording {
         self.inner()
             .ensure_load_balancer_deleted(cluster, service)
             .await
+    }
+    fn status_changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        self.inner().status_changes()
     }
 }
