@@ -146,6 +146,18 @@ impl Reconciler {
         let Some(service) = service else {
             return self.forget(&*lb, key).await;
         };
+        // A Service of another class belongs to another controller, even when it
+        // carries the well-known cleanup finalizer (which that controller put
+        // there): leave it alone, as upstream does. `loadBalancerClass` is
+        // immutable, so a load balancer we applied can only be ours.
+        let foreign = service
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.load_balancer_class.as_deref())
+            .is_some_and(|requested| Some(requested) != class.as_deref());
+        if foreign && !self.applied.lock().contains_key(key) {
+            return Ok(());
+        }
         let deleting = service.metadata.deletion_timestamp.is_some();
         let result = if deleting || !convert::wants_load_balancer(&service, class.as_deref()) {
             self.cleanup(&*lb, key, &service, deleting).await

@@ -485,6 +485,27 @@ async fn other_classes_and_other_types_are_left_alone() {
 }
 
 #[tokio::test]
+async fn another_class_with_the_shared_finalizer_is_not_cleaned_up() {
+    // Another controller's Service carries the same well-known finalizer.
+    let h = Harness::new(Config::default().with_load_balancer_class(Some("rancher.io/lb".into())));
+    let mut other = mk_service("default", "other", &[(80, 30080)]);
+    other.spec.as_mut().unwrap().load_balancer_class = Some("example.org/other".into());
+    other.metadata.finalizers = Some(vec![LOAD_BALANCER_CLEANUP_FINALIZER.into()]);
+    h.apply_service(other);
+    let k = key("default", "other");
+    h.reconcile(&k).await.unwrap();
+    assert!(h.lb.calls_for(&k).is_empty(), "no provider call");
+    assert!(
+        !h.api
+            .ops()
+            .iter()
+            .any(|op| matches!(op, Op::RemoveFinalizer(..))),
+        "the other controller's finalizer stays: {:?}",
+        h.api.ops()
+    );
+}
+
+#[tokio::test]
 async fn type_change_deletes_then_removes_finalizer_and_clears_status() {
     let h = Harness::new(Config::default());
     h.apply_node(mk_node("n1", "10.0.0.1"));
