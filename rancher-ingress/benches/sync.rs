@@ -28,10 +28,11 @@ use rancher_ingress::{
 use rancher_lb::{
     haproxy::{HaproxyConfig, HaproxyDriver},
     placement::Host,
+    testing::HttpEcho,
 };
 use rancher_runtime::{lease::Leadership, ready::Readiness, shutdown::Shutdown};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     time::Instant,
 };
@@ -75,50 +76,6 @@ fn slice(service: &str, port: u16) -> EndpointSlice {
         "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
         "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}]
     }))
-}
-
-/// An HTTP server answering `NAME PATH`.
-async fn echo(name: String) -> u16 {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let name = name.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stream);
-                loop {
-                    let mut request = String::new();
-                    if reader.read_line(&mut request).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let path = request.split(' ').nth(1).unwrap_or_default().to_owned();
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let body = format!("{name} {path}");
-                    let response = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if reader
-                        .get_mut()
-                        .write_all(response.as_bytes())
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    port
 }
 
 /// One `GET` with `Connection: close`; the whole response as text.
@@ -174,9 +131,12 @@ async fn main() {
         .expect("class");
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let mut echoes = Vec::new();
     for s in 0..=SERVICES {
         let name = format!("svc-{s}");
-        let port = echo(name.clone()).await;
+        let echo = HttpEcho::start(&name).await.expect("echo backend");
+        let port = echo.port();
+        echoes.push(echo);
         services
             .create(&PostParams::default(), &service(&name))
             .await

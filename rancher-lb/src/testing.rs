@@ -5,6 +5,10 @@
 //! do, and can be told to fail. [`Conformance`] checks the [`Driver`] contract
 //! against any driver.
 
+mod echo;
+
+pub use echo::HttpEcho;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -8,12 +8,9 @@ use rancher_ingress::backend::lb::LbBackend;
 use rancher_lb::{
     haproxy::{HaproxyConfig, HaproxyDriver},
     placement::Host,
+    testing::HttpEcho,
 };
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::TcpListener,
-    task::JoinHandle,
-};
+use tokio::net::TcpListener;
 
 use crate::support::*;
 
@@ -30,7 +27,7 @@ struct Haproxy {
     running: Running,
     driver: Arc<HaproxyDriver>,
     _work: tempfile::TempDir,
-    _echoes: Vec<Echo>,
+    _echoes: Vec<HttpEcho>,
 }
 
 impl Haproxy {
@@ -56,10 +53,10 @@ impl Haproxy {
 
     /// An echo backend behind Service `name` (port 80 → the echo's port).
     async fn echo_service(&mut self, name: &str) {
-        let echo = echo(name).await;
+        let echo = HttpEcho::start(name).await.expect("echo backend");
         self.running.apply(service(name, 80)).await;
         self.running
-            .apply(slice(name, echo.port, &["127.0.0.1"]))
+            .apply(slice(name, echo.port(), &["127.0.0.1"]))
             .await;
         self._echoes.push(echo);
     }
@@ -79,62 +76,6 @@ async fn free_port() -> u16 {
             return port;
         }
     }
-}
-
-/// An HTTP server answering every request with `NAME PATH`.
-struct Echo {
-    port: u16,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn echo(name: &str) -> Echo {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let name = name.to_owned();
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let name = name.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stream);
-                loop {
-                    let mut request = String::new();
-                    if reader.read_line(&mut request).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let path = request.split(' ').nth(1).unwrap_or_default().to_owned();
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let body = format!("{name} {path}");
-                    let response = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if reader
-                        .get_mut()
-                        .write_all(response.as_bytes())
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    Echo { port, task }
 }
 
 /// `curl -H 'Host: HOST' http://ADDR:PORT/PATH`: the status code and body.
