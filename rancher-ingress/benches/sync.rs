@@ -37,7 +37,12 @@ use tokio::{
     time::Instant,
 };
 
+/// Services the Ingresses route to; a few more exist for the changes.
 const SERVICES: usize = 50;
+/// Route changes measured (to a Service already routed to).
+const ROUTE_CHANGES: usize = 10;
+/// Changes measured that route to a Service not yet routed to.
+const NEW_SERVICE_CHANGES: usize = 3;
 const HOST: &str = "127.0.0.2";
 
 fn json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
@@ -132,7 +137,7 @@ async fn main() {
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
     let mut echoes = Vec::new();
-    for s in 0..=SERVICES {
+    for s in 0..SERVICES + NEW_SERVICE_CHANGES {
         let name = format!("svc-{s}");
         let echo = HttpEcho::start(&name).await.expect("echo backend");
         let port = echo.port();
@@ -239,38 +244,55 @@ async fn main() {
         .expect("ensure");
     let unchanged_ensure = t.elapsed();
 
-    // One change → served: add a path to ing-00000, wait until it answers.
-    let mut changes = Vec::new();
-    for round in 0..5 {
-        let path = format!("/new-{round}");
-        let patch = serde_json::json!({"spec": {"rules": [{
-            "host": "host-0.example.org",
-            "http": {"paths": [
-                {"path": "/a", "pathType": "Prefix",
-                 "backend": {"service": {"name": "svc-0", "port": {"number": 80}}}},
-                {"path": path, "pathType": "Exact",
-                 "backend": {"service": {"name": format!("svc-{SERVICES}"), "port": {"number": 80}}}}
-            ]}
-        }]}});
-        let t0 = Instant::now();
-        ingresses
-            .patch("ing-00000", &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .expect("patch");
-        loop {
-            let response = get(port, "host-0.example.org", &path).await;
-            if response.contains(&format!("svc-{SERVICES} {path}")) {
-                break;
+    // One change → served: a new path on ing-00000, until HAProxy answers
+    // it. Route changes to a service that is already routed to change map
+    // entries through the runtime API; a route to a service not yet routed
+    // adds a backend, which is a reload.
+    let change = |round: usize, service: usize| {
+        let ingresses = ingresses.clone();
+        async move {
+            let path = format!("/new-{round}");
+            let patch = serde_json::json!({"spec": {"rules": [{
+                "host": "host-0.example.org",
+                "http": {"paths": [
+                    {"path": "/a", "pathType": "Prefix",
+                     "backend": {"service": {"name": "svc-0", "port": {"number": 80}}}},
+                    {"path": path, "pathType": "Exact",
+                     "backend": {"service": {"name": format!("svc-{service}"), "port": {"number": 80}}}}
+                ]}
+            }]}});
+            let t0 = Instant::now();
+            ingresses
+                .patch("ing-00000", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("patch");
+            loop {
+                let response = get(port, "host-0.example.org", &path).await;
+                if response.contains(&format!("svc-{service} {path}")) {
+                    break;
+                }
+                assert!(
+                    t0.elapsed() < Duration::from_secs(60),
+                    "change never served"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "change never served"
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            t0.elapsed()
         }
-        changes.push(t0.elapsed());
+    };
+    let reloads_before = driver.counters().await.reloads;
+    let mut changes = Vec::new();
+    for round in 0..ROUTE_CHANGES {
+        changes.push(change(round, 2).await);
     }
     changes.sort();
+    let route_reloads = driver.counters().await.reloads - reloads_before;
+    let mut structural = Vec::new();
+    for round in 0..NEW_SERVICE_CHANGES {
+        structural.push(change(ROUTE_CHANGES + round, SERVICES + round).await);
+    }
+    structural.sort();
+    let structural_reloads = driver.counters().await.reloads - reloads_before - route_reloads;
 
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
     println!("| what | figure |");
@@ -289,10 +311,17 @@ async fn main() {
         ms(served_all)
     );
     println!(
-        "| one Ingress change → new route served (5 changes: min / median / max) | {} / {} / {} |",
+        "| one Ingress change → new route served, to an already-routed Service ({ROUTE_CHANGES} changes: min / median / p90 / max; {route_reloads} reloads) | {} / {} / {} / {} |",
         ms(changes[0]),
-        ms(changes[2]),
-        ms(changes[4])
+        ms(changes[ROUTE_CHANGES / 2]),
+        ms(changes[ROUTE_CHANGES * 9 / 10]),
+        ms(changes[ROUTE_CHANGES - 1])
+    );
+    println!(
+        "| one Ingress change → new route served, to a Service not yet routed ({NEW_SERVICE_CHANGES} changes: min / median / max; {structural_reloads} reloads) | {} / {} / {} |",
+        ms(structural[0]),
+        ms(structural[NEW_SERVICE_CHANGES / 2]),
+        ms(structural[NEW_SERVICE_CHANGES - 1])
     );
     println!(
         "| controller memory (process RSS after sync minus before start) | {} MiB |",

@@ -11,6 +11,11 @@
 //! - endpoint-only changes go through the runtime API into server slots set
 //!   up in advance (`set server <b>/<s> addr <ip> port <p>`, `set server ...
 //!   state ready|maint`), without a reload;
+//! - route changes that keep the configuration's structure (a path or host
+//!   added, moved or removed between backends that are already routed to)
+//!   change map entries through the runtime API (`add map`, `set map`,
+//!   `del map`), without a reload; the map files are rewritten too, so a
+//!   later reload or restart reads the same routes;
 //! - anything else is written into a new generation directory, checked with
 //!   `haproxy -c`, made current (an atomic symlink swap) and reloaded through
 //!   the master CLI, so established connections finish on the old worker.
@@ -175,9 +180,10 @@ pub struct InstanceInfo {
 
 struct HostState {
     instance: Instance,
-    skeleton: String,
     /// The running configuration with server addresses as placeholders.
     template: String,
+    /// The running generation's map files, crt-lists and certificates.
+    files: Vec<render::File>,
     servers: Vec<Server>,
     generation: PathBuf,
     conflicts: Vec<render::Conflict>,
@@ -436,12 +442,16 @@ impl HaproxyDriver {
 struct Pending {
     host: IpAddr,
     rendered: Rendered,
-    skeleton: String,
     template: String,
     generation: PathBuf,
-    /// `Some`: endpoint-only, these runtime API commands instead of a reload.
+    /// `Some`: same structure as what runs; these runtime API commands
+    /// instead of a reload.
     runtime: Option<Vec<String>>,
 }
+
+/// The most runtime API commands one change may take before a reload is
+/// cheaper (each command is one round trip on the stats socket).
+const MAX_RUNTIME_COMMANDS: usize = 2000;
 
 impl Inner {
     fn settings(&self) -> Settings {
@@ -505,8 +515,8 @@ impl Inner {
         state.statuses = statuses;
     }
 
-    /// Renders a host once: the structure (server addresses as placeholders,
-    /// with the map and certificate files) to compare, and the full
+    /// Renders a host once: the configuration with server addresses as
+    /// placeholders (the template, to compare structures) and the full
     /// configuration.
     fn render_host(
         &self,
@@ -514,23 +524,16 @@ impl Inner {
         host: IpAddr,
         lbs: &[&LoadBalancer],
         generation: &Path,
-    ) -> (Rendered, String, String) {
+    ) -> (Rendered, String) {
         let dir = self.host_dir(host);
         let paths = Paths {
             generation: generation.display().to_string(),
             admin_socket: dir.join("admin.sock").display().to_string(),
         };
         let mut rendered = render::render(host, lbs, &state.slots, &paths, &self.settings(), false);
-        let mut skeleton = rendered.config.clone();
-        for f in &rendered.files {
-            skeleton.push_str("\n@FILE ");
-            skeleton.push_str(&f.path);
-            skeleton.push('\n');
-            skeleton.push_str(&f.contents);
-        }
         let template = std::mem::take(&mut rendered.config);
         rendered.config = render::fill(&template, &rendered.servers);
-        (rendered, skeleton, template)
+        (rendered, template)
     }
 
     async fn check(&self, generation: &Path) -> Result<(), String> {
@@ -690,31 +693,34 @@ impl Inner {
             let current = state.host_states.get(host);
             if let Some(c) = current.filter(|c| c.instance.is_running()) {
                 // Same structure as what runs (compared with the current
-                // generation's paths): only server addresses may differ.
+                // generation's paths): only server addresses and map
+                // entries may differ, and those the runtime API changes.
                 let generation = c.generation.clone();
-                let (rendered, skeleton, template) =
-                    self.render_host(state, *host, &lbs, &generation);
-                if c.skeleton == skeleton {
-                    let commands = runtime_commands(&c.servers, &rendered.servers);
+                let (rendered, template) = self.render_host(state, *host, &lbs, &generation);
+                if c.template == template
+                    && let Some(mut commands) = map_commands(&generation, &c.files, &rendered.files)
+                {
+                    commands.extend(runtime_commands(&c.servers, &rendered.servers));
                     if commands.is_empty() && rendered.config == read_config(&generation) {
                         continue;
                     }
-                    pending.push(Pending {
-                        host: *host,
-                        rendered,
-                        skeleton,
-                        template,
-                        generation,
-                        runtime: Some(commands),
-                    });
-                    continue;
+                    if commands.len() <= MAX_RUNTIME_COMMANDS {
+                        pending.push(Pending {
+                            host: *host,
+                            rendered,
+                            template,
+                            generation,
+                            runtime: Some(commands),
+                        });
+                        continue;
+                    }
                 }
             }
             state.next_generation += 1;
             let generation = self
                 .host_dir(*host)
                 .join(format!("gen-{}", state.next_generation));
-            let (rendered, skeleton, template) = self.render_host(state, *host, &lbs, &generation);
+            let (rendered, template) = self.render_host(state, *host, &lbs, &generation);
             let other = |e: Error| driver::Error::other("writing haproxy files", e);
             mkdir_private(&self.host_dir(*host)).map_err(other)?;
             self.write_generation(&generation, &rendered)
@@ -734,7 +740,6 @@ impl Inner {
             pending.push(Pending {
                 host: *host,
                 rendered,
-                skeleton,
                 template,
                 generation,
                 runtime: None,
@@ -779,7 +784,6 @@ impl Inner {
         let Pending {
             host,
             rendered,
-            skeleton,
             template,
             generation,
             runtime,
@@ -789,39 +793,46 @@ impl Inner {
             move |e: Error| driver::Error::other(context, e)
         };
         if let Some(commands) = runtime {
-            // Endpoint-only: the file for later restarts, then the live process.
-            write_file(&generation.join("haproxy.cfg"), &rendered.config, 0o600)
-                .map_err(other("writing the configuration"))?;
+            // Same structure: the files for later reloads and restarts (the
+            // changed maps and the configuration, each replaced atomically),
+            // then the live process.
             let Some(hs) = state.host_states.get_mut(&host) else {
                 return Ok(());
             };
-            let socket = hs.instance.spec().admin_socket();
-            match runtime::run(&socket, &commands, RUNTIME_TIMEOUT).await {
-                Ok(()) => {
-                    hs.servers = rendered.servers;
-                    hs.conflicts = rendered.conflicts;
-                    hs.template = template;
-                    state.runtime_updates += 1;
-                    return Ok(());
+            for f in &rendered.files {
+                if hs.files.iter().any(|old| old == f) {
+                    continue;
                 }
+                let mode = if f.private { 0o600 } else { 0o644 };
+                write_file(&generation.join(&f.path), &f.contents, mode)
+                    .map_err(other("writing a map file"))?;
+            }
+            write_file(&generation.join("haproxy.cfg"), &rendered.config, 0o600)
+                .map_err(other("writing the configuration"))?;
+            let socket = hs.instance.spec().admin_socket();
+            let result = runtime::run(&socket, &commands, RUNTIME_TIMEOUT).await;
+            hs.servers = rendered.servers;
+            hs.conflicts = rendered.conflicts;
+            hs.template = template;
+            hs.files = rendered.files;
+            match result {
+                Ok(()) => state.runtime_updates += 1,
                 Err(e) => {
+                    // The files on disk are complete: a reload reads them.
                     tracing::warn!(%host, error = %e, "runtime update failed; reloading instead");
                     hs.instance.reload().await.map_err(|e| {
                         driver::Error::other(format!("reloading haproxy on {host}"), e)
                     })?;
-                    hs.servers = rendered.servers;
-                    hs.conflicts = rendered.conflicts;
-                    hs.template = template;
                     state.reloads += 1;
-                    return Ok(());
                 }
             }
+            return Ok(());
         }
         self.make_current(host, &generation)
             .map_err(other("switching generations"))?;
         match state.host_states.get_mut(&host) {
             Some(hs) => {
-                hs.skeleton = skeleton;
+                hs.files = rendered.files;
                 hs.template = template;
                 hs.servers = rendered.servers;
                 hs.conflicts = rendered.conflicts;
@@ -848,7 +859,7 @@ impl Inner {
                     host,
                     HostState {
                         instance,
-                        skeleton,
+                        files: rendered.files,
                         template,
                         servers: rendered.servers,
                         generation: generation.clone(),
@@ -867,6 +878,63 @@ impl Inner {
 
 fn read_config(generation: &Path) -> String {
     std::fs::read_to_string(generation.join("haproxy.cfg")).unwrap_or_default()
+}
+
+/// Escapes a runtime API argument: the stats socket splits commands on `;`
+/// and arguments on blanks, with `\\` as the escape.
+fn cli_arg(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, ';' | ' ' | '\t' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Parses a rendered map file (`key value` lines) into its entries.
+fn map_entries(contents: &str) -> BTreeMap<&str, &str> {
+    contents.lines().filter_map(|l| l.split_once(' ')).collect()
+}
+
+/// Runtime API commands turning the running generation's `old` files into
+/// `new` ones, when only map entries differ: additions and changes first,
+/// then removals, so a route that moves is never missing. `None` when
+/// another file (a certificate, a crt-list) or the set of files differs.
+fn map_commands(
+    generation: &Path,
+    old: &[render::File],
+    new: &[render::File],
+) -> Option<Vec<String>> {
+    if old.len() != new.len() {
+        return None;
+    }
+    let (mut upserts, mut removals) = (Vec::new(), Vec::new());
+    for (o, n) in old.iter().zip(new) {
+        if o == n {
+            continue;
+        }
+        if o.path != n.path || !n.path.starts_with("maps/") {
+            return None;
+        }
+        let map = cli_arg(&generation.join(&n.path).display().to_string());
+        let (before, after) = (map_entries(&o.contents), map_entries(&n.contents));
+        for (key, value) in &after {
+            match before.get(key) {
+                Some(v) if v == value => {}
+                Some(_) => {
+                    upserts.push(format!("set map {map} {} {}", cli_arg(key), cli_arg(value)))
+                }
+                None => upserts.push(format!("add map {map} {} {}", cli_arg(key), cli_arg(value))),
+            }
+        }
+        for key in before.keys().filter(|k| !after.contains_key(*k)) {
+            removals.push(format!("del map {map} {}", cli_arg(key)));
+        }
+    }
+    upserts.extend(removals);
+    Some(upserts)
 }
 
 /// Runtime API commands turning `old` server slots into `new` ones (same
@@ -972,6 +1040,41 @@ mod tests {
                 "set server be:h:a:web/s2 state ready",
             ]
         );
+    }
+
+    #[test]
+    fn map_commands_add_and_change_before_removing_and_escape_keys() {
+        let file = |path: &str, contents: &str| render::File {
+            path: path.into(),
+            contents: contents.into(),
+            private: false,
+        };
+        let generation = Path::new("/run/lb/gen-3");
+        let old = vec![
+            file("maps/path-exact-80.map", "a/x be:h:a:one\na/y be:h:a:one\n"),
+            file("maps/host-80.map", "a a\n"),
+        ];
+        let new = vec![
+            file(
+                "maps/path-exact-80.map",
+                "a/x be:h:a:two\na/z;1 be:h:a:one\n",
+            ),
+            file("maps/host-80.map", "a a\n"),
+        ];
+        assert_eq!(
+            map_commands(generation, &old, &new),
+            Some(vec![
+                "set map /run/lb/gen-3/maps/path-exact-80.map a/x be:h:a:two".to_owned(),
+                "add map /run/lb/gen-3/maps/path-exact-80.map a/z\\;1 be:h:a:one".to_owned(),
+                "del map /run/lb/gen-3/maps/path-exact-80.map a/y".to_owned(),
+            ])
+        );
+        assert_eq!(map_commands(generation, &old, &old), Some(Vec::new()));
+        // A certificate or a different set of files needs a reload.
+        let cert = vec![file("certs/a:c.pem", "one")];
+        let rotated = vec![file("certs/a:c.pem", "two")];
+        assert_eq!(map_commands(generation, &cert, &rotated), None);
+        assert_eq!(map_commands(generation, &old, &new[..1]), None);
     }
 
     #[test]

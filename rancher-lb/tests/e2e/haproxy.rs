@@ -175,6 +175,104 @@ async fn routes_by_host_and_path_with_longest_prefix_and_segment_semantics() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_changes_go_through_the_runtime_api_without_reload() {
+    let h = Harness::new(1).await;
+    let port = free_port().await;
+    let (web, api, extra) = (
+        http_echo("web").await,
+        http_echo("api").await,
+        http_echo("extra").await,
+    );
+    type Route<'a> = (Option<&'a str>, &'a str, PathMatch, &'a str);
+    let lb = |routes: &[Route<'_>], with_extra: bool| {
+        let mut backends = vec![backend("web", &[web.addr]), backend("api", &[api.addr])];
+        if with_extra {
+            backends.push(backend("extra", &[extra.addr]));
+        }
+        LoadBalancer::new(&LoadBalancerSpec {
+            id: "maps".into(),
+            listeners: vec![http_listener(port)],
+            http_routes: routes
+                .iter()
+                .map(|(host, path, kind, be)| route(port, *host, path, *kind, be))
+                .collect(),
+            backends,
+            scale: 1,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let a = host(2);
+    let www = Some("www.example.org");
+    let mut routes: Vec<Route<'_>> = vec![
+        (www, "/", PathMatch::Prefix, "web"),
+        (www, "/api", PathMatch::Prefix, "api"),
+    ];
+    h.driver.ensure(&lb(&routes, false)).await.unwrap();
+    let before = h.driver.instance_info(a).await.unwrap();
+    let counters = h.driver.counters().await;
+    let expect = |cases: Vec<(&'static str, &'static str, u16, &'static str)>| async move {
+        for (host_header, path, want_status, want_body) in cases {
+            let (status, got) = body(a, port, host_header, path).await;
+            assert_eq!(status, want_status, "{host_header}{path}: {got}");
+            if want_status == 200 {
+                assert_eq!(got, format!("{want_body} http"), "{host_header}{path}");
+            }
+        }
+    };
+    expect(vec![
+        ("www.example.org", "/api/x", 200, "api /api/x"),
+        ("www.example.org", "/x", 200, "web /x"),
+    ])
+    .await;
+
+    // A longer prefix added into the prefix tree: the longest still wins.
+    routes.push((www, "/api/v2", PathMatch::Prefix, "web"));
+    // A new host, and a path with the stats socket's command separator.
+    routes.push((Some("new.example.org"), "/", PathMatch::Prefix, "api"));
+    routes.push((www, "/a;b", PathMatch::Exact, "api"));
+    h.driver.ensure(&lb(&routes, false)).await.unwrap();
+    expect(vec![
+        ("www.example.org", "/api/v2/x", 200, "web /api/v2/x"),
+        ("www.example.org", "/api/v2", 200, "web /api/v2"),
+        ("www.example.org", "/api/v22", 200, "api /api/v22"),
+        ("www.example.org", "/api/x", 200, "api /api/x"),
+        ("new.example.org", "/x", 200, "api /x"),
+        ("www.example.org", "/a;b", 200, "api /a;b"),
+        ("www.example.org", "/a", 200, "web /a"),
+    ])
+    .await;
+
+    // A route moved to the other backend, two removed.
+    routes[1].3 = "web";
+    routes.retain(|r| r.1 != "/api/v2" && r.0 != Some("new.example.org"));
+    h.driver.ensure(&lb(&routes, false)).await.unwrap();
+    let after_moves = vec![
+        ("www.example.org", "/api/x", 200, "web /api/x"),
+        ("www.example.org", "/api/v2/x", 200, "web /api/v2/x"),
+        ("new.example.org", "/x", 404, ""),
+        ("www.example.org", "/a;b", 200, "api /a;b"),
+    ];
+    expect(after_moves.clone()).await;
+
+    let after = h.driver.instance_info(a).await.unwrap();
+    assert_eq!(after.master_pid, before.master_pid);
+    assert_eq!(after.reloads, before.reloads, "no reload for route changes");
+    let c = h.driver.counters().await;
+    assert_eq!(c.reloads, counters.reloads);
+    assert_eq!(c.runtime_updates, counters.runtime_updates + 2);
+
+    // A route to a backend not yet routed to changes the structure: a
+    // reload, which reads the map files the runtime changes were written to.
+    routes.push((Some("extra.example.org"), "/", PathMatch::Prefix, "extra"));
+    h.driver.ensure(&lb(&routes, true)).await.unwrap();
+    assert_eq!(h.driver.counters().await.reloads, counters.reloads + 1);
+    expect(after_moves).await;
+    expect(vec![("extra.example.org", "/y", 200, "extra /y")]).await;
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_and_prefix_segments() {
     let h = Harness::new(1).await;
     let port = free_port().await;
@@ -685,12 +783,15 @@ async fn load_balancers_share_http_ports_and_reloads_do_not_fail_requests() {
     let h = Harness::new(1).await;
     let port = free_port().await;
     let (a_web, b_web) = (http_echo("a").await, http_echo("b").await);
+    // Each change routes to a backend of a new name: a structural change,
+    // so a reload (route-only changes would go through the runtime API).
     let one = |id: &str, host_name: &str, path: &str, addr| {
+        let name = format!("web{}", path.trim_start_matches('/'));
         LoadBalancer::new(&LoadBalancerSpec {
             id: id.into(),
             listeners: vec![http_listener(port)],
-            http_routes: vec![route(port, Some(host_name), path, PathMatch::Prefix, "web")],
-            backends: vec![backend("web", &[addr])],
+            http_routes: vec![route(port, Some(host_name), path, PathMatch::Prefix, &name)],
+            backends: vec![backend(&name, &[addr])],
             scale: 1,
             ..Default::default()
         })
