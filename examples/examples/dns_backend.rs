@@ -19,7 +19,7 @@ use clap::Parser;
 use parking_lot::Mutex;
 use rancher_dns::backend::{DnsBackend, Error, Result};
 use rancher_dns::metrics::Metrics;
-use rancher_dns::model::{Change, NameRecords, Options, RData};
+use rancher_dns::model::{Change, Options, RData, ZoneRecords};
 use rancher_runtime::client::ClientArgs;
 use rancher_runtime::shutdown::Shutdown;
 
@@ -30,9 +30,8 @@ struct HostsFile {
 }
 
 impl HostsFile {
-    fn upsert(names: &mut BTreeMap<String, Vec<String>>, records: &NameRecords) {
+    fn upsert(names: &mut BTreeMap<String, Vec<String>>, name: &str, records: &[RData]) {
         let ips: Vec<String> = records
-            .records
             .iter()
             .filter_map(|r| match r {
                 RData::A(ip) => Some(ip.to_string()),
@@ -40,9 +39,9 @@ impl HostsFile {
             })
             .collect();
         if ips.is_empty() {
-            names.remove(&records.name);
+            names.remove(name);
         } else {
-            names.insert(records.name.clone(), ips);
+            names.insert(name.to_owned(), ips);
         }
     }
 
@@ -64,11 +63,11 @@ impl HostsFile {
 
 #[async_trait]
 impl DnsBackend for HostsFile {
-    async fn sync(&self, records: &[NameRecords]) -> Result<()> {
+    async fn sync(&self, zone: &dyn ZoneRecords) -> Result<()> {
         let mut names = self.names.lock();
         names.clear();
-        for r in records {
-            Self::upsert(&mut names, r);
+        for (name, records) in zone.names() {
+            Self::upsert(&mut names, name, records);
         }
         self.write(&names)
     }
@@ -77,7 +76,7 @@ impl DnsBackend for HostsFile {
         let mut names = self.names.lock();
         for change in changes {
             match change {
-                Change::Upsert(r) => Self::upsert(&mut names, r),
+                Change::Upsert(r) => Self::upsert(&mut names, &r.name, &r.records),
                 Change::Remove(name) => {
                     names.remove(name);
                 }

@@ -1,10 +1,12 @@
 //! Benchmark of the built-in server, printed as a table:
 //!
 //! 1. Queries per second against NSD (Debian `nsd`, `rrl-ratelimit: 0`)
-//!    serving the same records as zone files, with `dnsperf`; each server
-//!    pinned to core 0 with `taskset`, dnsperf on core 1. The query mix is
-//!    what pods send: service hits, NXDOMAINs from search-path expansion,
-//!    SRV, NODATA (AAAA of IPv4 services), headless and pod names, PTR.
+//!    and hickory-server's in-memory zone handler (`--serve-hickory`: the
+//!    file store, which loads into the in-memory one), both serving the same
+//!    records from the same zone files, with `dnsperf`; each server pinned to
+//!    core 0 with `taskset`, dnsperf on core 1. The query mix is what pods
+//!    send: service hits, NXDOMAINs from search-path expansion, SRV, NODATA
+//!    (AAAA of IPv4 services), headless and pod names, PTR.
 //! 2. Scale: 10 000 Services with 100 000 endpoints: time to the first full
 //!    answer set, RSS, and the delay from an endpoint change to the changed
 //!    answer over UDP (median, p99).
@@ -16,8 +18,9 @@
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rancher_dns::backend::{DnsBackend, ServerBackend};
@@ -184,7 +187,9 @@ fn wait_up(addr: SocketAddr) -> bool {
     false
 }
 
-fn dnsperf(port: u16, file: &Path, seconds: u32) -> f64 {
+/// One dnsperf run: queries per second, and the lost share and response
+/// codes as dnsperf reports them (to see that a peer answers like we do).
+fn dnsperf(port: u16, file: &Path, seconds: u32) -> (f64, String) {
     let out = Command::new("taskset")
         .args([
             "-c",
@@ -210,10 +215,19 @@ fn dnsperf(port: u16, file: &Path, seconds: u32) -> f64 {
         .output()
         .expect("dnsperf runs");
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("Queries per second:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let qps = field("Queries per second:").parse().unwrap_or(0.0);
+    let answers = format!(
+        "lost {}; {}",
+        field("Queries lost:"),
+        field("Response codes:")
+    );
+    (qps, answers)
 }
 
 struct Killed(Child);
@@ -252,6 +266,62 @@ fn start_nsd(port: u16, dir: &Path) -> Killed {
     Killed(child)
 }
 
+fn start_hickory(port: u16, dir: &Path) -> Killed {
+    let exe = std::env::current_exe().expect("own path");
+    let child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(exe)
+        .args(["--serve-hickory", &port.to_string()])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start hickory");
+    Killed(child)
+}
+
+/// hickory-server answering from the zone files NSD loads: its file store
+/// parses them into the in-memory zone handler, behind a `Catalog`, on one
+/// thread like ours.
+fn serve_hickory(port: u16, dir: &Path) {
+    use hickory_proto::rr::{LowerName, Name};
+    use hickory_server::store::file::{FileConfig, FileZoneHandler};
+    use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut catalog = Catalog::new();
+        for (zone, file) in [
+            ("cluster.local.", "cluster.local.zone"),
+            ("10.in-addr.arpa.", "10.in-addr.arpa.zone"),
+        ] {
+            let origin = Name::from_ascii(zone).expect("zone name");
+            let handler = FileZoneHandler::try_from_config(
+                origin.clone(),
+                ZoneType::Primary,
+                AxfrPolicy::Deny,
+                Some(dir),
+                &FileConfig {
+                    zone_path: PathBuf::from(file),
+                },
+            )
+            .expect("hickory loads the zone file");
+            catalog.upsert(LowerName::new(&origin), vec![Arc::new(handler)]);
+        }
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut server = hickory_server::Server::new(catalog);
+        server.register_socket(tokio::net::UdpSocket::bind(addr).await.expect("udp"));
+        server.register_listener(
+            tokio::net::TcpListener::bind(addr).await.expect("tcp"),
+            Duration::from_secs(5),
+            65535,
+        );
+        let _ = server.block_until_done().await;
+    });
+}
+
 fn serve(port: u16) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -261,7 +331,7 @@ fn serve(port: u16) {
         let index = cluster();
         let metrics = Metrics::new();
         let backend = ServerBackend::new(&options(), metrics.clone());
-        backend.sync(&index.full()).await.expect("sync");
+        backend.sync(&index.view()).await.expect("sync");
         let config = ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], port)),
             udp_threads: 1,
@@ -270,6 +340,23 @@ fn serve(port: u16) {
         let _server = Server::start(&config, backend.snapshots(), metrics).expect("server");
         std::future::pending::<()>().await;
     });
+}
+
+/// The hickory-server version in the lock file the bench was built with.
+fn hickory_version() -> String {
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    let text = std::fs::read_to_string(lock).unwrap_or_default();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"hickory-server\"" {
+            return lines
+                .next()
+                .and_then(|l| l.strip_prefix("version = "))
+                .map(|v| v.trim_matches('"').to_owned())
+                .unwrap_or_default();
+        }
+    }
+    String::new()
 }
 
 fn rss_mb() -> f64 {
@@ -314,10 +401,10 @@ fn scale() {
         let rss_index = rss_mb();
         let metrics = Metrics::new();
         let backend = ServerBackend::new(&Options::default(), metrics.clone());
-        let full = index.full();
-        let rss_full = rss_mb();
-        backend.sync(&full).await.expect("sync");
-        drop(full);
+        // As the controller does: a view sharing the index's records.
+        let zone = index.view();
+        backend.sync(&zone).await.expect("sync");
+        drop(zone);
         let first_sync = started.elapsed();
 
         let names = index.len();
@@ -365,7 +452,7 @@ fn scale() {
         println!("| --- | --- |");
         println!("| owner names in the zone | {names} |");
         println!("| time to first full answer set (index + snapshot) | {:.2} s |", first_sync.as_secs_f64());
-        println!("| RSS after sync (process; before: {rss_before:.1} MB, index alone {rss_index:.1} MB, + full-state copy {rss_full:.1} MB) | {rss:.1} MB |");
+        println!("| RSS after sync (process; before: {rss_before:.1} MB, index alone {rss_index:.1} MB) | {rss:.1} MB |");
         println!("| change-to-answer, median (endpoint readiness → dig-visible NXDOMAIN over UDP) | {:.3} ms |", percentile(&delays, 0.5).as_secs_f64() * 1e3);
         println!("| change-to-answer, p99 | {:.3} ms |", percentile(&delays, 0.99).as_secs_f64() * 1e3);
         println!("| change-to-published snapshot (index + backend), median / p99 | {:.3} / {:.3} ms |", percentile(&published, 0.5).as_secs_f64() * 1e3, percentile(&published, 0.99).as_secs_f64() * 1e3);
@@ -378,6 +465,14 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--serve") {
         let port = args.get(i + 1).and_then(|p| p.parse().ok()).unwrap_or(5353);
         serve(port);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--serve-hickory") {
+        let port = args.get(i + 1).and_then(|p| p.parse().ok()).unwrap_or(5353);
+        let dir = args
+            .get(i + 2)
+            .map_or_else(|| PathBuf::from("."), PathBuf::from);
+        serve_hickory(port, &dir);
         return;
     }
     if !args.iter().any(|a| a == "--bench") {
@@ -394,7 +489,8 @@ fn main() {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(10);
-        let (mut ours, mut nsd) = (Vec::new(), Vec::new());
+        let (mut ours, mut nsd, mut hickory) = (Vec::new(), Vec::new(), Vec::new());
+        let mut answers = [String::new(), String::new(), String::new()];
         for _round in 0..2 {
             let port = free_port();
             let server = start_ours(port);
@@ -402,7 +498,9 @@ fn main() {
                 wait_up(SocketAddr::from(([127, 0, 0, 1], port))),
                 "rancher-dns did not start"
             );
-            ours.push(dnsperf(port, &qfile, seconds));
+            let (qps, a) = dnsperf(port, &qfile, seconds);
+            ours.push(qps);
+            answers[0] = a;
             drop(server);
             let port = free_port();
             let server = start_nsd(port, dir.path());
@@ -410,11 +508,24 @@ fn main() {
                 wait_up(SocketAddr::from(([127, 0, 0, 1], port))),
                 "nsd did not start"
             );
-            nsd.push(dnsperf(port, &qfile, seconds));
+            let (qps, a) = dnsperf(port, &qfile, seconds);
+            nsd.push(qps);
+            answers[1] = a;
+            drop(server);
+            let port = free_port();
+            let server = start_hickory(port, dir.path());
+            assert!(
+                wait_up(SocketAddr::from(([127, 0, 0, 1], port))),
+                "hickory-server did not start"
+            );
+            let (qps, a) = dnsperf(port, &qfile, seconds);
+            hickory.push(qps);
+            answers[2] = a;
             drop(server);
         }
         let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-        let (o, n) = (best(&ours), best(&nsd));
+        let (o, n, h) = (best(&ours), best(&nsd), best(&hickory));
+        let ratio = |peer: f64| if peer > 0.0 { o / peer } else { 0.0 };
         println!(
             "| server (one core, taskset -c 0; dnsperf -c 8 -T 1 on core 1, {seconds} s, best of 2) | queries/s | runs |"
         );
@@ -422,13 +533,24 @@ fn main() {
         println!("| rancher-dns built-in server | {o:.0} | {ours:.0?} |");
         println!("| NSD (rrl-ratelimit: 0) | {n:.0} | {nsd:.0?} |");
         println!(
-            "| ratio rancher-dns / NSD | {:.2}x | |",
-            if n > 0.0 { o / n } else { 0.0 }
+            "| hickory-server {} (in-memory zone handler, same zone files) | {h:.0} | {hickory:.0?} |",
+            hickory_version()
+        );
+        println!("| ratio rancher-dns / NSD | {:.2}x | |", ratio(n));
+        println!(
+            "| ratio rancher-dns / hickory-server | {:.2}x | |",
+            ratio(h)
         );
         println!(
             "| query mix | {} queries: hits, search-path NXDOMAINs, NODATA, SRV, headless, pod names, PTR | |",
             queries().lines().count()
         );
+        for (server, a) in ["rancher-dns", "NSD", "hickory-server"]
+            .iter()
+            .zip(&answers)
+        {
+            println!("| answers, {server} (last run) | {a} | |");
+        }
     }
     scale();
 }

@@ -3,13 +3,15 @@
 //!
 //! A backend receives the full zone ([`DnsBackend::sync`], after the first
 //! list and after every re-list) and per-name changes in between
-//! ([`DnsBackend::apply`]).
+//! ([`DnsBackend::apply`]). The full zone is a [`ZoneRecords`]: the
+//! controller passes a [`ZoneView`](crate::records::ZoneView) that borrows
+//! the index's records, so a backend copies only what it keeps.
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use crate::model::{Change, NameRecords};
+use crate::model::{Change, ZoneRecords};
 
 pub mod answers;
 #[cfg(any(test, feature = "testing"))]
@@ -51,9 +53,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// the same full state or the same change twice leaves the same result.
 #[async_trait]
 pub trait DnsBackend: Send + Sync + 'static {
-    /// Replaces everything with `records` (sorted by name) and marks the
-    /// zone synced: from now on a missing name is NXDOMAIN, not SERVFAIL.
-    async fn sync(&self, records: &[NameRecords]) -> Result<()>;
+    /// Replaces everything with `zone` and marks the zone synced: from now
+    /// on a missing name is NXDOMAIN, not SERVFAIL.
+    async fn sync(&self, zone: &dyn ZoneRecords) -> Result<()>;
 
     /// Applies per-name changes: [`Change::Upsert`] replaces a name's whole
     /// record set, [`Change::Remove`] deletes the name (`Ok` when absent).

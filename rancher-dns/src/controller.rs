@@ -24,7 +24,7 @@ use crate::backend::{AnswersBackend, AnswersConfig, DnsBackend, ServerBackend};
 use crate::forward::{ForwardConfig, parse_resolv_conf};
 use crate::index::DnsIndex;
 use crate::metrics::Metrics;
-use crate::model::{Change, Options, PodRecords};
+use crate::model::{Change, Options, PodRecords, ZoneRecords};
 use crate::name;
 use crate::server::{self, Server, ServerConfig};
 
@@ -240,22 +240,24 @@ async fn publish(
     loop {
         if stale.iter().any(|s| *s) {
             // Changes queued so far are part of the full state: drop them
-            // while holding the lock that writers need to queue more.
-            let full = {
+            // while holding the lock that writers need to queue more. The
+            // view shares the index's records, so this copies nothing.
+            let zone = {
                 let mut guard = sink.write();
                 guard.start_publishing();
                 while changes.try_recv().is_ok() {}
-                guard.records().full()
+                guard.records().view()
             };
             for (backend, stale) in backends.iter().zip(stale.iter_mut()) {
                 if *stale {
-                    match backend.sync(&full).await {
+                    match backend.sync(&zone).await {
                         Ok(()) => *stale = false,
                         Err(error) => tracing::warn!(%error, "dns backend sync failed"),
                     }
                 }
             }
-            tracing::info!(names = full.len(), "dns zone synced");
+            tracing::info!(names = zone.len(), "dns zone synced");
+            drop(zone);
             if stale.iter().all(|s| !*s) {
                 if let Some(r) = ready.take() {
                     r.ready();

@@ -28,15 +28,18 @@
 //! ```no_run
 //! use async_trait::async_trait;
 //! use rancher_dns::backend::{DnsBackend, Result};
-//! use rancher_dns::model::{Change, NameRecords};
+//! use rancher_dns::model::{Change, ZoneRecords};
 //!
 //! /// Logs every change.
 //! struct LogBackend;
 //!
 //! #[async_trait]
 //! impl DnsBackend for LogBackend {
-//!     async fn sync(&self, records: &[NameRecords]) -> Result<()> {
-//!         println!("full zone: {} names", records.len());
+//!     async fn sync(&self, zone: &dyn ZoneRecords) -> Result<()> {
+//!         println!("full zone: {} names", zone.len());
+//!         for (name, records) in zone.names() {
+//!             println!("{name}: {} records", records.len());
+//!         }
 //!         Ok(())
 //!     }
 //!     async fn apply(&self, changes: &[Change]) -> Result<()> {
@@ -62,7 +65,7 @@
 //! let metrics = Metrics::new();
 //! let backend = ServerBackend::new(&options, metrics.clone());
 //! let index = RecordIndex::new(options);
-//! backend.sync(&index.full()).await?;
+//! backend.sync(&index.view()).await?;
 //! let config = ServerConfig { listen: "127.0.0.1:5353".parse()?, ..ServerConfig::default() };
 //! let server = Server::start(&config, backend.snapshots(), metrics)?;
 //! # drop(server);
@@ -80,7 +83,7 @@
 //! let options = Options::default();
 //! let mut index = RecordIndex::new(options.clone());
 //! let mut builder = SnapshotBuilder::new(&options);
-//! builder.replace_all(&index.full());
+//! builder.replace_all(&index.view());
 //! let web = Service {
 //!     key: ServiceKey::new("default", "web"),
 //!     kind: ServiceKind::ClusterIp(vec!["10.43.0.7".parse().unwrap()]),

@@ -348,6 +348,58 @@ pub struct NameRecords {
     pub records: Vec<RData>,
 }
 
+/// The whole zone as a backend receives it in
+/// [`DnsBackend::sync`](crate::backend::DnsBackend::sync): every owner name
+/// once, with its records.
+///
+/// The index hands out a [`ZoneView`](crate::records::ZoneView), which
+/// borrows the records the index already holds instead of copying them; a
+/// list of [`NameRecords`] (a `Vec`, an array) is a zone too.
+pub trait ZoneRecords: Sync {
+    /// Number of owner names.
+    fn len(&self) -> usize;
+
+    /// Whether the zone has no name at all.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every owner name (lower-case, no trailing dot) with its records
+    /// (sorted, deduplicated; empty for an empty non-terminal). Each name
+    /// comes once; the order is unspecified.
+    fn names(&self) -> Box<dyn Iterator<Item = (&str, &[RData])> + '_>;
+}
+
+impl ZoneRecords for [NameRecords] {
+    fn len(&self) -> usize {
+        <[NameRecords]>::len(self)
+    }
+
+    fn names(&self) -> Box<dyn Iterator<Item = (&str, &[RData])> + '_> {
+        Box::new(self.iter().map(|n| (n.name.as_str(), n.records.as_slice())))
+    }
+}
+
+impl ZoneRecords for Vec<NameRecords> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn names(&self) -> Box<dyn Iterator<Item = (&str, &[RData])> + '_> {
+        ZoneRecords::names(self.as_slice())
+    }
+}
+
+impl<const N: usize> ZoneRecords for [NameRecords; N] {
+    fn len(&self) -> usize {
+        N
+    }
+
+    fn names(&self) -> Box<dyn Iterator<Item = (&str, &[RData])> + '_> {
+        ZoneRecords::names(self.as_slice())
+    }
+}
+
 /// A change to the zone, as backends receive it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

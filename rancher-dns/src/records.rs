@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::model::{
     Change, EndpointSlice, NameRecords, Options, Pod, PodRecords, RData, SCHEMA_VERSION, Service,
-    ServiceKey, ServiceKind, Soa,
+    ServiceKey, ServiceKind, Soa, ZoneRecords,
 };
 use crate::name;
 
@@ -28,7 +28,8 @@ enum Owner {
 type Owned = BTreeMap<String, Vec<RData>>;
 
 /// Records an owner contributes, sorted by name (stored: the only copy of
-/// the records in the index).
+/// the records in the index). Shared with the [`ZoneView`]s taken while it
+/// is current; an update replaces it rather than changing it.
 type Stored = Vec<(Arc<str>, Vec<RData>)>;
 
 type OwnerId = u32;
@@ -37,7 +38,10 @@ type OwnerId = u32;
 #[derive(Debug, Clone)]
 enum Owners {
     One(OwnerId),
-    Many(Vec<OwnerId>),
+    // Boxed: the names table holds one `Owners` per name, and a bare `Vec`
+    // would double its size for the few names with several owners.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<OwnerId>>),
 }
 
 impl Owners {
@@ -50,7 +54,7 @@ impl Owners {
 
     fn push(&mut self, id: OwnerId) {
         match self {
-            Self::One(o) => *self = Self::Many(vec![*o, id]),
+            Self::One(o) => *self = Self::Many(Box::new(vec![*o, id])),
             Self::Many(v) => v.push(id),
         }
     }
@@ -84,7 +88,7 @@ pub struct RecordIndex {
     pods: HashMap<ServiceKey, Pod>,
     owner_ids: HashMap<Owner, OwnerId>,
     next_owner: OwnerId,
-    owned: HashMap<OwnerId, Stored>,
+    owned: HashMap<OwnerId, Arc<Stored>>,
     /// Who contributes each name; a name exists while it has a contributor.
     names: HashMap<Arc<str>, Owners>,
     skipped: u64,
@@ -157,18 +161,36 @@ impl RecordIndex {
         merged
     }
 
-    /// The full state, sorted by name.
-    pub fn full(&self) -> Vec<NameRecords> {
-        let mut all: Vec<NameRecords> = self
+    /// The full state as it is now, without copying the records: the view
+    /// shares them with the index, and later changes to the index do not
+    /// show through it. This is what [`DnsBackend::sync`] is given.
+    ///
+    /// [`DnsBackend::sync`]: crate::backend::DnsBackend::sync
+    pub fn view(&self) -> ZoneView {
+        let mut parts: Vec<(OwnerId, Arc<Stored>)> = self
+            .owned
+            .iter()
+            .map(|(id, stored)| (*id, stored.clone()))
+            .collect();
+        parts.sort_unstable_by_key(|(id, _)| *id);
+        let mut shared: Stored = self
             .names
             .iter()
-            .map(|(n, owners)| NameRecords {
-                name: n.to_string(),
-                records: self.merge(n, owners.as_slice()),
-            })
+            .filter(|(_, owners)| owners.as_slice().len() > 1)
+            .map(|(n, owners)| (n.clone(), self.merge(n, owners.as_slice())))
             .collect();
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        all
+        shared.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        ZoneView {
+            parts: parts.into_iter().map(|(_, stored)| stored).collect(),
+            shared,
+            len: self.names.len(),
+        }
+    }
+
+    /// A copy of the full state, sorted by name (for tests and tools; a
+    /// backend is given the cheaper [`RecordIndex::view`]).
+    pub fn full(&self) -> Vec<NameRecords> {
+        self.view().to_vec()
     }
 
     /// Adds or replaces a Service.
@@ -383,8 +405,13 @@ impl RecordIndex {
     }
 
     fn rebuild_service(&mut self, key: &ServiceKey) -> Vec<Change> {
-        let owned = match self.services.get(key).cloned() {
-            Some(svc) => self.service_records(&svc),
+        // Taken out while its records are built (no copy), then put back.
+        let owned = match self.services.remove(key) {
+            Some(svc) => {
+                let owned = self.service_records(&svc);
+                self.services.insert(key.clone(), svc);
+                owned
+            }
             None => Owned::new(),
         };
         self.set_owner(Owner::Service(key.clone()), owned)
@@ -451,7 +478,8 @@ impl RecordIndex {
     }
 
     fn headless_records(&mut self, svc: &Service, base: &str, owned: &mut Owned) {
-        let Some(slices) = self.slices.get(&svc.key).cloned() else {
+        // Taken out while the records are built (no copy), put back below.
+        let Some(slices) = self.slices.remove(&svc.key) else {
             return;
         };
         let mut srv: BTreeMap<String, Vec<(u16, String)>> = BTreeMap::new();
@@ -525,6 +553,7 @@ impl RecordIndex {
                 .collect();
             self.insert_with_parents(owned, n, recs);
         }
+        self.slices.insert(svc.key.clone(), slices);
     }
 
     /// Replaces what `owner` contributes and returns the per-name changes.
@@ -540,11 +569,14 @@ impl RecordIndex {
             }
         };
         let old = self.owned.remove(&id).unwrap_or_default();
+        let old: &Stored = &old;
         let new: Stored = new
             .into_iter()
             .map(|(n, mut r)| {
                 r.sort();
                 r.dedup();
+                // Kept until the owner changes: no spare capacity.
+                r.shrink_to_fit();
                 // Share the name with the names table when it is there.
                 let name = match self.names.get_key_value(n.as_str()) {
                     Some((k, _)) => k.clone(),
@@ -586,7 +618,7 @@ impl RecordIndex {
         if new.is_empty() {
             self.owner_ids.remove(&owner);
         } else {
-            self.owned.insert(id, new);
+            self.owned.insert(id, Arc::new(new));
         }
         changes
     }
@@ -666,6 +698,59 @@ impl RecordIndex {
     /// Whether `name` (normalised) is inside the cluster zone.
     pub fn in_zone(&self, name: &str) -> bool {
         name == self.options.zone || name.ends_with(&self.zone_suffix)
+    }
+}
+
+/// The full zone as it was when [`RecordIndex::view`] took it: shares the
+/// index's records (no copy), so taking one is cheap and holding one costs
+/// only the records the index has replaced since.
+#[derive(Debug, Clone)]
+pub struct ZoneView {
+    /// What each owner contributed, as the index stores it.
+    parts: Vec<Arc<Stored>>,
+    /// Names several owners contribute to, merged; sorted by name. They are
+    /// few (the namespace and `svc` empty non-terminals, shared PTRs).
+    shared: Stored,
+    len: usize,
+}
+
+impl ZoneView {
+    fn is_shared(&self, name: &str) -> bool {
+        !self.shared.is_empty()
+            && self
+                .shared
+                .binary_search_by(|(n, _)| (**n).cmp(name))
+                .is_ok()
+    }
+
+    /// A copy of every name and its records, sorted by name.
+    pub fn to_vec(&self) -> Vec<NameRecords> {
+        let mut all: Vec<NameRecords> = self
+            .names()
+            .map(|(name, records)| NameRecords {
+                name: name.to_owned(),
+                records: records.to_vec(),
+            })
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
+
+impl ZoneRecords for ZoneView {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn names(&self) -> Box<dyn Iterator<Item = (&str, &[RData])> + '_> {
+        let shared = self.shared.iter().map(|(n, r)| (&**n, r.as_slice()));
+        let single = self
+            .parts
+            .iter()
+            .flat_map(|stored| stored.iter())
+            .filter(|(n, _)| !self.is_shared(n))
+            .map(|(n, r)| (&**n, r.as_slice()));
+        Box::new(shared.chain(single))
     }
 }
 

@@ -11,7 +11,7 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::model::{Change, NameRecords, Options, PodRecords, RData, RecordType};
+use crate::model::{Change, NameRecords, Options, PodRecords, RData, RecordType, ZoneRecords};
 use crate::name;
 use crate::wire::{self, AA, Encoder, Query, Rcode};
 
@@ -43,14 +43,13 @@ struct Slot(Arc<[u8]>);
 const CNAME_FLAG: u8 = 1;
 
 impl Slot {
-    fn build(records: &NameRecords, ttl: u32) -> Self {
-        let owner = name::to_wire(&records.name);
-        let has_cname = records.records.iter().any(|r| matches!(r, RData::Cname(_)));
+    fn build(name: &str, recs: &[RData], ttl: u32) -> Self {
+        let owner = name::to_wire(name);
+        let has_cname = recs.iter().any(|r| matches!(r, RData::Cname(_)));
         let mut out = Vec::with_capacity(owner.len() + 64);
         out.push(owner.len() as u8);
         out.extend_from_slice(&owner);
         out.push(if has_cname { CNAME_FLAG } else { 0 });
-        let recs = &records.records;
         let mut i = 0;
         while i < recs.len() {
             let t = recs[i].rtype();
@@ -390,7 +389,11 @@ impl SnapshotBuilder {
 
     /// Sets the records of one name.
     pub fn upsert(&mut self, records: &NameRecords) {
-        let slot = Slot::build(records, self.current.ttl);
+        self.upsert_borrowed(&records.name, &records.records);
+    }
+
+    fn upsert_borrowed(&mut self, name: &str, records: &[RData]) {
+        let slot = Slot::build(name, records, self.current.ttl);
         let key = slot.name().to_vec();
         if self.shard_of(&key).replace(slot).is_none() {
             self.current.names += 1;
@@ -405,13 +408,19 @@ impl SnapshotBuilder {
         }
     }
 
-    /// Replaces the whole zone.
-    pub fn replace_all(&mut self, all: &[NameRecords]) {
-        let empty = Arc::new(Shard::default());
-        self.current.shards = (0..SHARDS).map(|_| empty.clone()).collect();
+    /// Replaces the whole zone, reading the records where they are (a
+    /// [`ZoneView`](crate::records::ZoneView) borrows the index's).
+    pub fn replace_all(&mut self, zone: &dyn ZoneRecords) {
+        // Sized up front: the shards do not grow (and leave freed tables
+        // behind) while the zone is built.
+        let per_shard = zone.len().div_ceil(SHARDS);
+        let hasher = foldhash::fast::RandomState::default();
+        self.current.shards = (0..SHARDS)
+            .map(|_| Arc::new(Shard::with_capacity_and_hasher(per_shard, hasher.clone())))
+            .collect();
         self.current.names = 0;
-        for records in all {
-            self.upsert(records);
+        for (name, records) in zone.names() {
+            self.upsert_borrowed(name, records);
         }
     }
 

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use super::{DnsBackend, Error, Result};
-use crate::model::{Change, NameRecords, RData};
+use crate::model::{Change, RData, ZoneRecords};
 
 /// Where and how to write the answers file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,11 +143,11 @@ impl AnswersBackend {
 
 #[async_trait]
 impl DnsBackend for AnswersBackend {
-    async fn sync(&self, records: &[NameRecords]) -> Result<()> {
+    async fn sync(&self, zone: &dyn ZoneRecords) -> Result<()> {
         let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
-        *names = records
-            .iter()
-            .map(|r| (r.name.clone(), r.records.clone()))
+        *names = zone
+            .names()
+            .map(|(name, records)| (name.to_owned(), records.to_vec()))
             .collect();
         self.write(&names)
     }

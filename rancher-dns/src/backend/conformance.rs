@@ -55,7 +55,7 @@ where
         vec![],
     ));
 
-    backend.sync(&index.full()).await.expect("sync");
+    backend.sync(&index.view()).await.expect("sync");
     check(&observe, a, ips(&["10.43.0.1"]), "after full sync").await;
     check(
         &observe,
@@ -116,7 +116,7 @@ where
     .await;
 
     let empty = RecordIndex::new(Options::default());
-    backend.sync(&empty.full()).await.expect("re-sync");
+    backend.sync(&empty.view()).await.expect("re-sync");
     check(&observe, b, None, "after re-sync to empty").await;
     check(&observe, h, None, "after re-sync to empty").await;
 }

@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use async_trait::async_trait;
 
 use super::{DnsBackend, Result};
-use crate::model::{Change, NameRecords, RData};
+use crate::model::{Change, RData, ZoneRecords};
 
 /// Records what it was told, for assertions.
 #[derive(Debug, Default)]
@@ -58,11 +58,11 @@ impl MemoryBackend {
 
 #[async_trait]
 impl DnsBackend for MemoryBackend {
-    async fn sync(&self, records: &[NameRecords]) -> Result<()> {
+    async fn sync(&self, zone: &dyn ZoneRecords) -> Result<()> {
         let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
-        *names = records
-            .iter()
-            .map(|r| (r.name.clone(), r.records.clone()))
+        *names = zone
+            .names()
+            .map(|(name, records)| (name.to_owned(), records.to_vec()))
             .collect();
         self.synced.store(true, Ordering::SeqCst);
         self.calls.fetch_add(1, Ordering::SeqCst);

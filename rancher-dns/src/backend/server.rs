@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::{DnsBackend, Result};
 use crate::metrics::Metrics;
-use crate::model::{Change, NameRecords, Options};
+use crate::model::{Change, Options, ZoneRecords};
 use crate::snapshot::{Snapshot, SnapshotBuilder};
 
 /// Feeds the built-in server: readers load the current [`Snapshot`] from
@@ -49,9 +49,9 @@ impl ServerBackend {
 
 #[async_trait]
 impl DnsBackend for ServerBackend {
-    async fn sync(&self, records: &[NameRecords]) -> Result<()> {
+    async fn sync(&self, zone: &dyn ZoneRecords) -> Result<()> {
         let mut builder = self.builder.lock().unwrap_or_else(PoisonError::into_inner);
-        builder.replace_all(records);
+        builder.replace_all(zone);
         builder.set_synced(true);
         self.publish(&builder);
         Ok(())

@@ -308,3 +308,60 @@ fn names_shared_by_owners_merge_and_unmerge() {
     assert!(changes.contains(&Change::Remove(ptr.into())));
     assert!(idx.get(ptr).is_none());
 }
+
+#[test]
+fn a_view_lists_every_name_once_and_keeps_its_moment() {
+    let mut idx = index();
+    idx.apply_service(mk_service(
+        "ns",
+        "web",
+        &["10.43.0.7"],
+        vec![tcp("http", 80)],
+    ));
+    for svc in ["h1", "h2"] {
+        idx.apply_service(mk_headless("ns", svc, vec![]));
+        idx.apply_slice(mk_slice(
+            "ns",
+            &format!("{svc}-1"),
+            svc,
+            // The same address behind both: a PTR name two owners share.
+            vec![mk_endpoint("10.42.0.5", Some("a"), true)],
+            vec![tcp("db", 5432)],
+        ));
+    }
+    let view = idx.view();
+    let listed: Vec<(&str, &[RData])> = view.names().collect();
+    assert_eq!(listed.len(), view.len());
+    assert_eq!(view.len(), idx.len());
+    let mut names: Vec<&str> = listed.iter().map(|(n, _)| *n).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), listed.len(), "every name once");
+    for (name, records) in &listed {
+        assert_eq!(idx.get(name).as_deref(), Some(*records), "{name}");
+    }
+    let before = view.to_vec();
+
+    // Later changes do not show through a view taken earlier; replaying
+    // them on its copy gives the index's new state.
+    let mut changes = idx.delete_service(&ServiceKey::new("ns", "h1"));
+    changes.extend(idx.apply_service(mk_service("ns", "api", &["10.43.0.8"], vec![])));
+    assert_eq!(view.to_vec(), before);
+    let mut replayed: std::collections::BTreeMap<String, Vec<RData>> =
+        before.into_iter().map(|n| (n.name, n.records)).collect();
+    for change in changes {
+        match change {
+            Change::Upsert(n) => {
+                replayed.insert(n.name, n.records);
+            }
+            Change::Remove(name) => {
+                replayed.remove(&name);
+            }
+        }
+    }
+    let now: Vec<NameRecords> = replayed
+        .into_iter()
+        .map(|(name, records)| NameRecords { name, records })
+        .collect();
+    assert_eq!(now, idx.full());
+}

@@ -44,7 +44,7 @@ impl Zone {
     fn new(options: Options) -> Self {
         let index = RecordIndex::new(options.clone());
         let mut builder = SnapshotBuilder::new(&options);
-        builder.replace_all(&index.full());
+        builder.replace_all(&index.view());
         builder.set_synced(true);
         Self { index, builder }
     }

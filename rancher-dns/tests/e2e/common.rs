@@ -64,7 +64,7 @@ pub(crate) async fn start_with(
         index.apply_service(mk_headless("ns", "big", vec![]));
         index.apply_slice(mk_slice("ns", "big-1", "big", eps, vec![]));
     }
-    backend.sync(&index.full()).await.unwrap();
+    backend.sync(&index.view()).await.unwrap();
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         udp_threads: threads,
