@@ -17,8 +17,10 @@
 //!   "MissingRequired", "fieldName": "stackId", ...}`;
 //! - load balancer placement: the fake keeps a set of hosts with labels and IPs and places
 //!   each running loadBalancerService's `scale` instances on distinct active hosts that match
-//!   its `io.rancher.scheduler.affinity:host_label` and whose public ports are not taken by
-//!   another load balancer. `publicEndpoints` lists every (host IP, public port) pair;
+//!   its `io.rancher.scheduler.affinity:host_label`, carry none of its
+//!   `io.rancher.scheduler.affinity:host_label_ne` pairs, and whose public ports are not taken
+//!   by another load balancer (`io.rancher.scheduler.global: "true"`: every such host; the soft
+//!   `_soft` and `_soft_ne` labels are accepted and do not change the order). `publicEndpoints` lists every (host IP, public port) pair;
 //!   `currentScale` and `healthState` (`healthy`, `degraded`, `unhealthy`) follow. When hosts
 //!   change (added, marked unhealthy, removed) instances move.
 //!

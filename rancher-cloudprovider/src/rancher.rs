@@ -119,7 +119,7 @@ impl RancherLoadBalancer {
             scale: scale(service)?,
             placement: PlacementSpec {
                 required_labels: host_labels(service)?,
-                preferred_hosts: Vec::new(),
+                ..PlacementSpec::default()
             },
             ..LoadBalancerSpec::default()
         };

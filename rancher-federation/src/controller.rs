@@ -44,7 +44,7 @@ use kube::{
 };
 use parking_lot::{Mutex, RwLock};
 use rancher_runtime::{
-    events::Recorder,
+    events::{Recorder, error_chain},
     index::{self, IndexNamespacedResource},
     lease::Leadership,
     queue::Queue,
@@ -1301,21 +1301,6 @@ async fn resolve_hostnames(services: &[ServiceShards], timeout: Duration) -> Res
         .into_iter()
         .filter(|(_, ips)| !ips.is_empty())
         .collect()
-}
-
-/// An error and its causes on one line.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn now() -> String {

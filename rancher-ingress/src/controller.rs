@@ -500,7 +500,7 @@ impl Controller {
                             .errors
                             .get_or_create(&vec![("stage", "backend")])
                             .inc();
-                        let message = error.to_string();
+                        let message = rancher_runtime::events::error_chain(&error);
                         let new = shared
                             .state
                             .lock()

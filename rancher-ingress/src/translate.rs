@@ -449,8 +449,13 @@ pub fn translate(sources: &Sources, config: &Config) -> Translation {
     out
 }
 
+/// How every load balancer name [`balancer_name`] gives begins, so that a
+/// backend shared with other controllers can tell its own apart.
+pub const BALANCER_PREFIX: &str = "ingress-";
+
 /// The load balancer an Ingress with these annotations joins: named after what
-/// makes it distinct, so Ingresses alike share one.
+/// makes it distinct, so Ingresses alike share one. Starts with
+/// [`BALANCER_PREFIX`].
 pub fn balancer_name(annotations: &Annotations, has_tls: bool) -> String {
     let mut name = String::from("ingress");
     if let Some(port) = annotations.http_port {

@@ -168,6 +168,12 @@ pub trait Driver: Send + Sync + 'static {
     /// The current status, `None` if the driver does not know `id`.
     async fn status(&self, id: &LbId) -> Result<Option<Status>>;
 
+    /// Every load balancer the driver holds, in no particular order. Drivers
+    /// whose load balancers outlive the process (the Rancher driver) include
+    /// those created before it started, so a controller can delete the ones
+    /// nobody wants any more after a restart.
+    async fn list(&self) -> Result<Vec<LbId>>;
+
     /// Status changes that happen outside [`ensure`](Self::ensure) (an
     /// instance crashed or came back, a host failed) and those it causes.
     fn subscribe(&self) -> broadcast::Receiver<StatusUpdate>;

@@ -967,6 +967,10 @@ impl Driver for HaproxyDriver {
         Ok(statuses.pop().unwrap_or_default())
     }
 
+    async fn list(&self) -> driver::Result<Vec<LbId>> {
+        Ok(self.inner.state.lock().await.lbs.keys().cloned().collect())
+    }
+
     async fn ensure_deleted(&self, id: &LbId) -> driver::Result<()> {
         let inner = &self.inner;
         let mut state = inner.state.lock().await;

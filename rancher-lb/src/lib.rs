@@ -84,6 +84,9 @@
 //!     async fn status(&self, _id: &LbId) -> Result<Option<Status>> {
 //!         Ok(None)
 //!     }
+//!     async fn list(&self) -> Result<Vec<LbId>> {
+//!         Ok(Vec::new())
+//!     }
 //!     fn subscribe(&self) -> broadcast::Receiver<StatusUpdate> {
 //!         self.tx.subscribe()
 //!     }

@@ -306,6 +306,18 @@ impl fmt::Debug for CertificateSpec {
 pub struct PlacementSpec {
     /// Labels a host must carry, all of them, with these values.
     pub required_labels: BTreeMap<String, String>,
+    /// Labels a host must not carry: a host with any of these label values
+    /// is not eligible (Rancher's `host_label_ne`).
+    pub forbidden_labels: BTreeMap<String, String>,
+    /// Soft affinity: new instances go to hosts carrying more of these
+    /// first (Rancher's `host_label_soft`).
+    pub preferred_labels: BTreeMap<String, String>,
+    /// Soft anti-affinity: new instances go to hosts carrying fewer of
+    /// these first (Rancher's `host_label_soft_ne`).
+    pub avoided_labels: BTreeMap<String, String>,
+    /// One instance on every eligible host, whatever `scale` says
+    /// (Rancher's `io.rancher.scheduler.global`).
+    pub global: bool,
     /// Hosts to prefer, in order, when new instances are placed.
     pub preferred_hosts: Vec<IpAddr>,
 }
@@ -450,6 +462,14 @@ pub(crate) fn pem_block(out: &mut String, label: &str, der: &[u8]) {
 pub struct Placement {
     /// Labels a host must carry.
     pub required_labels: BTreeMap<String, String>,
+    /// Labels a host must not carry.
+    pub forbidden_labels: BTreeMap<String, String>,
+    /// Labels that make a host preferred for new instances.
+    pub preferred_labels: BTreeMap<String, String>,
+    /// Labels that make a host avoided for new instances.
+    pub avoided_labels: BTreeMap<String, String>,
+    /// One instance on every eligible host.
+    pub global: bool,
     /// Hosts to prefer, in order.
     pub preferred_hosts: Vec<IpAddr>,
 }
@@ -744,13 +764,27 @@ impl Validator<'_> {
             return Err(self.err("scale", format!("{} is above {MAX_SCALE}", spec.scale)));
         }
 
-        let mut required_labels = BTreeMap::new();
-        for (k, v) in &spec.placement.required_labels {
-            grammar::label_key(k)
-                .map_err(|e| self.err(format!("placement.required_labels[{k:?}]"), e))?;
-            grammar::label_value(v)
-                .map_err(|e| self.err(format!("placement.required_labels[{k:?}]"), e))?;
-            required_labels.insert(k.clone(), v.clone());
+        let labels = |field: &str, map: &BTreeMap<String, String>| {
+            for (k, v) in map {
+                grammar::label_key(k)
+                    .and_then(|()| grammar::label_value(v))
+                    .map_err(|e| self.err(format!("placement.{field}[{k:?}]"), e))?;
+            }
+            Ok::<_, Error>(map.clone())
+        };
+        let p = &spec.placement;
+        let required_labels = labels("required_labels", &p.required_labels)?;
+        let forbidden_labels = labels("forbidden_labels", &p.forbidden_labels)?;
+        let preferred_labels = labels("preferred_labels", &p.preferred_labels)?;
+        let avoided_labels = labels("avoided_labels", &p.avoided_labels)?;
+        if let Some((k, v)) = required_labels
+            .iter()
+            .find(|(k, v)| forbidden_labels.get(*k) == Some(*v))
+        {
+            return Err(self.err(
+                format!("placement.forbidden_labels[{k:?}]"),
+                format!("{k}={v} is also required: no host can be eligible"),
+            ));
         }
         let mut preferred_hosts = Vec::new();
         for h in &spec.placement.preferred_hosts {
@@ -774,6 +808,10 @@ impl Validator<'_> {
             scale: spec.scale,
             placement: Placement {
                 required_labels,
+                forbidden_labels,
+                preferred_labels,
+                avoided_labels,
+                global: p.global,
                 preferred_hosts,
             },
             snippet,

@@ -3,14 +3,17 @@
 //! [`place`] puts each load balancer's [`scale`](crate::model::LoadBalancer::scale)
 //! instances on distinct eligible hosts:
 //!
-//! - a host is eligible when it is healthy and carries every required label;
+//! - a host is eligible when it is healthy, carries every required label and
+//!   none of the forbidden ones; a `global` load balancer gets one instance on
+//!   every eligible host whatever its `scale`;
 //! - two load balancers share a host only where their listeners can share: HTTP
 //!   listeners on the same port share one frontend (and so do HTTPS ones); any
 //!   other pair of listeners on the same port conflicts;
 //! - instances already placed stay where they are while their host stays
 //!   eligible (an update never moves an instance without cause), and all kept
 //!   instances are accounted for before any new one is placed;
-//! - new instances go to preferred hosts first, then to the least loaded hosts;
+//! - new instances go to preferred hosts first, then to hosts carrying more
+//!   preferred and fewer avoided labels, then to the least loaded hosts;
 //! - a load balancer that cannot get all its instances gets a [`Shortfall`]
 //!   saying why.
 
@@ -54,6 +57,49 @@ impl Host {
     fn has_labels(&self, required: &BTreeMap<String, String>) -> bool {
         required.iter().all(|(k, v)| self.labels.get(k) == Some(v))
     }
+
+    /// How many of `labels` this host carries with those values.
+    fn matching(&self, labels: &BTreeMap<String, String>) -> usize {
+        labels
+            .iter()
+            .filter(|(k, v)| self.labels.get(*k) == Some(*v))
+            .count()
+    }
+
+    /// Why this host cannot run `lb` at all, whatever else runs there.
+    fn ineligible(&self, lb: &LoadBalancer) -> Option<Exclusion> {
+        let p = lb.placement();
+        if !self.healthy {
+            Some(Exclusion::Unhealthy)
+        } else if !self.has_labels(&p.required_labels) {
+            Some(Exclusion::MissingLabels)
+        } else if self.matching(&p.forbidden_labels) > 0 {
+            Some(Exclusion::ForbiddenLabels)
+        } else {
+            None
+        }
+    }
+}
+
+enum Exclusion {
+    Unhealthy,
+    MissingLabels,
+    ForbiddenLabels,
+}
+
+/// How many instances `lb` wants on `hosts`: its scale, or for a global load
+/// balancer one per eligible host (at least one, so that having none shows
+/// as a shortfall).
+fn wanted(hosts: &[Host], lb: &LoadBalancer) -> usize {
+    if lb.placement().global {
+        hosts
+            .iter()
+            .filter(|h| h.ineligible(lb).is_none())
+            .count()
+            .max(1)
+    } else {
+        lb.scale() as usize
+    }
 }
 
 /// Where each load balancer's instances are, by host address, in placement order.
@@ -79,6 +125,8 @@ pub struct Shortfall {
     pub unhealthy: usize,
     /// Hosts not used because they lack a required label.
     pub missing_labels: usize,
+    /// Hosts not used because they carry a forbidden label.
+    pub forbidden_labels: usize,
     /// Hosts not used because a listener port is taken there.
     pub port_conflicts: usize,
 }
@@ -100,6 +148,13 @@ impl fmt::Display for Shortfall {
                 "{} {} without the required labels",
                 self.missing_labels,
                 plural(self.missing_labels)
+            ));
+        }
+        if self.forbidden_labels > 0 {
+            parts.push(format!(
+                "{} {} with a forbidden label",
+                self.forbidden_labels,
+                plural(self.forbidden_labels)
             ));
         }
         if self.port_conflicts > 0 {
@@ -162,14 +217,15 @@ pub fn place(
     // Keep every valid existing instance first.
     for lb in &lbs {
         let mut kept = Vec::new();
+        let wanted = wanted(hosts, lb);
         for addr in current.get(lb.id()).into_iter().flatten() {
-            if kept.len() >= lb.scale() as usize || kept.contains(addr) {
+            if kept.len() >= wanted || kept.contains(addr) {
                 continue;
             }
             let Some(host) = by_addr.get(addr) else {
                 continue;
             };
-            if !host.healthy || !host.has_labels(&lb.placement().required_labels) {
+            if host.ineligible(lb).is_some() {
                 continue;
             }
             let u = usage.entry(*addr).or_default();
@@ -188,20 +244,22 @@ pub fn place(
         let mine = placed.remove(lb.id()).unwrap_or_default();
         let mut mine_set: BTreeSet<IpAddr> = mine.iter().copied().collect();
         let mut mine = mine;
-        let wanted = lb.scale() as usize;
-        let prefs = &lb.placement().preferred_hosts;
+        let wanted = wanted(hosts, lb);
+        let p = lb.placement();
         while mine.len() < wanted {
             let best = hosts
                 .iter()
                 .filter(|h| !mine_set.contains(&h.address))
-                .filter(|h| h.healthy && h.has_labels(&lb.placement().required_labels))
+                .filter(|h| h.ineligible(lb).is_none())
                 .filter(|h| usage.get(&h.address).is_none_or(|u| u.fits(lb)))
                 .min_by_key(|h| {
                     (
-                        prefs
+                        p.preferred_hosts
                             .iter()
-                            .position(|p| *p == h.address)
+                            .position(|a| *a == h.address)
                             .unwrap_or(usize::MAX),
+                        h.matching(&p.avoided_labels),
+                        std::cmp::Reverse(h.matching(&p.preferred_labels)),
                         usage.get(&h.address).map_or(0, |u| u.instances),
                         h.address,
                     )
@@ -213,17 +271,16 @@ pub fn place(
         }
         let shortfall = (mine.len() < wanted).then(|| {
             let mut s = Shortfall {
-                wanted: lb.scale(),
+                wanted: u32::try_from(wanted).unwrap_or(u32::MAX),
                 placed: u32::try_from(mine.len()).unwrap_or(u32::MAX),
                 ..Default::default()
             };
             for h in hosts.iter().filter(|h| !mine_set.contains(&h.address)) {
-                if !h.healthy {
-                    s.unhealthy += 1;
-                } else if !h.has_labels(&lb.placement().required_labels) {
-                    s.missing_labels += 1;
-                } else {
-                    s.port_conflicts += 1;
+                match h.ineligible(lb) {
+                    Some(Exclusion::Unhealthy) => s.unhealthy += 1,
+                    Some(Exclusion::MissingLabels) => s.missing_labels += 1,
+                    Some(Exclusion::ForbiddenLabels) => s.forbidden_labels += 1,
+                    None => s.port_conflicts += 1,
                 }
             }
             s
@@ -370,6 +427,7 @@ mod tests {
             placement: PlacementSpec {
                 required_labels: [("zone".to_owned(), "a".to_owned())].into(),
                 preferred_hosts: vec![ip(4)],
+                ..Default::default()
             },
             ..Default::default()
         };
@@ -395,6 +453,127 @@ mod tests {
         let out = place(&hs, &[&a], &Assignment::new());
         assert!(out[a.id()].hosts.is_empty());
         assert_eq!(out[a.id()].shortfall, None);
+    }
+
+    fn labelled(placement: PlacementSpec, scale: u32) -> LoadBalancer {
+        LoadBalancer::new(&LoadBalancerSpec {
+            id: "a".into(),
+            listeners: vec![ListenerSpec {
+                port: 80,
+                protocol: Protocol::Http,
+            }],
+            scale,
+            placement,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn forbidden_labels_exclude_hosts_and_soft_labels_order_them() {
+        let hs = vec![
+            Host::new(ip(2)).with_label("etcd", "true"),
+            Host::new(ip(3)).with_label("disk", "slow"),
+            Host::new(ip(4)),
+            Host::new(ip(5)).with_label("lb", "yes"),
+        ];
+        let a = labelled(
+            PlacementSpec {
+                forbidden_labels: labels(&[("etcd", "true")]),
+                preferred_labels: labels(&[("lb", "yes")]),
+                avoided_labels: labels(&[("disk", "slow")]),
+                ..Default::default()
+            },
+            4,
+        );
+        let out = place(&hs, &[&a], &Assignment::new());
+        // Preferred first, the avoided host last, the etcd host never.
+        assert_eq!(out[a.id()].hosts, vec![ip(5), ip(4), ip(3)]);
+        assert_eq!(
+            out[a.id()].shortfall.as_ref().unwrap().to_string(),
+            "wanted 4, placed 3: 1 host with a forbidden label"
+        );
+
+        // A host that gains a forbidden label loses its instance.
+        let mut moved = hs.clone();
+        moved[2] = Host::new(ip(4)).with_label("etcd", "true");
+        let out = place(&moved, &[&a], &assignment(&out));
+        assert_eq!(out[a.id()].hosts, vec![ip(5), ip(3)]);
+
+        // A label both required and forbidden is refused up front.
+        let both = LoadBalancer::new(&LoadBalancerSpec {
+            id: "a".into(),
+            placement: PlacementSpec {
+                required_labels: labels(&[("etcd", "true")]),
+                forbidden_labels: labels(&[("etcd", "true")]),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            both.to_string().contains("placement.forbidden_labels"),
+            "{both}"
+        );
+    }
+
+    #[test]
+    fn global_places_one_instance_on_every_eligible_host() {
+        let mut hs = vec![
+            Host::new(ip(2)).with_label("lb", "yes"),
+            Host::new(ip(3)).with_label("lb", "yes"),
+            Host::new(ip(4)),
+        ];
+        let global = PlacementSpec {
+            required_labels: labels(&[("lb", "yes")]),
+            global: true,
+            ..Default::default()
+        };
+        // The scale is ignored.
+        let a = labelled(global.clone(), 1);
+        let out = place(&hs, &[&a], &Assignment::new());
+        assert_eq!(out[a.id()].hosts, vec![ip(2), ip(3)]);
+        assert_eq!(out[a.id()].shortfall, None);
+
+        // A new eligible host gets an instance; the others stay.
+        hs.push(Host::new(ip(5)).with_label("lb", "yes"));
+        let out = place(&hs, &[&a], &assignment(&out));
+        assert_eq!(out[a.id()].hosts, vec![ip(2), ip(3), ip(5)]);
+
+        // A port taken by another load balancer is a shortfall.
+        let tcp = lb("b-tcp", 1, &[(80, Protocol::Tcp)]);
+        let mut current = assignment(&out);
+        current.insert(tcp.id().clone(), vec![ip(3)]);
+        current.get_mut(a.id()).unwrap().retain(|h| *h != ip(3));
+        let out = place(&hs, &[&a, &tcp], &current);
+        assert_eq!(out[a.id()].hosts, vec![ip(2), ip(5)]);
+        assert_eq!(
+            out[a.id()].shortfall.as_ref().unwrap().to_string(),
+            "wanted 3, placed 2: 1 host without the required labels, 1 host with a conflicting listener port"
+        );
+
+        // No eligible host at all is a shortfall too, not silence.
+        let none = labelled(
+            PlacementSpec {
+                required_labels: labels(&[("lb", "nowhere")]),
+                global: true,
+                ..Default::default()
+            },
+            1,
+        );
+        let out = place(&hs, &[&none], &Assignment::new());
+        assert!(out[none.id()].hosts.is_empty());
+        assert_eq!(
+            out[none.id()].shortfall.as_ref().unwrap().to_string(),
+            "wanted 1, placed 0: 4 hosts without the required labels"
+        );
     }
 
     #[test]

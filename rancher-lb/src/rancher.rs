@@ -5,8 +5,10 @@
 //! `rancher-lb://<id>`:
 //!
 //! - `launchConfig.ports` publishes every listener port (`80:80/tcp`);
-//!   required host labels become the scheduler label
-//!   `io.rancher.scheduler.affinity:host_label`; the image comes from the
+//!   required, forbidden, preferred and avoided host labels become the
+//!   scheduler labels `io.rancher.scheduler.affinity:host_label`,
+//!   `..._ne`, `..._soft` and `..._soft_ne`, and a global placement
+//!   `io.rancher.scheduler.global: "true"`; the image comes from the
 //!   `lb.instance.image` setting when Rancher has one;
 //! - `scale` is sent on create and on every update (updated in place);
 //! - `lbConfig.portRules` has one rule per HTTP route and endpoint port, and
@@ -331,10 +333,20 @@ impl RancherDriver {
         svc.scale = Some(lb.scale());
         svc.start_on_create = Some(true);
         let mut labels = BTreeMap::new();
-        let required = &lb.placement().required_labels;
-        if !required.is_empty() {
-            let v: Vec<String> = required.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            labels.insert(scheduler::AFFINITY_HOST_LABEL.to_owned(), v.join(","));
+        let p = lb.placement();
+        for (key, pairs) in [
+            (scheduler::AFFINITY_HOST_LABEL, &p.required_labels),
+            (scheduler::AFFINITY_HOST_LABEL_NE, &p.forbidden_labels),
+            (scheduler::AFFINITY_HOST_LABEL_SOFT, &p.preferred_labels),
+            (scheduler::AFFINITY_HOST_LABEL_SOFT_NE, &p.avoided_labels),
+        ] {
+            if !pairs.is_empty() {
+                let v: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                labels.insert(key.to_owned(), v.join(","));
+            }
+        }
+        if p.global {
+            labels.insert(scheduler::GLOBAL.to_owned(), "true".to_owned());
         }
         let image = self
             .client
@@ -381,7 +393,10 @@ impl RancherDriver {
         status.addresses = seen.into_iter().collect();
         let placed = u32::try_from(status.addresses.len()).unwrap_or(u32::MAX);
         let settled = svc.meta.transitioning.as_deref().is_none_or(|t| t == "no");
-        if settled && placed < lb.scale() {
+        // A global load balancer wants every eligible host, which Rancher
+        // knows and this driver does not: at least one.
+        let wanted = if lb.placement().global { 1 } else { lb.scale() };
+        if settled && placed < wanted {
             let why = svc
                 .meta
                 .transitioning_message
@@ -389,7 +404,7 @@ impl RancherDriver {
                 .unwrap_or_else(|| "not enough eligible hosts".into());
             status.conditions.push(Condition {
                 kind: ConditionKind::Shortfall,
-                message: format!("wanted {}, placed {placed}: {why}", lb.scale()),
+                message: format!("wanted {wanted}, placed {placed}: {why}"),
             });
         }
         for b in lb.backends() {
@@ -455,13 +470,18 @@ fn same_rules(a: &LbConfig, b: &LbConfig) -> bool {
     x == y && ca == cb && a.default_certificate_id == b.default_certificate_id
 }
 
-fn placement_key(svc: &LoadBalancerService) -> (BTreeSet<u16>, Option<String>) {
+/// What Rancher cannot change in place: the published ports and the
+/// scheduler labels.
+fn placement_key(svc: &LoadBalancerService) -> (BTreeSet<u16>, BTreeMap<String, String>) {
     let ports = svc.public_ports().into_iter().collect();
-    let affinity = svc
+    let scheduling = svc
         .launch_config
-        .as_ref()
-        .and_then(|l| l.labels.get(scheduler::AFFINITY_HOST_LABEL).cloned());
-    (ports, affinity)
+        .iter()
+        .flat_map(|l| &l.labels)
+        .filter(|(k, _)| k.starts_with(scheduler::PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (ports, scheduling)
 }
 
 #[async_trait]
@@ -520,6 +540,32 @@ impl Driver for RancherDriver {
         let status = Self::status_of(lb, &svc);
         self.record(lb.id(), Some(status.clone())).await;
         Ok(status)
+    }
+
+    async fn list(&self) -> driver::Result<Vec<LbId>> {
+        let params = ListParams::new()
+            .stack_id(self.stack_id().await?)
+            .removed_null();
+        let services = self
+            .client
+            .load_balancer_services()
+            .list(&params)
+            .await
+            .map_err(api("listing the load balancers"))?;
+        let mut ids: Vec<LbId> = services
+            .iter()
+            .filter(|svc| {
+                !matches!(
+                    svc.meta.state.as_deref(),
+                    Some("removed" | "removing" | "purging" | "purged")
+                )
+            })
+            .filter_map(|svc| svc.external_id.as_deref()?.strip_prefix(EXTERNAL_ID_PREFIX))
+            .filter_map(|id| LbId::new(id).ok())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 
     async fn ensure_deleted(&self, id: &LbId) -> driver::Result<()> {

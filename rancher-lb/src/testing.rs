@@ -156,6 +156,10 @@ impl Driver for FakeDriver {
         Ok(self.lock().statuses.get(id).cloned())
     }
 
+    async fn list(&self) -> Result<Vec<LbId>> {
+        Ok(self.lock().lbs.keys().cloned().collect())
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<StatusUpdate> {
         self.tx.subscribe()
     }
@@ -265,6 +269,31 @@ impl Conformance {
         self.shortfall_is_reported().await;
         self.changes_are_published().await;
         self.delete_removes().await;
+        self.list_shows_what_exists().await;
+    }
+
+    /// `list` holds every load balancer ensured and none deleted.
+    pub async fn list_shows_what_exists(&self) {
+        let (a, b) = (self.lb("list-a", 1), self.lb("list-b", 1));
+        self.ensure_settled(&a, 1).await;
+        self.ensure_settled(&b, 1).await;
+        let listed = self.driver.list().await.expect("list");
+        for lb in [&a, &b] {
+            assert!(
+                listed.contains(lb.id()),
+                "{} not listed: {listed:?}",
+                lb.id()
+            );
+        }
+        self.delete(a.id()).await;
+        let listed = self.driver.list().await.expect("list");
+        assert!(
+            !listed.contains(a.id()),
+            "{} listed after ensure_deleted: {listed:?}",
+            a.id()
+        );
+        assert!(listed.contains(b.id()), "{} not listed: {listed:?}", b.id());
+        self.delete(b.id()).await;
     }
 
     /// `ensure_deleted` of an unknown id is `Ok`.

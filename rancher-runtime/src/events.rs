@@ -12,6 +12,46 @@ use kube::{
 
 pub use kube::runtime::events::EventType as Type;
 
+/// An error and its causes on one line (`outer: cause: root cause`), for
+/// event notes and status messages, which show no source chain by
+/// themselves. A cause whose text the line already holds is left out.
+///
+/// ```
+/// #[derive(Debug)]
+/// struct Writing(std::io::Error);
+///
+/// impl std::fmt::Display for Writing {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("writing the map file")
+///     }
+/// }
+///
+/// impl std::error::Error for Writing {
+///     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+///         Some(&self.0)
+///     }
+/// }
+///
+/// let error = Writing(std::io::Error::other("disk full"));
+/// assert_eq!(
+///     rancher_runtime::events::error_chain(&error),
+///     "writing the map file: disk full"
+/// );
+/// ```
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Records events for one controller. Cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {

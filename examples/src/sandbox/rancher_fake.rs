@@ -94,6 +94,10 @@ impl Driver for Refreshing {
         self.driver.status(id).await
     }
 
+    async fn list(&self) -> Result<Vec<LbId>> {
+        self.driver.list().await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<StatusUpdate> {
         self.driver.subscribe()
     }

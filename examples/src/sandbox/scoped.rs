@@ -50,6 +50,15 @@ impl Driver for Scoped {
         self.inner.status(id).await
     }
 
+    /// Only this view's load balancers: the shared driver's others belong to
+    /// another controller.
+    async fn list(&self) -> Result<Vec<LbId>> {
+        let mine = self.ids.lock().clone();
+        let mut all = self.inner.list().await?;
+        all.retain(|id| mine.contains(id));
+        Ok(all)
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<StatusUpdate> {
         let mut updates = self.inner.subscribe();
         let (tx, rx) = broadcast::channel(STATUS_CHANNEL_CAPACITY);

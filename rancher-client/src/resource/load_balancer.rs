@@ -125,6 +125,16 @@ pub struct LaunchConfig {
 pub mod scheduler {
     /// Hard host-label affinity: `key=value[,key2=value2]`; every pair must match.
     pub const AFFINITY_HOST_LABEL: &str = "io.rancher.scheduler.affinity:host_label";
+    /// Hard host-label anti-affinity: `key=value[,...]`; a host carrying any
+    /// pair is not eligible.
+    pub const AFFINITY_HOST_LABEL_NE: &str = "io.rancher.scheduler.affinity:host_label_ne";
+    /// Soft host-label affinity: hosts carrying these pairs are preferred.
+    pub const AFFINITY_HOST_LABEL_SOFT: &str = "io.rancher.scheduler.affinity:host_label_soft";
+    /// Soft host-label anti-affinity: hosts carrying these pairs are avoided.
+    pub const AFFINITY_HOST_LABEL_SOFT_NE: &str =
+        "io.rancher.scheduler.affinity:host_label_soft_ne";
+    /// The prefix every scheduler label shares.
+    pub const PREFIX: &str = "io.rancher.scheduler.";
     /// `"true"`: one instance on every eligible host, ignoring `scale`.
     pub const GLOBAL: &str = "io.rancher.scheduler.global";
 }

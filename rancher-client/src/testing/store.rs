@@ -1142,24 +1142,29 @@ impl Store {
                 .as_ref()
                 .map(|l| l.labels.clone())
                 .unwrap_or_default();
-            let affinity: Vec<(String, String)> = labels
-                .get(scheduler::AFFINITY_HOST_LABEL)
-                .map(|s| {
-                    s.split(',')
-                        .filter_map(|kv| kv.split_once('='))
-                        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let pairs = |key: &str| -> Vec<(String, String)> {
+                labels
+                    .get(key)
+                    .map(|s| {
+                        s.split(',')
+                            .filter_map(|kv| kv.split_once('='))
+                            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let affinity = pairs(scheduler::AFFINITY_HOST_LABEL);
+            let anti_affinity = pairs(scheduler::AFFINITY_HOST_LABEL_NE);
             let global = labels
                 .get(scheduler::GLOBAL)
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"));
             let eligible: Vec<String> = hosts
                 .iter()
                 .filter(|h| {
-                    affinity
-                        .iter()
-                        .all(|(k, v)| h.labels.get(k).and_then(Value::as_str) == Some(v))
+                    let has = |(k, v): &(String, String)| {
+                        h.labels.get(k).and_then(Value::as_str) == Some(v.as_str())
+                    };
+                    affinity.iter().all(has) && !anti_affinity.iter().any(has)
                 })
                 .map(|h| h.id.clone())
                 .collect();

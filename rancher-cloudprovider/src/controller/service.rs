@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
 use parking_lot::{Mutex, RwLock};
-use rancher_runtime::events::Type;
+use rancher_runtime::events::{Type, error_chain};
 
 use super::{Error, Result, Writer, metrics::Metrics};
 use crate::{
@@ -65,17 +65,6 @@ fn identity(service: &Service) -> model::Service {
     );
     model.annotations = service.annotations().clone();
     model
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 fn node_identity(node: &model::Node) -> (String, Option<String>, Vec<model::NodeAddress>) {

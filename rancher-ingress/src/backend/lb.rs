@@ -77,25 +77,9 @@ fn id(name: &str) -> Result<LbId> {
     })
 }
 
-fn unsupported(lb: &LoadBalancer, what: &str) -> Error {
-    Error::Unsupported {
-        name: lb.name.clone(),
-        what: what.to_owned(),
-    }
-}
-
 /// Maps a translated load balancer onto a `rancher-lb` model.
 pub fn to_model(lb: &LoadBalancer) -> Result<LbModel> {
     let placement = &lb.placement;
-    if !placement.forbidden.is_empty() {
-        return Err(unsupported(lb, "host_label_ne placement"));
-    }
-    if !placement.preferred.is_empty() || !placement.avoided.is_empty() {
-        return Err(unsupported(lb, "soft host label placement"));
-    }
-    if placement.global {
-        return Err(unsupported(lb, "global placement"));
-    }
     // An HTTPS listener without a certificate cannot serve: leave it out.
     let listeners: Vec<ListenerSpec> = lb
         .listeners
@@ -158,6 +142,10 @@ pub fn to_model(lb: &LoadBalancer) -> Result<LbModel> {
         scale: lb.scale,
         placement: PlacementSpec {
             required_labels: placement.required.clone(),
+            forbidden_labels: placement.forbidden.clone(),
+            preferred_labels: placement.preferred.clone(),
+            avoided_labels: placement.avoided.clone(),
+            global: placement.global,
             preferred_hosts: Vec::new(),
         },
         snippet: lb.snippet.clone(),
@@ -262,8 +250,24 @@ impl IngressBackend for LbBackend {
         Ok(())
     }
 
+    /// The load balancers ensured by this process, and those the driver
+    /// holds under an Ingress load balancer name
+    /// ([`BALANCER_PREFIX`](crate::translate::BALANCER_PREFIX)): after a
+    /// restart, the Rancher driver finds the ones created before.
     async fn list(&self) -> Result<Vec<String>> {
-        Ok(self.known().iter().cloned().collect())
+        let held = self
+            .driver
+            .list()
+            .await
+            .map_err(|e| driver_error("(all)", e))?;
+        let mut names = self.known().clone();
+        names.extend(
+            held.iter()
+                .map(LbId::as_str)
+                .filter(|name| name.starts_with(crate::translate::BALANCER_PREFIX))
+                .map(str::to_owned),
+        );
+        Ok(names.into_iter().collect())
     }
 
     async fn status(&self, name: &str) -> Result<Option<Status>> {
@@ -399,14 +403,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unsupported_placement_is_an_error_naming_it() {
+    async fn scheduler_placement_reaches_the_driver() {
+        let driver = FakeDriver::new(vec![
+            LbHost::new(hosts()[0]).with_label("etcd", "true"),
+            LbHost::new(hosts()[1]),
+            LbHost::new("127.0.0.4".parse().unwrap()),
+        ]);
+        let backend = LbBackend::new(Arc::new(driver));
         let mut lb = LoadBalancer {
             name: "x".into(),
+            scale: 1,
             ..LoadBalancer::default()
         };
         lb.placement.global = true;
-        let error = backend().ensure(&lb).await.unwrap_err();
-        assert!(error.to_string().contains("global placement"), "{error}");
+        lb.placement
+            .forbidden
+            .insert("etcd".to_owned(), "true".to_owned());
+        let model = to_model(&lb).unwrap();
+        assert!(model.placement().global);
+        let status = backend.ensure(&lb).await.unwrap();
+        // Every host but the forbidden one, whatever the scale.
+        let want: Vec<Address> = ["127.0.0.3", "127.0.0.4"]
+            .iter()
+            .map(|a| Address::Ip(a.parse().unwrap()))
+            .collect();
+        assert_eq!(status.addresses, want);
+
+        // A label both required and forbidden names the field.
+        lb.placement
+            .required
+            .insert("etcd".to_owned(), "true".to_owned());
+        let error = rancher_runtime::events::error_chain(&backend.ensure(&lb).await.unwrap_err());
+        assert!(error.contains("placement.forbidden_labels"), "{error}");
     }
 
     #[tokio::test]

@@ -25,6 +25,12 @@ async fn start() -> (Running, Arc<RancherDriver>, FakeRancher) {
         .start()
         .await
         .expect("fake Rancher starts");
+    let (running, driver) = start_on(&fake).await;
+    (running, driver, fake)
+}
+
+/// A controller on a new sandbox, with the Rancher driver on `fake`.
+async fn start_on(fake: &FakeRancher) -> (Running, Arc<RancherDriver>) {
     let driver = Arc::new(RancherDriver::new(fake.client(), RancherConfig::new()));
     let backend = Arc::new(LbBackend::new(driver.clone()));
     // Rancher has no push: re-read what the backend ensured until it settles.
@@ -42,7 +48,7 @@ async fn start() -> (Running, Arc<RancherDriver>, FakeRancher) {
     running
         .apply(slice("nginx-service", 8080, &["10.42.0.5"]))
         .await;
-    (running, driver, fake)
+    (running, driver)
 }
 
 fn scalelb(scale: &str) -> k8s_openapi::api::networking::v1::Ingress {
@@ -101,4 +107,46 @@ async fn deleting_removes_the_rancher_load_balancer_and_other_classes_are_ignore
     })
     .await;
     running.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_controller_deletes_what_was_left_behind_and_only_that() {
+    let (running, driver, fake) = start().await;
+    running.apply(scalelb("1")).await;
+    wait_for("one address", || async {
+        (running.addresses("scalelb").await.len() == 1).then_some(())
+    })
+    .await;
+    // Another controller's load balancer in the same stack.
+    let theirs = rancher_lb::model::LoadBalancer::new(&rancher_lb::model::LoadBalancerSpec {
+        id: "kubernetes.default.web.abc123".into(),
+        scale: 1,
+        ..Default::default()
+    })
+    .expect("valid");
+    driver.ensure(&theirs).await.expect("ensure");
+    let ours = LbId::new("ingress-http80-x1").expect("id");
+    let listed = driver.list().await.expect("list");
+    assert!(
+        listed.contains(&ours) && listed.contains(theirs.id()),
+        "{listed:?}"
+    );
+
+    // The controller goes away; its Ingress is deleted meanwhile (here: the
+    // new controller watches a cluster without it).
+    running.stop().await;
+    assert!(
+        driver.list().await.expect("list").contains(&ours),
+        "stopping a controller leaves its load balancers"
+    );
+    let (restarted, driver) = start_on(&fake).await;
+    wait_for("the left-over load balancer deleted", || async {
+        (!driver.list().await.expect("list").contains(&ours)).then_some(())
+    })
+    .await;
+    assert!(
+        driver.list().await.expect("list").contains(theirs.id()),
+        "another controller's load balancer was deleted"
+    );
+    restarted.stop().await;
 }

@@ -285,6 +285,54 @@ async fn scale_updates_in_place_and_port_changes_recreate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_labels_carry_placement_and_changing_them_recreates() {
+    let fake = fake().await;
+    let driver = RancherDriver::new(fake.client(), RancherConfig::new());
+    let mut s = spec(1);
+    s.placement = PlacementSpec {
+        forbidden_labels: [("zone".to_owned(), "b".to_owned())].into(),
+        preferred_labels: [("disk".to_owned(), "ssd".to_owned())].into(),
+        avoided_labels: [("disk".to_owned(), "hdd".to_owned())].into(),
+        global: true,
+        ..Default::default()
+    };
+    // Global: every host but the zone=b one, whatever the scale.
+    let lb = LoadBalancer::new(&s).unwrap();
+    let status = settled(&driver, &lb, 2).await;
+    assert_eq!(status.addresses, vec![ips()[0], ips()[1]]);
+    let first: Vec<LoadBalancerService> = fake.list();
+    let labels = &first[0].launch_config.as_ref().unwrap().labels;
+    let label = |key: &str| labels.get(key).map(String::as_str);
+    assert_eq!(label(scheduler::AFFINITY_HOST_LABEL_NE), Some("zone=b"));
+    assert_eq!(label(scheduler::AFFINITY_HOST_LABEL_SOFT), Some("disk=ssd"));
+    assert_eq!(
+        label(scheduler::AFFINITY_HOST_LABEL_SOFT_NE),
+        Some("disk=hdd")
+    );
+    assert_eq!(label(scheduler::GLOBAL), Some("true"));
+    assert_eq!(label(scheduler::AFFINITY_HOST_LABEL), None);
+
+    // Rancher cannot change scheduler labels in place: created again.
+    s.placement.global = false;
+    let lb = LoadBalancer::new(&s).unwrap();
+    let status = settled(&driver, &lb, 1).await;
+    assert_eq!(status.addresses.len(), 1);
+    let live: Vec<LoadBalancerService> = fake
+        .list::<LoadBalancerService>()
+        .into_iter()
+        .filter(|l| {
+            l.meta.state.as_deref() != Some("removed") && l.meta.state.as_deref() != Some("purged")
+        })
+        .collect();
+    assert_eq!(live.len(), 1);
+    assert_ne!(
+        live[0].meta.id, first[0].meta.id,
+        "a label change recreates"
+    );
+    assert_eq!(driver.list().await.unwrap(), vec![lb.id().clone()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_hosts_and_shortfalls_show_in_the_status() {
     let fake = fake().await;
     let driver = RancherDriver::new(fake.client(), RancherConfig::new());
