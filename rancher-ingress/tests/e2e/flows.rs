@@ -1,10 +1,11 @@
 //! The Ingress flows with the in-tree backend on `rancher-lb`'s fake driver:
 //! what the API server and `kubectl` see.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use rancher_ingress::backend::lb::LbBackend;
 use rancher_lb::{placement::Host, testing::FakeDriver};
+use rancher_runtime::lease::{LeaderArgs, Leadership};
 
 use crate::support::*;
 
@@ -219,5 +220,70 @@ async fn bad_input_gets_a_warning_naming_the_field_and_others_are_served() {
         (running.addresses("badtls").await.len() == 1).then_some(())
     })
     .await;
+    running.stop().await;
+}
+
+/// A controller whose load balancers run on `host`, electing on the shared
+/// Lease as `identity`.
+async fn elected(
+    running: &Running,
+    identity: &str,
+    host: &str,
+) -> (
+    rancher_runtime::shutdown::Shutdown,
+    Leadership,
+    Arc<FakeDriver>,
+) {
+    let shutdown = rancher_runtime::shutdown::Shutdown::new();
+    let args = LeaderArgs {
+        identity: Some(identity.to_owned()),
+        lease_duration: Duration::from_secs(2),
+        renew_deadline: Duration::from_millis(1500),
+        retry_period: Duration::from_millis(100),
+        ..LeaderArgs::new("default", "rancher-ingress")
+    };
+    let (leadership, election) = args.start(running.client.clone(), shutdown.token());
+    shutdown.spawn(election.expect("election enabled"));
+    let driver = Arc::new(FakeDriver::new(vec![Host::new(
+        host.parse::<IpAddr>().expect("address"),
+    )]));
+    running
+        .start_controller(
+            Arc::new(LbBackend::new(driver.clone())),
+            leadership.clone(),
+            &shutdown,
+        )
+        .await;
+    (shutdown, leadership, driver)
+}
+
+#[tokio::test]
+async fn only_the_leader_acts_and_a_standby_takes_over() {
+    use rancher_lb::driver::Driver as _;
+    let running = Running::without_controller().await;
+    running.apply(service("nginx-service", 80)).await;
+    running
+        .apply(slice("nginx-service", 8080, &["127.0.0.1"]))
+        .await;
+    // Each replica's instances run on its own address, so the status tells
+    // which replica wrote it.
+    let (a, mut lead_a, _) = elected(&running, "replica-a", "127.0.0.2").await;
+    assert!(lead_a.wait_leader().await);
+    let (b, lead_b, driver_b) = elected(&running, "replica-b", "127.0.0.3").await;
+    running.apply(scalelb("1")).await;
+    running.wait_addresses("scalelb", &["127.0.0.2"]).await;
+    assert!(!lead_b.is_leader(), "two leaders");
+    assert!(
+        driver_b.list().await.expect("list").is_empty(),
+        "the standby programmed a load balancer"
+    );
+
+    // A stops and releases the Lease: B takes over, programs its load
+    // balancer and rewrites the status.
+    a.drain(Duration::from_secs(10)).await.expect("a stops");
+    running.wait_addresses("scalelb", &["127.0.0.3"]).await;
+    assert!(lead_b.is_leader());
+    assert_eq!(driver_b.list().await.expect("list").len(), 1);
+    b.drain(Duration::from_secs(10)).await.expect("b stops");
     running.stop().await;
 }

@@ -35,6 +35,15 @@ pub(crate) struct Running {
 impl Running {
     /// A sandbox with the class `rancher` and the controller on `backend`.
     pub(crate) async fn start(backend: Arc<dyn IngressBackend>) -> Self {
+        let running = Self::without_controller().await;
+        running
+            .start_controller(backend, Leadership::always(), &running.shutdown)
+            .await;
+        running
+    }
+
+    /// A sandbox with the classes `rancher` and `nginx`, no controller yet.
+    pub(crate) async fn without_controller() -> Self {
         rancher_runtime::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let kubeconfig = dir.path().join("kubeconfig");
@@ -46,31 +55,39 @@ impl Running {
         let client = sandbox.client();
         apply(&client, class("rancher", "rancher.io/ingress")).await;
         apply(&client, class("nginx", "k8s.io/ingress-nginx")).await;
-        let shutdown = Shutdown::new();
-        let readiness = Readiness::new();
-        let mut registry = Registry::default();
-        run::start(
-            &IngressArgs::default(),
-            client.clone(),
-            backend,
-            &mut registry,
-            &readiness,
-            Leadership::always(),
-            &shutdown,
-        );
-        let ready = readiness.clone();
-        wait_for("caches synced", || {
-            let ready = ready.is_ready();
-            async move { ready.then_some(()) }
-        })
-        .await;
         Self {
             _sandbox: sandbox,
             client,
             kubeconfig,
-            shutdown,
+            shutdown: Shutdown::new(),
             _dir: dir,
         }
+    }
+
+    /// Starts a controller on this sandbox that acts while `leadership`
+    /// leads and stops with `shutdown`; returns once its caches synced.
+    pub(crate) async fn start_controller(
+        &self,
+        backend: Arc<dyn IngressBackend>,
+        leadership: Leadership,
+        shutdown: &Shutdown,
+    ) {
+        let readiness = Readiness::new();
+        let mut registry = Registry::default();
+        run::start(
+            &IngressArgs::default(),
+            self.client.clone(),
+            backend,
+            &mut registry,
+            &readiness,
+            leadership,
+            shutdown,
+        );
+        wait_for("caches synced", || {
+            let ready = readiness.is_ready();
+            async move { ready.then_some(()) }
+        })
+        .await;
     }
 
     pub(crate) async fn stop(self) {
