@@ -201,12 +201,7 @@ impl RancherDriver {
             .list(&params)
             .await
             .map_err(api("finding the load balancer"))?;
-        Ok(found.into_iter().find(|lb| {
-            !matches!(
-                lb.meta.state.as_deref(),
-                Some("removed" | "removing" | "purging" | "purged")
-            )
-        }))
+        Ok(found.into_iter().find(is_live))
     }
 
     /// Uploads the load balancer's certificates that Rancher does not have
@@ -470,6 +465,15 @@ fn same_rules(a: &LbConfig, b: &LbConfig) -> bool {
     x == y && ca == cb && a.default_certificate_id == b.default_certificate_id
 }
 
+/// Whether a service is not on its way out (removed services stay listed
+/// until purged).
+fn is_live(svc: &LoadBalancerService) -> bool {
+    !matches!(
+        svc.meta.state.as_deref(),
+        Some("removed" | "removing" | "purging" | "purged")
+    )
+}
+
 /// What Rancher cannot change in place: the published ports and the
 /// scheduler labels.
 fn placement_key(svc: &LoadBalancerService) -> (BTreeSet<u16>, BTreeMap<String, String>) {
@@ -554,12 +558,7 @@ impl Driver for RancherDriver {
             .map_err(api("listing the load balancers"))?;
         let mut ids: Vec<LbId> = services
             .iter()
-            .filter(|svc| {
-                !matches!(
-                    svc.meta.state.as_deref(),
-                    Some("removed" | "removing" | "purging" | "purged")
-                )
-            })
+            .filter(|svc| is_live(svc))
             .filter_map(|svc| svc.external_id.as_deref()?.strip_prefix(EXTERNAL_ID_PREFIX))
             .filter_map(|id| LbId::new(id).ok())
             .collect();

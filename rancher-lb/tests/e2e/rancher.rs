@@ -32,6 +32,16 @@ async fn fake() -> FakeRancher {
         .unwrap()
 }
 
+/// The load balancer services not removed.
+fn live(fake: &FakeRancher) -> Vec<LoadBalancerService> {
+    fake.list::<LoadBalancerService>()
+        .into_iter()
+        .filter(|l| {
+            l.meta.state.as_deref() != Some("removed") && l.meta.state.as_deref() != Some("purged")
+        })
+        .collect()
+}
+
 fn ips() -> Vec<IpAddr> {
     IPS.iter().map(|s| s.parse().unwrap()).collect()
 }
@@ -272,13 +282,7 @@ async fn scale_updates_in_place_and_port_changes_recreate() {
     let moved = LoadBalancer::new(&s2).unwrap().with_scale(3);
     let status = settled(&driver, &moved, 3).await;
     assert_eq!(status.addresses, ips());
-    let live: Vec<LoadBalancerService> = fake
-        .list::<LoadBalancerService>()
-        .into_iter()
-        .filter(|l| {
-            l.meta.state.as_deref() != Some("removed") && l.meta.state.as_deref() != Some("purged")
-        })
-        .collect();
+    let live = live(&fake);
     assert_eq!(live.len(), 1);
     assert_ne!(live[0].meta.id, first[0].meta.id, "a port change recreates");
     assert_eq!(live[0].public_ports(), vec![443, 5432, 8080]);
@@ -317,13 +321,7 @@ async fn scheduler_labels_carry_placement_and_changing_them_recreates() {
     let lb = LoadBalancer::new(&s).unwrap();
     let status = settled(&driver, &lb, 1).await;
     assert_eq!(status.addresses.len(), 1);
-    let live: Vec<LoadBalancerService> = fake
-        .list::<LoadBalancerService>()
-        .into_iter()
-        .filter(|l| {
-            l.meta.state.as_deref() != Some("removed") && l.meta.state.as_deref() != Some("purged")
-        })
-        .collect();
+    let live = live(&fake);
     assert_eq!(live.len(), 1);
     assert_ne!(
         live[0].meta.id, first[0].meta.id,
