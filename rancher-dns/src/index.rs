@@ -97,9 +97,11 @@ impl IndexNamespacedResource<core::Service> for DnsIndex {
     }
 
     fn reset(&mut self, resources: Vec<core::Service>, _removed: NamespacedRemoved) {
+        // Each listed object is dropped once converted, so the index built
+        // next reuses its memory instead of growing the heap past the list.
         let mut services = Vec::with_capacity(resources.len());
-        for svc in &resources {
-            match convert::service(svc) {
+        for svc in resources {
+            match convert::service(&svc) {
                 Ok(s) => services.push(s),
                 Err(e) => self.invalid(&e),
             }
@@ -129,9 +131,10 @@ impl IndexNamespacedResource<discovery::EndpointSlice> for DnsIndex {
     }
 
     fn reset(&mut self, resources: Vec<discovery::EndpointSlice>, _removed: NamespacedRemoved) {
+        // As for Services: each listed object goes once converted.
         let mut slices = Vec::with_capacity(resources.len());
-        for slice in &resources {
-            match convert::endpoint_slice(slice) {
+        for slice in resources {
+            match convert::endpoint_slice(&slice) {
                 Ok(s) => slices.push(s),
                 Err(e) => self.invalid(&e),
             }
@@ -153,7 +156,7 @@ impl IndexNamespacedResource<core::Pod> for DnsIndex {
     }
 
     fn reset(&mut self, resources: Vec<core::Pod>, _removed: NamespacedRemoved) {
-        let pods = resources.iter().map(convert::pod).collect();
+        let pods = resources.into_iter().map(|p| convert::pod(&p)).collect();
         let changes = self.records.reset_pods(pods);
         self.emit(changes);
     }
