@@ -20,6 +20,10 @@
 //!   `haproxy -c`, made current (an atomic symlink swap) and reloaded through
 //!   the master CLI, so established connections finish on the old worker.
 //!
+//! Concurrent [`Driver::ensure`] calls are applied together: the caller that
+//! gets the driver's lock applies every call waiting for it, so load
+//! balancers created at once share one check and one reload per host.
+//!
 //! A master that exits unexpectedly is restarted with exponential backoff; the
 //! affected load balancers' statuses say so while it is down and are
 //! published on [`Driver::subscribe`]. Certificates and keys are written with
@@ -38,7 +42,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Mutex, broadcast, mpsc};
+use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
 
 use crate::driver::{
     self, Condition, ConditionKind, Driver, InstanceState, STATUS_CHANNEL_CAPACITY, Status,
@@ -203,9 +207,18 @@ struct State {
     runtime_updates: u64,
 }
 
+/// An `ensure` waiting for the state lock.
+struct Waiting {
+    lb: LoadBalancer,
+    tx: oneshot::Sender<driver::Result<Status>>,
+}
+
 struct Inner {
     config: HaproxyConfig,
     state: Mutex<State>,
+    /// Ensures waiting for the state lock: whoever gets it applies them all
+    /// at once (one check and reload per host for the lot).
+    waiting: std::sync::Mutex<Vec<Waiting>>,
     tx: broadcast::Sender<StatusUpdate>,
     changed: mpsc::UnboundedSender<IpAddr>,
 }
@@ -323,6 +336,7 @@ impl HaproxyDriver {
                 ..State::default()
             }),
             config,
+            waiting: std::sync::Mutex::new(Vec::new()),
             tx: broadcast::channel(STATUS_CHANNEL_CAPACITY).0,
             changed,
         });
@@ -385,51 +399,8 @@ impl HaproxyDriver {
     ///
     /// As [`Driver::ensure`]; a rejection names the first load balancer.
     pub async fn ensure_all(&self, lbs: &[LoadBalancer]) -> driver::Result<Vec<Status>> {
-        let inner = &self.inner;
-        for lb in lbs {
-            if lb.snippet().is_some() && !inner.config.snippets {
-                return Err(driver::Error::Rejected {
-                    lb: lb.id().clone(),
-                    reason: "snippets are disabled in this driver".into(),
-                });
-            }
-        }
-        let Some(first) = lbs.first() else {
-            return Ok(Vec::new());
-        };
-        let mut state = inner.state.lock().await;
-        if let Some(statuses) = inner.endpoints_only(&mut state, lbs).await {
-            return Ok(statuses);
-        }
-        let previous_lbs = state.lbs.clone();
-        let previous_slots = state.slots.clone();
-        for lb in lbs {
-            state.lbs.insert(lb.id().clone(), lb.clone());
-            for b in lb.backends() {
-                let key = (lb.id().clone(), b.name.clone());
-                let slots = assign_slots(
-                    state.slots.get(&key),
-                    &b.endpoints,
-                    inner.config.server_slots,
-                );
-                state.slots.insert(key, slots);
-            }
-            let keep: BTreeSet<Name> = lb.backends().iter().map(|b| b.name.clone()).collect();
-            state
-                .slots
-                .retain(|(id, name), _| id != lb.id() || keep.contains(name));
-        }
-        let result = inner.apply(&mut state, first.id()).await;
-        if let Err(driver::Error::Rejected { .. }) = &result {
-            state.lbs = previous_lbs;
-            state.slots = previous_slots;
-        }
-        inner.publish(&mut state);
-        result?;
-        Ok(lbs
-            .iter()
-            .map(|lb| state.statuses.get(lb.id()).cloned().unwrap_or_default())
-            .collect())
+        let mut state = self.inner.state.lock().await;
+        self.inner.ensure_locked(&mut state, lbs).await
     }
 
     /// The host directory of `host` (configuration, sockets, log).
@@ -454,6 +425,94 @@ struct Pending {
 const MAX_RUNTIME_COMMANDS: usize = 2000;
 
 impl Inner {
+    /// [`HaproxyDriver::ensure_all`] with the state lock held.
+    async fn ensure_locked(
+        &self,
+        state: &mut State,
+        lbs: &[LoadBalancer],
+    ) -> driver::Result<Vec<Status>> {
+        let inner = self;
+        for lb in lbs {
+            if lb.snippet().is_some() && !inner.config.snippets {
+                return Err(driver::Error::Rejected {
+                    lb: lb.id().clone(),
+                    reason: "snippets are disabled in this driver".into(),
+                });
+            }
+        }
+        let Some(first) = lbs.first() else {
+            return Ok(Vec::new());
+        };
+        if let Some(statuses) = inner.endpoints_only(state, lbs).await {
+            return Ok(statuses);
+        }
+        let previous_lbs = state.lbs.clone();
+        let previous_slots = state.slots.clone();
+        for lb in lbs {
+            state.lbs.insert(lb.id().clone(), lb.clone());
+            for b in lb.backends() {
+                let key = (lb.id().clone(), b.name.clone());
+                let slots = assign_slots(
+                    state.slots.get(&key),
+                    &b.endpoints,
+                    inner.config.server_slots,
+                );
+                state.slots.insert(key, slots);
+            }
+            let keep: BTreeSet<Name> = lb.backends().iter().map(|b| b.name.clone()).collect();
+            state
+                .slots
+                .retain(|(id, name), _| id != lb.id() || keep.contains(name));
+        }
+        let result = inner.apply(state, first.id()).await;
+        if let Err(driver::Error::Rejected { .. }) = &result {
+            state.lbs = previous_lbs;
+            state.slots = previous_slots;
+        }
+        inner.publish(state);
+        result?;
+        Ok(lbs
+            .iter()
+            .map(|lb| state.statuses.get(lb.id()).cloned().unwrap_or_default())
+            .collect())
+    }
+
+    /// Applies every waiting `ensure` as one batch. When the batch does not
+    /// check, each is applied on its own, so that only the culprit fails.
+    async fn drain_waiting(&self, state: &mut State) {
+        let batch = std::mem::take(
+            &mut *self
+                .waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if batch.is_empty() {
+            return;
+        }
+        let lbs: Vec<LoadBalancer> = batch.iter().map(|w| w.lb.clone()).collect();
+        match self.ensure_locked(state, &lbs).await {
+            Ok(statuses) => {
+                for (w, status) in batch.into_iter().zip(statuses) {
+                    let _ = w.tx.send(Ok(status));
+                }
+            }
+            Err(driver::Error::Rejected { .. }) if batch.len() > 1 => {
+                for w in batch {
+                    let result = self
+                        .ensure_locked(state, std::slice::from_ref(&w.lb))
+                        .await
+                        .map(|mut statuses| statuses.pop().unwrap_or_default());
+                    let _ = w.tx.send(result);
+                }
+            }
+            Err(e) => {
+                for w in batch {
+                    let _ = w.tx.send(Err(shared_error(&e)));
+                }
+            }
+        }
+    }
+
     fn settings(&self) -> Settings {
         Settings {
             maxconn: self.config.maxconn,
@@ -880,6 +939,28 @@ fn read_config(generation: &Path) -> String {
     std::fs::read_to_string(generation.join("haproxy.cfg")).unwrap_or_default()
 }
 
+/// The same error for another caller of one batch.
+fn shared_error(e: &driver::Error) -> driver::Error {
+    match e {
+        driver::Error::Rejected { lb, reason } => driver::Error::Rejected {
+            lb: lb.clone(),
+            reason: reason.clone(),
+        },
+        driver::Error::NotImplemented => driver::Error::NotImplemented,
+        driver::Error::Retry { after } => driver::Error::Retry { after: *after },
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            driver::Error::other("applying a batch of load balancers", text)
+        }
+    }
+}
+
 /// Escapes a runtime API argument: the stats socket splits commands on `;`
 /// and arguments on blanks, with `\\` as the escape.
 fn cli_arg(value: &str) -> String {
@@ -962,9 +1043,26 @@ fn runtime_commands(old: &[Server], new: &[Server]) -> Vec<String> {
 
 #[async_trait]
 impl Driver for HaproxyDriver {
+    /// Concurrent calls are applied together: whoever gets the state lock
+    /// applies every call waiting for it, so N load balancers created at once
+    /// cost one check and reload per host, not N.
     async fn ensure(&self, lb: &LoadBalancer) -> driver::Result<Status> {
-        let mut statuses = self.ensure_all(std::slice::from_ref(lb)).await?;
-        Ok(statuses.pop().unwrap_or_default())
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Waiting { lb: lb.clone(), tx });
+        {
+            let mut state = self.inner.state.lock().await;
+            self.inner.drain_waiting(&mut state).await;
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(driver::Error::other(
+                format!("ensuring {}", lb.id()),
+                "the driver stopped before applying it",
+            ))
+        })
     }
 
     async fn list(&self) -> driver::Result<Vec<LbId>> {

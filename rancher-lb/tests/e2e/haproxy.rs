@@ -273,6 +273,93 @@ async fn route_changes_go_through_the_runtime_api_without_reload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ensures_share_reloads_and_a_bad_one_fails_alone() {
+    let h = Harness::with(1, |c| c.with_snippets(true)).await;
+    let web = http_echo("web").await;
+    let lb = |id: String, port: u16, snippet: Option<&str>| {
+        LoadBalancer::new(&LoadBalancerSpec {
+            id: id.clone(),
+            listeners: vec![http_listener(port)],
+            http_routes: vec![route(
+                port,
+                Some(&format!("{id}.example.org")),
+                "/",
+                PathMatch::Prefix,
+                "web",
+            )],
+            backends: vec![backend("web", &[web.addr])],
+            snippet: snippet.map(Into::into),
+            scale: 1,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let first_port = free_port().await;
+    h.driver
+        .ensure(&lb("first".into(), first_port, None))
+        .await
+        .unwrap();
+    let before = h.driver.counters().await;
+
+    // Twelve load balancers at once, each on its own port: applied together.
+    let mut ports = Vec::new();
+    for _ in 0..12 {
+        ports.push(free_port().await);
+    }
+    let calls: Vec<_> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let (driver, lb) = (h.driver.clone(), lb(format!("c{i}"), *port, None));
+            tokio::spawn(async move { driver.ensure(&lb).await })
+        })
+        .collect();
+    for call in calls {
+        let status = call.await.unwrap().unwrap();
+        assert_eq!(status.addresses, vec![host(2)]);
+    }
+    let reloads = h.driver.counters().await.reloads - before.reloads;
+    assert!(reloads <= 4, "{reloads} reloads for 12 concurrent ensures");
+    for (i, port) in ports.iter().enumerate() {
+        let name = format!("c{i}.example.org");
+        assert_eq!(body(host(2), *port, &name, "/x").await.1, "web /x http");
+    }
+
+    // One that does not check among good ones: only it fails.
+    let mut calls = Vec::new();
+    let mut good = Vec::new();
+    for i in 0..4 {
+        let port = free_port().await;
+        good.push(port);
+        let (driver, lb) = (h.driver.clone(), lb(format!("g{i}"), port, None));
+        calls.push(tokio::spawn(async move { driver.ensure(&lb).await }));
+    }
+    let bad = lb(
+        "bad".into(),
+        free_port().await,
+        Some("no-such-keyword at all"),
+    );
+    let driver = h.driver.clone();
+    let bad_call = tokio::spawn(async move { driver.ensure(&bad).await });
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    match bad_call.await.unwrap() {
+        Err(Error::Rejected { lb, .. }) => assert_eq!(lb.as_str(), "bad"),
+        other => panic!("the bad load balancer was not rejected: {other:?}"),
+    }
+    for (i, port) in good.iter().enumerate() {
+        let name = format!("g{i}.example.org");
+        assert_eq!(body(host(2), *port, &name, "/y").await.1, "web /y http");
+    }
+    assert_eq!(
+        body(host(2), first_port, "first.example.org", "/").await.1,
+        "web / http"
+    );
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_and_prefix_segments() {
     let h = Harness::new(1).await;
     let port = free_port().await;
