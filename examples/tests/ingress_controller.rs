@@ -1,0 +1,241 @@
+//! The `rancher-ingress-controller` binary against the in-memory API server,
+//! with the HAProxy driver on two loopback host addresses: the seed example
+//! applied with the real `kubectl`, served through HAProxy to the real `curl`,
+//! its status shown by `kubectl get ingress`, and the admin endpoints.
+//!
+//! The controller's semantics are covered by rancher-ingress's own
+//! end-to-end tests; this one proves the shipped binary wires them up from a
+//! kubeconfig and its flags.
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use rancher_lb::testing::HttpEcho;
+use tokio::process::Command;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+const HOSTS: [&str; 2] = ["127.0.0.2", "127.0.0.3"];
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+async fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .await
+        .expect("kubectl runs (scripts/test installs it when missing)");
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// `curl` through `addr:port` with a Host header: (status, body).
+async fn curl(url: &str, host: Option<&str>) -> (u16, String) {
+    let mut command = Command::new("curl");
+    command.args(["-s", "--max-time", "2", "-w", "\n%{http_code}"]);
+    if let Some(host) = host {
+        command.args(["-H", &format!("Host: {host}")]);
+    }
+    let output = command
+        .arg(url)
+        .output()
+        .await
+        .expect("curl runs (scripts/test installs it when missing)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// Polls `check` until it returns `Some` or the deadline passes.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn manifests(http_port: u16, backend_port: u16) -> String {
+    format!(
+        r#"apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: rancher
+spec:
+  controller: rancher.io/ingress
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: nginx-service
+  namespace: default
+spec:
+  ports:
+  - port: 80
+    targetPort: {backend_port}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: nginx-service-1
+  namespace: default
+  labels:
+    kubernetes.io/service-name: nginx-service
+addressType: IPv4
+ports:
+- port: {backend_port}
+  protocol: TCP
+endpoints:
+- addresses: ["127.0.0.1"]
+  conditions:
+    ready: true
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: scalelb
+  namespace: default
+  annotations:
+    scale: "2"
+    http.port: "{http_port}"
+spec:
+  ingressClassName: rancher
+  rules:
+  - host: foo.bar.com
+    http:
+      paths:
+      - path: /foo
+        pathType: Prefix
+        backend:
+          service:
+            name: nginx-service
+            port:
+              number: 80
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_the_seed_example_on_two_hosts() {
+    rancher_runtime::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let _sandbox = rancher_sandbox::Sandbox::builder()
+        .kubeconfig_path(&kubeconfig)
+        .start()
+        .await
+        .expect("sandbox starts");
+    let echo = HttpEcho::start("nginx").await.expect("echo backend");
+    let (http_port, admin_port) = (free_port(), free_port());
+    let file = dir.path().join("seed.yaml");
+    std::fs::write(&file, manifests(http_port, echo.port())).expect("write manifests");
+    let file = file.to_str().expect("UTF-8 path");
+    let (ok, out) = kubectl(&kubeconfig, &["apply", "-f", file]).await;
+    assert!(ok, "{out}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rancher-ingress-controller"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--driver", "haproxy", "--hosts", &HOSTS.join(",")])
+        .arg("--work-dir")
+        .arg(dir.path().join("lb"))
+        .args(["--admin", &format!("127.0.0.1:{admin_port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the controller binary starts");
+
+    // `kubectl get ingress` shows both host addresses.
+    let table = eventually("both addresses in kubectl get ingress", || async {
+        let (ok, out) = kubectl(&kubeconfig, &["get", "ingress", "scalelb"]).await;
+        (ok && out.contains("127.0.0.2,127.0.0.3")).then_some(out)
+    })
+    .await;
+    assert!(table.contains("scalelb"), "{table}");
+    // Both serve the route; other paths and hosts get 404.
+    for host in HOSTS {
+        let base = format!("http://{host}:{http_port}");
+        let (code, body) = curl(&format!("{base}/foo/bar"), Some("foo.bar.com")).await;
+        assert_eq!((code, body.as_str()), (200, "nginx /foo/bar"), "{host}");
+        let (code, _) = curl(&format!("{base}/foobar"), Some("foo.bar.com")).await;
+        assert_eq!(code, 404, "{host}: /foobar is not under the prefix /foo");
+        let (code, _) = curl(&format!("{base}/foo"), Some("other.example.org")).await;
+        assert_eq!(code, 404, "{host}: another host");
+    }
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    assert_eq!(curl(&format!("{admin}/readyz"), None).await.0, 200);
+    let (code, metrics) = curl(&format!("{admin}/metrics"), None).await;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("rancher_ingress_syncs_total"),
+        "{}",
+        &metrics[..metrics.len().min(2000)]
+    );
+
+    // Scale 2 → 1 through kubectl: one address left.
+    let (ok, out) = kubectl(
+        &kubeconfig,
+        &["annotate", "--overwrite", "ingress", "scalelb", "scale=1"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    eventually("one address after scaling down", || async {
+        let (ok, out) = kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "ingress",
+                "scalelb",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[*].ip}",
+            ],
+        )
+        .await;
+        (ok && out.split_whitespace().count() == 1).then_some(())
+    })
+    .await;
+
+    // SIGTERM: the controller exits cleanly and takes HAProxy with it.
+    let pid = child.id().expect("running").to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(status.success());
+    let exit = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    assert!(exit.success(), "{exit}");
+    for host in HOSTS {
+        let (code, _) = curl(
+            &format!("http://{host}:{http_port}/foo"),
+            Some("foo.bar.com"),
+        )
+        .await;
+        assert_eq!(
+            code, 0,
+            "{host}: HAProxy still serves after the controller exited"
+        );
+    }
+}
