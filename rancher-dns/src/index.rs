@@ -2,16 +2,107 @@
 //! events go through [`convert`] into the
 //! [`RecordIndex`]; the resulting per-name changes are sent to the
 //! publisher, which hands them to the backends.
+//!
+//! [`follow`] feeds one watch into the sink the way the controller runs it:
+//! every object is converted as it arrives, so an initial list is held as
+//! the small record-model objects, never as the whole list of Kubernetes
+//! objects, and applied as one reset once complete.
 
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
+use kube::ResourceExt;
+use kube::runtime::watcher::{self, Event};
+use parking_lot::RwLock;
 use rancher_runtime::index::{IndexNamespacedResource, NamespacedRemoved};
+use rancher_runtime::ready::Pending;
 use tokio::sync::mpsc;
 
 use crate::convert;
 use crate::metrics::Metrics;
 use crate::model::{Change, Options, ServiceKey};
 use crate::records::RecordIndex;
+
+/// A watched kind: how its objects become record-model objects and reach
+/// the [`RecordIndex`].
+pub trait Watched: kube::Resource<DynamicType = ()> + Sized {
+    /// The record-model object.
+    type Model;
+
+    /// Converts an object.
+    fn convert(&self) -> convert::Result<Self::Model>;
+
+    /// Adds or replaces one object.
+    fn apply(records: &mut RecordIndex, model: Self::Model) -> Vec<Change>;
+
+    /// Removes one object.
+    fn delete(records: &mut RecordIndex, namespace: &str, name: &str) -> Vec<Change>;
+
+    /// Replaces every object of the kind (a complete list).
+    fn reset(records: &mut RecordIndex, models: Vec<Self::Model>) -> Vec<Change>;
+}
+
+impl Watched for core::Service {
+    type Model = crate::model::Service;
+
+    fn convert(&self) -> convert::Result<Self::Model> {
+        convert::service(self)
+    }
+
+    fn apply(records: &mut RecordIndex, model: Self::Model) -> Vec<Change> {
+        records.apply_service(model)
+    }
+
+    fn delete(records: &mut RecordIndex, namespace: &str, name: &str) -> Vec<Change> {
+        records.delete_service(&ServiceKey::new(namespace, name))
+    }
+
+    fn reset(records: &mut RecordIndex, models: Vec<Self::Model>) -> Vec<Change> {
+        records.reset_services(models)
+    }
+}
+
+impl Watched for discovery::EndpointSlice {
+    type Model = crate::model::EndpointSlice;
+
+    fn convert(&self) -> convert::Result<Self::Model> {
+        convert::endpoint_slice(self)
+    }
+
+    fn apply(records: &mut RecordIndex, model: Self::Model) -> Vec<Change> {
+        records.apply_slice(model)
+    }
+
+    fn delete(records: &mut RecordIndex, namespace: &str, name: &str) -> Vec<Change> {
+        records.delete_slice(namespace, name)
+    }
+
+    fn reset(records: &mut RecordIndex, models: Vec<Self::Model>) -> Vec<Change> {
+        records.reset_slices(models)
+    }
+}
+
+impl Watched for core::Pod {
+    type Model = crate::model::Pod;
+
+    fn convert(&self) -> convert::Result<Self::Model> {
+        Ok(convert::pod(self))
+    }
+
+    fn apply(records: &mut RecordIndex, model: Self::Model) -> Vec<Change> {
+        records.apply_pod(model)
+    }
+
+    fn delete(records: &mut RecordIndex, namespace: &str, name: &str) -> Vec<Change> {
+        records.delete_pod(namespace, name)
+    }
+
+    fn reset(records: &mut RecordIndex, models: Vec<Self::Model>) -> Vec<Change> {
+        records.reset_pods(models)
+    }
+}
 
 /// The record index as a watch sink.
 #[derive(Debug)]
@@ -73,91 +164,196 @@ impl DnsIndex {
             }
         }
     }
-}
 
-impl IndexNamespacedResource<core::Service> for DnsIndex {
-    fn apply(&mut self, svc: core::Service) {
-        let changes = match convert::service(&svc) {
-            Ok(s) => self.records.apply_service(s),
+    /// Converts a listed object for [`DnsIndex::reset_models`]; an invalid
+    /// one is logged, counted and left out.
+    pub fn convert_listed<K: Watched>(&self, object: &K) -> Option<K::Model> {
+        object.convert().map_err(|e| self.invalid(&e)).ok()
+    }
+
+    /// Adds or replaces an object; an invalid one removes what it had.
+    pub fn apply_object<K: Watched>(&mut self, object: &K) {
+        let changes = match object.convert() {
+            Ok(model) => K::apply(&mut self.records, model),
             Err(e) => {
                 self.invalid(&e);
-                let ns = svc.metadata.namespace.clone().unwrap_or_default();
-                let name = svc.metadata.name.clone().unwrap_or_default();
-                self.records.delete_service(&ServiceKey::new(ns, name))
+                let ns = object.meta().namespace.as_deref().unwrap_or_default();
+                let name = object.meta().name.as_deref().unwrap_or_default();
+                K::delete(&mut self.records, ns, name)
             }
         };
         self.emit(changes);
     }
 
-    fn delete(&mut self, namespace: String, name: String) {
-        let changes = self
-            .records
-            .delete_service(&ServiceKey::new(namespace, name));
+    /// Removes an object.
+    pub fn delete_object<K: Watched>(&mut self, namespace: &str, name: &str) {
+        let changes = K::delete(&mut self.records, namespace, name);
         self.emit(changes);
     }
 
-    fn reset(&mut self, resources: Vec<core::Service>, _removed: NamespacedRemoved) {
-        // Each listed object is dropped once converted, so the index built
-        // next reuses its memory instead of growing the heap past the list.
-        let mut services = Vec::with_capacity(resources.len());
-        for svc in resources {
-            match convert::service(&svc) {
-                Ok(s) => services.push(s),
-                Err(e) => self.invalid(&e),
+    /// Replaces every object of kind `K` with a complete, converted list.
+    pub fn reset_models<K: Watched>(&mut self, models: Vec<K::Model>) {
+        let changes = K::reset(&mut self.records, models);
+        self.emit(changes);
+    }
+
+    /// Replaces every object of kind `K`, converting each listed object and
+    /// dropping it right away, so the index built next reuses its memory.
+    fn reset_objects<K: Watched>(&mut self, objects: Vec<K>) {
+        let models = objects
+            .into_iter()
+            .filter_map(|o| self.convert_listed(&o))
+            .collect();
+        self.reset_models::<K>(models);
+    }
+}
+
+/// Feeds a watch stream (from [`rancher_runtime::index::watch`]) into `sink`
+/// until it ends; `ready` is marked once the first complete list is applied.
+///
+/// Each object is converted as it arrives: during an initial list only the
+/// record-model objects are kept (a page of Kubernetes objects at a time is
+/// all the watcher holds), and the complete list is applied as one reset.
+/// Watch errors are logged; the stream retries with its backoff.
+pub async fn follow<K, S>(sink: Arc<RwLock<DnsIndex>>, events: S, ready: Option<Pending>)
+where
+    K: Watched,
+    S: Stream<Item = watcher::Result<Event<K>>>,
+{
+    let mut ready = ready;
+    let mut listing: Option<Vec<K::Model>> = None;
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(Event::Init) => listing = Some(Vec::new()),
+            Ok(Event::InitApply(object)) => match &mut listing {
+                Some(models) => models.extend(sink.read().convert_listed(&object)),
+                None => sink.write().apply_object(&object),
+            },
+            Ok(Event::InitDone) => {
+                let models = listing.take().unwrap_or_default();
+                sink.write().reset_models::<K>(models);
+                if let Some(r) = ready.take() {
+                    r.ready();
+                }
+            }
+            Ok(Event::Apply(object)) => sink.write().apply_object(&object),
+            Ok(Event::Delete(object)) => {
+                let ns = object.namespace().unwrap_or_default();
+                sink.write().delete_object::<K>(&ns, &object.name_any());
+            }
+            Err(error) => {
+                let kind = K::kind(&());
+                tracing::warn!(%kind, error = &error as &dyn std::error::Error, "watch failed");
             }
         }
-        let changes = self.records.reset_services(services);
-        self.emit(changes);
+    }
+}
+
+impl IndexNamespacedResource<core::Service> for DnsIndex {
+    fn apply(&mut self, svc: core::Service) {
+        self.apply_object(&svc);
+    }
+
+    fn delete(&mut self, namespace: String, name: String) {
+        self.delete_object::<core::Service>(&namespace, &name);
+    }
+
+    fn reset(&mut self, resources: Vec<core::Service>, _removed: NamespacedRemoved) {
+        self.reset_objects(resources);
     }
 }
 
 impl IndexNamespacedResource<discovery::EndpointSlice> for DnsIndex {
     fn apply(&mut self, slice: discovery::EndpointSlice) {
-        let changes = match convert::endpoint_slice(&slice) {
-            Ok(s) => self.records.apply_slice(s),
-            Err(e) => {
-                self.invalid(&e);
-                let ns = slice.metadata.namespace.clone().unwrap_or_default();
-                let name = slice.metadata.name.clone().unwrap_or_default();
-                self.records.delete_slice(&ns, &name)
-            }
-        };
-        self.emit(changes);
+        self.apply_object(&slice);
     }
 
     fn delete(&mut self, namespace: String, name: String) {
-        let changes = self.records.delete_slice(&namespace, &name);
-        self.emit(changes);
+        self.delete_object::<discovery::EndpointSlice>(&namespace, &name);
     }
 
     fn reset(&mut self, resources: Vec<discovery::EndpointSlice>, _removed: NamespacedRemoved) {
-        // As for Services: each listed object goes once converted.
-        let mut slices = Vec::with_capacity(resources.len());
-        for slice in resources {
-            match convert::endpoint_slice(&slice) {
-                Ok(s) => slices.push(s),
-                Err(e) => self.invalid(&e),
-            }
-        }
-        let changes = self.records.reset_slices(slices);
-        self.emit(changes);
+        self.reset_objects(resources);
     }
 }
 
 impl IndexNamespacedResource<core::Pod> for DnsIndex {
     fn apply(&mut self, pod: core::Pod) {
-        let changes = self.records.apply_pod(convert::pod(&pod));
-        self.emit(changes);
+        self.apply_object(&pod);
     }
 
     fn delete(&mut self, namespace: String, name: String) {
-        let changes = self.records.delete_pod(&namespace, &name);
-        self.emit(changes);
+        self.delete_object::<core::Pod>(&namespace, &name);
     }
 
     fn reset(&mut self, resources: Vec<core::Pod>, _removed: NamespacedRemoved) {
-        let pods = resources.into_iter().map(|p| convert::pod(&p)).collect();
-        let changes = self.records.reset_pods(pods);
-        self.emit(changes);
+        self.reset_objects(resources);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use rancher_runtime::ready::Readiness;
+
+    use super::*;
+
+    fn svc(name: &str, ip: &str) -> core::Service {
+        core::Service {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some("ns".to_owned()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(core::ServiceSpec {
+                cluster_ip: Some(ip.to_owned()),
+                cluster_ips: Some(vec![ip.to_owned()]),
+                ..core::ServiceSpec::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn a(sink: &RwLock<DnsIndex>, name: &str) -> Option<Vec<crate::model::RData>> {
+        sink.read()
+            .records()
+            .get(&format!("{name}.ns.svc.cluster.local"))
+    }
+
+    #[tokio::test]
+    async fn follow_converts_as_objects_arrive_and_resets_once_listed() {
+        let metrics = Metrics::new();
+        let (sink, mut changes) = DnsIndex::new(Options::default(), metrics.clone());
+        let sink = Arc::new(RwLock::new(sink));
+        sink.write().apply_object(&svc("gone", "10.43.0.9"));
+        let readiness = Readiness::new();
+        let events = futures::stream::iter(vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply(svc("web", "10.43.0.1"))),
+            Ok(Event::InitApply(svc("Bad_Name", "10.43.0.2"))),
+            Ok(Event::InitDone),
+            Ok(Event::Apply(svc("api", "10.43.0.3"))),
+            Ok(Event::Delete(svc("web", "10.43.0.1"))),
+        ]);
+        sink.write().start_publishing();
+        follow(sink.clone(), events, Some(readiness.register("services"))).await;
+
+        assert!(readiness.is_ready(), "ready once the list is applied");
+        assert!(a(&sink, "gone").is_none(), "not in the list: removed");
+        assert!(a(&sink, "web").is_none(), "deleted after the list");
+        assert_eq!(
+            a(&sink, "api"),
+            Some(vec![crate::model::RData::A("10.43.0.3".parse().unwrap())])
+        );
+        assert_eq!(metrics.skipped_objects.get(), 1, "the invalid Service");
+        let mut names = Vec::new();
+        while let Ok(batch) = changes.try_recv() {
+            names.extend(batch.iter().map(|c| c.name().to_owned()));
+        }
+        for name in ["gone", "web", "api"] {
+            let name = format!("{name}.ns.svc.cluster.local");
+            assert!(names.contains(&name), "{name} published: {names:?}");
+        }
     }
 }
