@@ -8,14 +8,20 @@
 //!    send: service hits, NXDOMAINs from search-path expansion, SRV, NODATA
 //!    (AAAA of IPv4 services), headless and pod names, PTR.
 //! 2. Scale: 10 000 Services with 100 000 endpoints, as Kubernetes objects
-//!    through the watch sink the way the controller gets them (each watch's
-//!    whole initial list at once), then the controller's first sync: time to
-//!    the first full answer set, RSS of the whole process, and the delay
-//!    from an endpoint change to the changed answer over UDP (median, p99).
+//!    in list pages through `index::follow` the way the controller gets
+//!    them, then the controller's first sync: time to the first full answer
+//!    set, RSS of the whole process, and the delay from an endpoint change
+//!    to the changed answer over UDP (median, p99).
+//! 3. The `rancher-dns` binary (release build; skipped with a note when it
+//!    is not built) against a sandbox API server holding the same objects:
+//!    time until `/readyz` and its RSS then.
 //!
 //! Run with `cargo bench -p rancher-dns --bench dnsperf` (needs `nsd`,
-//! `dnsperf` and `taskset`). Without `--bench` it does nothing, so test
-//! runs that build every target stay quick.
+//! `dnsperf` and `taskset`; build the binary first with
+//! `cargo build --release -p rancher-examples --bin rancher-dns`).
+//! `DNSPERF_SKIP_QPS` and `DNSPERF_SKIP_BINARY` leave parts out. Without
+//! `--bench` it does nothing, so test runs that build every target stay
+//! quick.
 #![allow(clippy::print_stdout, clippy::print_stderr, missing_docs)]
 
 use std::fmt::Write as _;
@@ -413,6 +419,28 @@ fn k8s_service(ns: &str, name: &str, ip: Option<&str>, port: (&str, i32)) -> cor
     }
 }
 
+/// Service `i` of the scale run: 9 000 ClusterIP Services in 10.100.0.0/16,
+/// then the 1 000 headless `db{j}`.
+fn scale_service(i: usize) -> core::Service {
+    match i.checked_sub(9000) {
+        None => {
+            let ip = format!("10.{}.{}.{}", 100 + i / 60000, (i / 250) % 240, i % 250 + 1);
+            k8s_service(
+                &format!("ns{}", i % 100),
+                &format!("svc{i}"),
+                Some(&ip),
+                ("http", 80),
+            )
+        }
+        Some(j) => k8s_service(
+            &format!("ns{}", j % 100),
+            &format!("db{j}"),
+            None,
+            ("mongo", 27017),
+        ),
+    }
+}
+
 /// The EndpointSlice of headless service `db{j}`: 100 pods, every other one
 /// with a hostname (StatefulSet style); `not_ready` is the one that is not.
 fn k8s_slice(j: usize, not_ready: Option<usize>) -> discovery::EndpointSlice {
@@ -501,13 +529,7 @@ fn scale() {
         // Services in the watcher's default pages of 500.
         let services = (0..20usize).map(|page| {
             (page * 500..page * 500 + 500)
-                .map(|i| match i.checked_sub(9000) {
-                    None => {
-                        let ip = format!("10.{}.{}.{}", 100 + i / 60000, (i / 250) % 240, i % 250 + 1);
-                        k8s_service(&format!("ns{}", i % 100), &format!("svc{i}"), Some(&ip), ("http", 80))
-                    }
-                    Some(j) => k8s_service(&format!("ns{}", j % 100), &format!("db{j}"), None, ("mongo", 27017)),
-                })
+                .map(scale_service)
                 .collect::<Vec<_>>()
         });
         follow(sink.clone(), initial_list(services), None).await;
@@ -577,6 +599,145 @@ fn scale() {
         println!("| change-to-published snapshot (sink + backend), median / p99 | {:.3} / {:.3} ms |", percentile(&published, 0.5).as_secs_f64() * 1e3, percentile(&published, 0.99).as_secs_f64() * 1e3);
         server.shutdown().await;
     });
+}
+
+/// The scale run's objects as one manifest (a `List`) for the sandbox.
+fn write_manifests(dir: &Path) {
+    let mut items: Vec<serde_json::Value> = (0..100)
+        .map(|n| serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("ns{n}")}}))
+        .collect();
+    let objects = (0..10_000)
+        .map(|i| serde_json::to_value(scale_service(i)))
+        .chain((0..1000).map(|j| serde_json::to_value(k8s_slice(j, None))));
+    for object in objects {
+        let mut object = object.expect("serialise");
+        // Objects to create carry neither.
+        if let Some(meta) = object["metadata"].as_object_mut() {
+            meta.remove("uid");
+            meta.remove("resourceVersion");
+        }
+        items.push(object);
+    }
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    std::fs::create_dir_all(dir).expect("manifest dir");
+    std::fs::write(
+        dir.join("objects.json"),
+        serde_json::to_vec(&list).expect("json"),
+    )
+    .expect("write manifest");
+}
+
+fn http_ok(addr: SocketAddr, path: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+}
+
+fn proc_status_mb(pid: u32, key: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The `rancher-dns` binary itself (release build, next to this bench in
+/// `target/release`) against a sandbox API server holding the scale run's
+/// objects: time until `/readyz`, and the binary's RSS then.
+fn binary_scale() {
+    let exe = std::env::current_exe().expect("own path");
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|release| release.join("rancher-dns"))
+        .filter(|b| b.exists());
+    println!();
+    println!("| the rancher-dns binary, same objects from a sandbox API server | value |");
+    println!("| --- | --- |");
+    let Some(binary) = binary else {
+        println!(
+            "| not measured | build it first: `cargo build --release -p rancher-examples --bin rancher-dns` |"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_manifests(&dir.path().join("manifests"));
+    let kubeconfig = dir.path().join("kubeconfig");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rancher_runtime::install_crypto_provider();
+    let sandbox = rt
+        .block_on(
+            rancher_sandbox::Sandbox::builder()
+                .service_cidr("10.100.0.0/16")
+                .default_objects(false)
+                .manifests_dir(dir.path().join("manifests"))
+                .kubeconfig_path(&kubeconfig)
+                .start(),
+        )
+        .expect("sandbox");
+    assert!(
+        sandbox.seed_errors().is_empty(),
+        "seed errors: {:?}",
+        sandbox.seed_errors().first()
+    );
+    let port = free_port();
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let started = Instant::now();
+    let child = Command::new(&binary)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            "127.0.0.1:9",
+            "--admin",
+            &admin.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rancher-dns");
+    let child = Killed(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    rt.block_on(async {
+        while !http_ok(admin, "/readyz") {
+            assert!(Instant::now() < deadline, "rancher-dns never got ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let ready = started.elapsed();
+    let answers = probe(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        "db7-4.db7.ns7.svc.cluster.local",
+    ) == Some(0);
+    let pid = child.0.id();
+    let (rss, peak) = (proc_status_mb(pid, "VmRSS:"), proc_status_mb(pid, "VmHWM:"));
+    println!(
+        "| process start until /readyz (first full answer set served) | {:.2} s |",
+        ready.as_secs_f64()
+    );
+    println!(
+        "| RSS of the binary then (peak {peak:.1} MB; answers a StatefulSet pod name: {answers}) | {rss:.1} MB |"
+    );
+    drop(child);
+    rt.block_on(sandbox.shutdown());
 }
 
 fn main() {
@@ -672,4 +833,7 @@ fn main() {
         }
     }
     scale();
+    if std::env::var_os("DNSPERF_SKIP_BINARY").is_none() {
+        binary_scale();
+    }
 }
