@@ -1,6 +1,12 @@
 //! The built-in DNS server: UDP on one `SO_REUSEPORT` socket per core, each
 //! served by its own thread; TCP on a tokio listener; answers from the
 //! current [`Snapshot`]; everything else forwarded upstream.
+//!
+//! An alias answer (an ExternalName Service's CNAME) is followed as CoreDNS
+//! does: the target's answers for the same type are appended, from the
+//! snapshot when the target is in a cluster zone, else from upstream (through
+//! the cache), so that stub resolvers that do not follow CNAMEs themselves
+//! still get addresses. At most [`MAX_CHASE`] aliases are followed.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
@@ -15,8 +21,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use hickory_proto::op::Message;
+use hickory_proto::rr::RData as HRData;
+
 use crate::forward::{self, ForwardConfig, Forwarder};
 use crate::metrics::Metrics;
+use crate::name;
 use crate::snapshot::Snapshot;
 use crate::wire::{self, ParseError, Query, RA, Rcode};
 
@@ -74,6 +84,9 @@ impl Default for ServerConfig {
     }
 }
 
+/// The most aliases followed for one query.
+pub const MAX_CHASE: usize = 8;
+
 /// What to do with a packet.
 #[derive(Debug)]
 pub enum Outcome {
@@ -81,8 +94,24 @@ pub enum Outcome {
     Reply,
     /// Forward upstream.
     Forward(Box<Query>),
+    /// An alias answer whose target is answered upstream: finish it with
+    /// [`Handler::chase`].
+    Chase(Box<Chase>),
     /// Send nothing.
     Drop,
+}
+
+/// An alias answer waiting for its target's answers from upstream.
+#[derive(Debug)]
+pub struct Chase {
+    /// The client's query.
+    client: Query,
+    /// The response so far: the alias records.
+    response: Vec<u8>,
+    /// The query for the target, as sent upstream.
+    packet: Vec<u8>,
+    /// The same, parsed.
+    query: Query,
 }
 
 /// Answers packets: shared by the UDP workers and TCP connections.
@@ -109,6 +138,13 @@ impl Handler {
 
     /// Answers `packet` into `out` from the snapshot or the cache.
     pub fn answer(&self, packet: &[u8], out: &mut Vec<u8>, tcp: bool) -> Outcome {
+        self.answer_at(packet, out, tcp, 0)
+    }
+
+    /// [`answer`](Self::answer) for a client query (`depth` 0) or for the
+    /// target of an alias being followed (not counted in the metrics).
+    fn answer_at(&self, packet: &[u8], out: &mut Vec<u8>, tcp: bool, depth: usize) -> Outcome {
+        let metrics = (depth == 0).then_some(&self.metrics);
         let q = match wire::parse_query(packet) {
             Ok(q) => q,
             Err(ParseError::Drop) => {
@@ -131,21 +167,122 @@ impl Handler {
             if self.forwarder.is_some() {
                 out[3] |= RA as u8;
             }
-            self.metrics.query(q.qtype, rcode);
+            if rcode == Rcode::NoError
+                && let Some(target) = alias_target(out, &q)
+            {
+                return self.follow(q, out, &target, tcp, depth);
+            }
+            if let Some(m) = metrics {
+                m.query(q.qtype, rcode);
+            }
             return Outcome::Reply;
         }
         let Some(forwarder) = &self.forwarder else {
             wire::begin_response(out, packet, &q, 0, Rcode::Refused);
             wire::finish_response(out, &q, q.question_end - 12, limit);
-            self.metrics.query(q.qtype, Rcode::Refused);
+            if let Some(m) = metrics {
+                m.query(q.qtype, Rcode::Refused);
+            }
             return Outcome::Reply;
         };
         if forwarder.cached(packet, &q, out, limit) {
             self.metrics.cache_hits.inc();
-            self.metrics.query(q.qtype, rcode_of(out));
+            if let Some(m) = metrics {
+                m.query(q.qtype, rcode_of(out));
+            }
             return Outcome::Reply;
         }
         Outcome::Forward(Box::new(q))
+    }
+
+    /// Appends the answers for `target` to the alias answer in `out`: now
+    /// when the snapshot or the cache has them, else as an [`Outcome::Chase`].
+    fn follow(
+        &self,
+        q: Query,
+        out: &mut Vec<u8>,
+        target: &str,
+        tcp: bool,
+        depth: usize,
+    ) -> Outcome {
+        let limit = if tcp {
+            usize::from(u16::MAX)
+        } else {
+            q.udp_limit()
+        };
+        let done = |out: &mut Vec<u8>| {
+            if depth == 0 {
+                self.metrics.query(q.qtype, rcode_of(out));
+            }
+            Outcome::Reply
+        };
+        if depth + 1 >= MAX_CHASE {
+            return done(out);
+        }
+        let packet = target_query(target, &q);
+        let mut found = Vec::new();
+        match self.answer_at(&packet, &mut found, true, depth + 1) {
+            Outcome::Reply => {
+                append_answers(out, &found, &q, limit);
+                done(out)
+            }
+            Outcome::Forward(query) => Outcome::Chase(Box::new(Chase {
+                client: q,
+                response: std::mem::take(out),
+                packet,
+                query: *query,
+            })),
+            Outcome::Chase(inner) => {
+                // The target is an alias too, whose own target is upstream.
+                append_answers(out, &inner.response, &q, usize::from(u16::MAX));
+                Outcome::Chase(Box::new(Chase {
+                    client: q,
+                    response: std::mem::take(out),
+                    packet: inner.packet,
+                    query: inner.query,
+                }))
+            }
+            Outcome::Drop => done(out),
+        }
+    }
+
+    /// Finishes an alias answer with its target's answers from upstream;
+    /// when upstream fails, the alias answer alone.
+    pub async fn chase(&self, chase: Chase, tcp: bool) -> Vec<u8> {
+        let Chase {
+            client,
+            mut response,
+            packet,
+            query,
+        } = chase;
+        let limit = if tcp {
+            usize::from(u16::MAX)
+        } else {
+            client.udp_limit()
+        };
+        if let Some(found) = self.exchange(&packet, &query).await {
+            append_answers(&mut response, &found, &client, limit);
+        } else {
+            forward::fit(&mut response, &client, limit);
+        }
+        self.metrics.query(client.qtype, rcode_of(&response));
+        response
+    }
+
+    /// One upstream exchange (or `None`), within the forwarding limit.
+    async fn exchange(&self, packet: &[u8], q: &Query) -> Option<Vec<u8>> {
+        let (Some(forwarder), Ok(_permit)) = (&self.forwarder, self.forwards.try_acquire()) else {
+            return None;
+        };
+        self.metrics.cache_misses.inc();
+        match forwarder.forward(packet, q).await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::debug!(error = %e, "forwarding failed");
+                self.metrics.upstream_errors.inc();
+                None
+            }
+        }
     }
 
     /// Forwards a query upstream; SERVFAIL when no upstream answers.
@@ -162,23 +299,70 @@ impl Handler {
             metrics.query(q.qtype, Rcode::ServFail);
             out
         };
-        let (Some(forwarder), Ok(_permit)) = (&self.forwarder, self.forwards.try_acquire()) else {
-            return servfail(&self.metrics);
-        };
-        self.metrics.cache_misses.inc();
-        match forwarder.forward(packet, q).await {
-            Ok(mut r) => {
+        match self.exchange(packet, q).await {
+            Some(mut r) => {
                 forward::fit(&mut r, q, limit);
                 self.metrics.query(q.qtype, rcode_of(&r));
                 r
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "forwarding failed");
-                self.metrics.upstream_errors.inc();
-                servfail(&self.metrics)
-            }
+            None => servfail(&self.metrics),
         }
     }
+}
+
+/// The target of a response that answers `q` with an alias only: one CNAME
+/// record, for a type other than CNAME and ANY.
+fn alias_target(response: &[u8], q: &Query) -> Option<String> {
+    const CNAME: u16 = 5;
+    const ANY: u16 = 255;
+    if q.qtype == CNAME || q.qtype == ANY || response.get(6..8)? != [0, 1] {
+        return None;
+    }
+    let at = wire::skip_name(response, q.question_end)?;
+    if response.get(at..at + 2)? != CNAME.to_be_bytes() {
+        return None;
+    }
+    let message = Message::from_vec(response).ok()?;
+    match &message.answers.first()?.data {
+        HRData::CNAME(target) => Some(target.0.to_ascii().trim_end_matches('.').to_owned()),
+        _ => None,
+    }
+}
+
+/// A recursive query for `target` with the client's type, class and EDNS.
+fn target_query(target: &str, q: &Query) -> Vec<u8> {
+    let mut p = Vec::with_capacity(target.len() + 32);
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(&wire::RD.to_be_bytes());
+    p.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(q.edns.is_some())]);
+    p.extend_from_slice(&name::to_wire(target));
+    p.extend_from_slice(&q.qtype.to_be_bytes());
+    p.extend_from_slice(&q.qclass.to_be_bytes());
+    if q.edns.is_some() {
+        p.extend_from_slice(&[0, 0, 41]);
+        p.extend_from_slice(&wire::EDNS_PAYLOAD.to_be_bytes());
+        p.extend_from_slice(&[0; 6]);
+    }
+    p
+}
+
+/// Appends the answer records of `found` to the response in `out`, then
+/// truncates it to `limit` (with TC) if it grew too large. `out` is left as
+/// it was when either does not parse.
+fn append_answers(out: &mut Vec<u8>, found: &[u8], q: &Query, limit: usize) {
+    let (Ok(mut message), Ok(found)) = (Message::from_vec(out), Message::from_vec(found)) else {
+        return;
+    };
+    for record in found.answers {
+        // An alias loop would repeat the same records.
+        if !message.answers.contains(&record) {
+            message.answers.push(record);
+        }
+    }
+    if let Ok(bytes) = message.to_vec() {
+        *out = bytes;
+    }
+    forward::fit(out, q, limit);
 }
 
 fn rcode_of(r: &[u8]) -> Rcode {
@@ -347,6 +531,13 @@ fn udp_loop(
                     let _ = s.send_to(&r, peer);
                 });
             }
+            Outcome::Chase(c) => {
+                let (h, s) = (handler.clone(), socket.clone());
+                rt.spawn(async move {
+                    let r = h.chase(*c, false).await;
+                    let _ = s.send_to(&r, peer);
+                });
+            }
         }
     }
 }
@@ -434,6 +625,14 @@ mod batch {
                             let _ = s.send_to(&r, peer);
                         });
                     }
+                    Outcome::Chase(c) => {
+                        let Some(peer) = to_std(addr) else { continue };
+                        let (h, s) = (handler.clone(), socket.clone());
+                        rt.spawn(async move {
+                            let r = h.chase(*c, false).await;
+                            let _ = s.send_to(&r, peer);
+                        });
+                    }
                 }
             }
             let mut sent = 0;
@@ -499,6 +698,7 @@ async fn tcp_conn(mut stream: TcpStream, handler: &Handler, idle: Duration) -> i
             Outcome::Reply => std::mem::take(&mut out),
             Outcome::Drop => return Ok(()),
             Outcome::Forward(q) => handler.forward(&buf, &q, true).await,
+            Outcome::Chase(c) => handler.chase(*c, true).await,
         };
         let len = u16::try_from(response.len()).unwrap_or(u16::MAX);
         let mut framed = Vec::with_capacity(response.len() + 2);

@@ -68,3 +68,84 @@ async fn servfail_when_upstream_is_silent() {
     assert_eq!(d.status, "SERVFAIL");
     assert_eq!(local.metrics.upstream_errors.get(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_name_aliases_are_followed_in_the_zone_and_upstream() {
+    use rancher_dns::backend::DnsBackend as _;
+    use rancher_dns::fixtures::mk_external;
+    use rancher_dns::records::RecordIndex;
+
+    // The upstream serves example.org (web.ns.svc.example.org: 10.43.0.7).
+    let upstream = start(zone("example.org"), vec![], true).await;
+    let local = start(Options::default(), vec![upstream.addr()], true).await;
+    let mut index = RecordIndex::new(Options::default());
+    for (name, target) in [
+        ("out", "web.ns.svc.example.org"),
+        ("in", "web.ns.svc.cluster.local"),
+        ("chain", "in.ns.svc.cluster.local"),
+        ("loop-a", "loop-b.ns.svc.cluster.local"),
+        ("loop-b", "loop-a.ns.svc.cluster.local"),
+    ] {
+        let changes = index.apply_service(mk_external("ns", name, target));
+        local.backend.apply(&changes).await.unwrap();
+    }
+    let a = local.addr();
+    let ask = move |args: &'static [&'static str]| {
+        tokio::task::spawn_blocking(move || crate::common::dig(a, args))
+    };
+
+    // Outside the zone: the target's addresses come from upstream.
+    let d = ask(&["out.ns.svc.cluster.local", "A"]).await.unwrap();
+    assert_eq!(d.status, "NOERROR");
+    assert_eq!(d.data(), vec!["10.43.0.7", "web.ns.svc.example.org."]);
+    assert!(
+        d.answer[0].contains("CNAME"),
+        "the alias first: {:?}",
+        d.answer
+    );
+    let d = ask(&["out.ns.svc.cluster.local", "AAAA"]).await.unwrap();
+    assert_eq!(d.data(), vec!["fd00::7", "web.ns.svc.example.org."]);
+    // Again: from the cache, upstream asked once per type.
+    let d = ask(&["OUT.ns.svc.cluster.local", "A"]).await.unwrap();
+    assert_eq!(d.data(), vec!["10.43.0.7", "web.ns.svc.example.org."]);
+    assert_eq!(upstream.metrics.queries_total("A", Rcode::NoError), 1);
+    assert_eq!(upstream.metrics.queries_total("AAAA", Rcode::NoError), 1);
+
+    // Inside the zone: answered from the snapshot, one alias after another.
+    let d = ask(&["in.ns.svc.cluster.local", "A"]).await.unwrap();
+    assert_eq!(d.data(), vec!["10.43.0.7", "web.ns.svc.cluster.local."]);
+    let d = ask(&["chain.ns.svc.cluster.local", "A"]).await.unwrap();
+    assert_eq!(
+        d.data(),
+        vec![
+            "10.43.0.7",
+            "in.ns.svc.cluster.local.",
+            "web.ns.svc.cluster.local."
+        ]
+    );
+    // A loop ends, each alias once.
+    let d = ask(&["loop-a.ns.svc.cluster.local", "A"]).await.unwrap();
+    assert_eq!(d.status, "NOERROR");
+    assert_eq!(
+        d.data(),
+        vec![
+            "loop-a.ns.svc.cluster.local.",
+            "loop-b.ns.svc.cluster.local."
+        ]
+    );
+    // Asking for the alias itself does not follow it; a target upstream
+    // does not know leaves the alias alone.
+    let d = ask(&["out.ns.svc.cluster.local", "CNAME"]).await.unwrap();
+    assert_eq!(d.data(), vec!["web.ns.svc.example.org."]);
+    let d = ask(&["ext.ns.svc.cluster.local", "A"]).await.unwrap();
+    assert_eq!(
+        (d.status.as_str(), d.data()),
+        ("NOERROR", vec!["www.example.org.".to_owned()])
+    );
+    assert_eq!(upstream.metrics.queries_total("A", Rcode::NxDomain), 1);
+    assert_eq!(
+        local.metrics.queries_total("A", Rcode::NoError),
+        6,
+        "client queries only, not the followed targets"
+    );
+}

@@ -130,7 +130,7 @@ async fn handler_never_panics_and_answers_sanely() {
                     }
                 }
                 Outcome::Drop => drops += 1,
-                Outcome::Forward(_) => {}
+                Outcome::Forward(_) | Outcome::Chase(_) => {}
             }
         }
     }
