@@ -49,9 +49,10 @@
 //!
 //! # Where the sandbox differs from kube-apiserver
 //!
-//! - No authentication, authorization, admission webhooks or `dryRun`. Protobuf request
-//!   bodies are read for Namespaces, ConfigMaps and Secrets only (what typed clients such
-//!   as `kubectl create namespace|configmap|secret` send); responses are always JSON.
+//! - No authentication, authorization (RBAC objects are stored, not enforced), admission
+//!   webhooks or `dryRun`. Protobuf request bodies are read for what kubectl's generators
+//!   post (`kubectl create namespace|configmap|secret|serviceaccount|deployment|service|
+//!   ingress`, `kubectl expose`), other protobuf bodies get 415; responses are always JSON.
 //! - A `continue` token resumes after the last key of the previous page; later pages see
 //!   current data rather than a snapshot.
 //! - Server-side apply tracks ownership per applier (`operation: Apply`) with lists owned

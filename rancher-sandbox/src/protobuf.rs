@@ -1,7 +1,9 @@
 //! Just enough of Kubernetes' protobuf encoding to accept the bodies typed clients send
-//! for Namespaces, ConfigMaps and Secrets (what `kubectl create namespace|configmap|secret`
-//! posts). Other kinds, and fields the sandbox does not know, are refused with 415 rather
-//! than guessed at.
+//! for what kubectl's generators post: Namespaces, ConfigMaps, Secrets, ServiceAccounts
+//! (`kubectl create namespace|configmap|secret|serviceaccount`), Services (`kubectl create
+//! service`, `kubectl expose`), Deployments (`kubectl create deployment`) and Ingresses
+//! (`kubectl create ingress`). Other kinds, and fields the sandbox does not know (volumes,
+//! probes, affinity, ...), are refused with 415 naming the field rather than guessed at.
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
@@ -23,12 +25,24 @@ type Result<T, E = Unsupported> = std::result::Result<T, E>;
 enum Kind {
     Str,
     Bytes,
+    /// An integer JSON omits when zero (a non-pointer Go field).
     Int,
+    /// An integer kept even when zero (a pointer Go field: `replicas: 0`).
+    OptInt,
+    /// A boolean JSON omits when false (a non-pointer Go field).
     Bool,
+    /// A boolean kept even when false (a pointer Go field).
+    OptBool,
     StrMap,
     BytesMap,
     StrList,
     Msg(&'static [F]),
+    /// A repeated message: a JSON array.
+    MsgList(&'static [F]),
+    /// A message whose fields JSON puts in the parent (`IngressRule.http`).
+    Inline(&'static [F]),
+    /// `intstr.IntOrString`: a JSON number or string.
+    IntOrString,
     /// Read and dropped: server-owned or output-only fields.
     Skip,
 }
@@ -63,14 +77,191 @@ const CONFIG_MAP: &[F] = &[
     (1, "metadata", Kind::Msg(OBJECT_META)),
     (2, "data", Kind::StrMap),
     (3, "binaryData", Kind::BytesMap),
-    (4, "immutable", Kind::Bool),
+    (4, "immutable", Kind::OptBool),
 ];
 const SECRET: &[F] = &[
     (1, "metadata", Kind::Msg(OBJECT_META)),
     (2, "data", Kind::BytesMap),
     (3, "type", Kind::Str),
     (4, "stringData", Kind::StrMap),
-    (5, "immutable", Kind::Bool),
+    (5, "immutable", Kind::OptBool),
+];
+const LOCAL_OBJECT_REFERENCE: &[F] = &[(1, "name", Kind::Str)];
+const OBJECT_REFERENCE: &[F] = &[
+    (1, "kind", Kind::Str),
+    (2, "namespace", Kind::Str),
+    (3, "name", Kind::Str),
+    (4, "uid", Kind::Str),
+    (5, "apiVersion", Kind::Str),
+    (6, "resourceVersion", Kind::Str),
+    (7, "fieldPath", Kind::Str),
+];
+const SERVICE_ACCOUNT: &[F] = &[
+    (1, "metadata", Kind::Msg(OBJECT_META)),
+    (2, "secrets", Kind::MsgList(OBJECT_REFERENCE)),
+    (3, "imagePullSecrets", Kind::MsgList(LOCAL_OBJECT_REFERENCE)),
+    (4, "automountServiceAccountToken", Kind::OptBool),
+];
+const SERVICE_PORT: &[F] = &[
+    (1, "name", Kind::Str),
+    (2, "protocol", Kind::Str),
+    (3, "port", Kind::Int),
+    (4, "targetPort", Kind::IntOrString),
+    (5, "nodePort", Kind::Int),
+    (6, "appProtocol", Kind::Str),
+];
+const SERVICE_SPEC: &[F] = &[
+    (1, "ports", Kind::MsgList(SERVICE_PORT)),
+    (2, "selector", Kind::StrMap),
+    (3, "clusterIP", Kind::Str),
+    (4, "type", Kind::Str),
+    (5, "externalIPs", Kind::StrList),
+    (7, "sessionAffinity", Kind::Str),
+    (8, "loadBalancerIP", Kind::Str),
+    (9, "loadBalancerSourceRanges", Kind::StrList),
+    (10, "externalName", Kind::Str),
+    (11, "externalTrafficPolicy", Kind::Str),
+    (12, "healthCheckNodePort", Kind::Int),
+    (13, "publishNotReadyAddresses", Kind::Bool),
+    (17, "ipFamilyPolicy", Kind::Str),
+    (18, "clusterIPs", Kind::StrList),
+    (19, "ipFamilies", Kind::StrList),
+    (20, "allocateLoadBalancerNodePorts", Kind::OptBool),
+    (21, "loadBalancerClass", Kind::Str),
+    (22, "internalTrafficPolicy", Kind::Str),
+    (23, "trafficDistribution", Kind::Str),
+];
+const SERVICE: &[F] = &[
+    (1, "metadata", Kind::Msg(OBJECT_META)),
+    (2, "spec", Kind::Msg(SERVICE_SPEC)),
+    (3, "status", Kind::Skip),
+];
+const LABEL_SELECTOR_REQUIREMENT: &[F] = &[
+    (1, "key", Kind::Str),
+    (2, "operator", Kind::Str),
+    (3, "values", Kind::StrList),
+];
+const LABEL_SELECTOR: &[F] = &[
+    (1, "matchLabels", Kind::StrMap),
+    (
+        2,
+        "matchExpressions",
+        Kind::MsgList(LABEL_SELECTOR_REQUIREMENT),
+    ),
+];
+const CONTAINER_PORT: &[F] = &[
+    (1, "name", Kind::Str),
+    (2, "hostPort", Kind::Int),
+    (3, "containerPort", Kind::Int),
+    (4, "protocol", Kind::Str),
+    (5, "hostIP", Kind::Str),
+];
+const ENV_VAR: &[F] = &[(1, "name", Kind::Str), (2, "value", Kind::Str)];
+/// Only empty resource requirements (`resources: {}`) decode: quantities
+/// are refused.
+const RESOURCE_REQUIREMENTS: &[F] = &[];
+const CONTAINER: &[F] = &[
+    (1, "name", Kind::Str),
+    (2, "image", Kind::Str),
+    (3, "command", Kind::StrList),
+    (4, "args", Kind::StrList),
+    (5, "workingDir", Kind::Str),
+    (6, "ports", Kind::MsgList(CONTAINER_PORT)),
+    (7, "env", Kind::MsgList(ENV_VAR)),
+    (8, "resources", Kind::Msg(RESOURCE_REQUIREMENTS)),
+    (13, "terminationMessagePath", Kind::Str),
+    (14, "imagePullPolicy", Kind::Str),
+    (16, "stdin", Kind::Bool),
+    (17, "stdinOnce", Kind::Bool),
+    (18, "tty", Kind::Bool),
+    (20, "terminationMessagePolicy", Kind::Str),
+];
+const POD_SPEC: &[F] = &[
+    (2, "containers", Kind::MsgList(CONTAINER)),
+    (3, "restartPolicy", Kind::Str),
+    (4, "terminationGracePeriodSeconds", Kind::OptInt),
+    (5, "activeDeadlineSeconds", Kind::OptInt),
+    (6, "dnsPolicy", Kind::Str),
+    (7, "nodeSelector", Kind::StrMap),
+    (8, "serviceAccountName", Kind::Str),
+    (9, "serviceAccount", Kind::Str),
+    (10, "nodeName", Kind::Str),
+    (11, "hostNetwork", Kind::Bool),
+    (12, "hostPID", Kind::Bool),
+    (13, "hostIPC", Kind::Bool),
+    (
+        15,
+        "imagePullSecrets",
+        Kind::MsgList(LOCAL_OBJECT_REFERENCE),
+    ),
+    (16, "hostname", Kind::Str),
+    (17, "subdomain", Kind::Str),
+    (19, "schedulerName", Kind::Str),
+    (20, "initContainers", Kind::MsgList(CONTAINER)),
+    (21, "automountServiceAccountToken", Kind::OptBool),
+    (24, "priorityClassName", Kind::Str),
+];
+const POD_TEMPLATE_SPEC: &[F] = &[
+    (1, "metadata", Kind::Msg(OBJECT_META)),
+    (2, "spec", Kind::Msg(POD_SPEC)),
+];
+const DEPLOYMENT_STRATEGY: &[F] = &[(1, "type", Kind::Str)];
+const DEPLOYMENT_SPEC: &[F] = &[
+    (1, "replicas", Kind::OptInt),
+    (2, "selector", Kind::Msg(LABEL_SELECTOR)),
+    (3, "template", Kind::Msg(POD_TEMPLATE_SPEC)),
+    (4, "strategy", Kind::Msg(DEPLOYMENT_STRATEGY)),
+    (5, "minReadySeconds", Kind::Int),
+    (6, "revisionHistoryLimit", Kind::OptInt),
+    (7, "paused", Kind::Bool),
+    (9, "progressDeadlineSeconds", Kind::OptInt),
+];
+const DEPLOYMENT: &[F] = &[
+    (1, "metadata", Kind::Msg(OBJECT_META)),
+    (2, "spec", Kind::Msg(DEPLOYMENT_SPEC)),
+    (3, "status", Kind::Skip),
+];
+const SERVICE_BACKEND_PORT: &[F] = &[(1, "name", Kind::Str), (2, "number", Kind::Int)];
+const INGRESS_SERVICE_BACKEND: &[F] = &[
+    (1, "name", Kind::Str),
+    (2, "port", Kind::Msg(SERVICE_BACKEND_PORT)),
+];
+const TYPED_LOCAL_OBJECT_REFERENCE: &[F] = &[
+    (1, "apiGroup", Kind::Str),
+    (2, "kind", Kind::Str),
+    (3, "name", Kind::Str),
+];
+const INGRESS_BACKEND: &[F] = &[
+    (3, "resource", Kind::Msg(TYPED_LOCAL_OBJECT_REFERENCE)),
+    (4, "service", Kind::Msg(INGRESS_SERVICE_BACKEND)),
+];
+const HTTP_INGRESS_PATH: &[F] = &[
+    (1, "path", Kind::Str),
+    (2, "backend", Kind::Msg(INGRESS_BACKEND)),
+    (3, "pathType", Kind::Str),
+];
+const HTTP_INGRESS_RULE_VALUE: &[F] = &[(1, "paths", Kind::MsgList(HTTP_INGRESS_PATH))];
+const INGRESS_RULE_VALUE: &[F] = &[(1, "http", Kind::Msg(HTTP_INGRESS_RULE_VALUE))];
+const INGRESS_RULE: &[F] = &[
+    (1, "host", Kind::Str),
+    (2, "ingressRuleValue", Kind::Inline(INGRESS_RULE_VALUE)),
+];
+const INGRESS_TLS: &[F] = &[(1, "hosts", Kind::StrList), (2, "secretName", Kind::Str)];
+const INGRESS_SPEC: &[F] = &[
+    (1, "defaultBackend", Kind::Msg(INGRESS_BACKEND)),
+    (2, "tls", Kind::MsgList(INGRESS_TLS)),
+    (3, "rules", Kind::MsgList(INGRESS_RULE)),
+    (4, "ingressClassName", Kind::Str),
+];
+const INGRESS: &[F] = &[
+    (1, "metadata", Kind::Msg(OBJECT_META)),
+    (2, "spec", Kind::Msg(INGRESS_SPEC)),
+    (3, "status", Kind::Skip),
+];
+const INT_OR_STRING: &[F] = &[
+    (1, "type", Kind::Int),
+    (2, "intVal", Kind::Int),
+    (3, "strVal", Kind::Str),
 ];
 const TYPE_META: &[F] = &[(1, "apiVersion", Kind::Str), (2, "kind", Kind::Str)];
 const UNKNOWN: &[F] = &[
@@ -163,14 +354,19 @@ fn message(b: &[u8], fields: &[F], what: &str) -> Result<Map<String, Value>> {
             (Kind::Skip, 2) => {
                 r.bytes()?;
             }
-            (Kind::Int, 0) => {
-                let v = r.varint()?;
-                if v != 0 {
+            (Kind::Int | Kind::OptInt, 0) => {
+                // int32 and int64 fields: negative values are sign-extended.
+                #[allow(clippy::cast_possible_wrap)]
+                let v = r.varint()? as i64;
+                if v != 0 || matches!(kind, Kind::OptInt) {
                     out.insert(name, json!(v));
                 }
             }
-            (Kind::Bool, 0) => {
-                out.insert(name, json!(r.varint()? != 0));
+            (Kind::Bool | Kind::OptBool, 0) => {
+                let v = r.varint()? != 0;
+                if v || matches!(kind, Kind::OptBool) {
+                    out.insert(name, json!(v));
+                }
             }
             (Kind::Str, 2) => {
                 // Generated encoders write empty strings; JSON omits them.
@@ -202,6 +398,24 @@ fn message(b: &[u8], fields: &[F], what: &str) -> Result<Map<String, Value>> {
                 if !v.is_empty() {
                     out.insert(name, Value::Object(v));
                 }
+            }
+            (Kind::MsgList(inner), 2) => {
+                let v = Value::Object(message(r.bytes()?, inner, &name)?);
+                if let Some(a) = out.entry(name).or_insert_with(|| json!([])).as_array_mut() {
+                    a.push(v);
+                }
+            }
+            (Kind::Inline(inner), 2) => {
+                out.extend(message(r.bytes()?, inner, &name)?);
+            }
+            (Kind::IntOrString, 2) => {
+                let v = message(r.bytes()?, INT_OR_STRING, &name)?;
+                let value = if v.get("type").and_then(Value::as_i64) == Some(1) {
+                    v.get("strVal").cloned().unwrap_or_else(|| json!(""))
+                } else {
+                    v.get("intVal").cloned().unwrap_or_else(|| json!(0))
+                };
+                out.insert(name, value);
             }
             _ => {
                 return Err(Unsupported(format!(
@@ -236,6 +450,10 @@ pub(crate) fn decode(body: &[u8]) -> Result<Value> {
         ("v1", "Namespace") => NAMESPACE,
         ("v1", "ConfigMap") => CONFIG_MAP,
         ("v1", "Secret") => SECRET,
+        ("v1", "ServiceAccount") => SERVICE_ACCOUNT,
+        ("v1", "Service") => SERVICE,
+        ("apps/v1", "Deployment") => DEPLOYMENT,
+        ("networking.k8s.io/v1", "Ingress") => INGRESS,
         _ => {
             return Err(Unsupported(format!(
                 "protobuf bodies for {api_version} {kind} are not supported by the sandbox; send JSON or YAML (kubectl create -f)"

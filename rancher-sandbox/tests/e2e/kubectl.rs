@@ -443,3 +443,182 @@ async fn kubectl_drives_the_sandbox() {
     let out = k.ok(&["get", "services", "-A", "-o", "name"]).await;
     assert_eq!(out.trim(), "service/kubernetes");
 }
+
+/// `(labels, annotations, spec)` of an object as JSON, to compare what the
+/// sandbox stored with what kubectl meant to send.
+fn essentials(object: &serde_json::Value) -> serde_json::Value {
+    json!({
+        "labels": object["metadata"]["labels"],
+        "annotations": object["metadata"]["annotations"],
+        "spec": object["spec"],
+    })
+}
+
+/// Whether `stored` holds everything `sent` has (defaults may add fields;
+/// an empty object or a null sent stands for nothing).
+fn holds(stored: &serde_json::Value, sent: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (stored, sent) {
+        (_, Value::Null) => true,
+        (Value::Object(s), Value::Object(w)) => w.iter().all(|(k, v)| match s.get(k) {
+            Some(sv) => holds(sv, v),
+            None => v.is_null() || v.as_object().is_some_and(|o| o.is_empty()),
+        }),
+        (Value::Array(s), Value::Array(w)) => {
+            s.len() == w.len() && s.iter().zip(w).all(|(a, b)| holds(a, b))
+        }
+        (s, w) => s == w,
+    }
+}
+
+#[tokio::test]
+async fn kubectl_generators_post_protobuf_the_sandbox_reads_faithfully() {
+    super::install_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let sb = rancher_sandbox::Sandbox::builder()
+        .kubeconfig_path(&kubeconfig)
+        .start()
+        .await
+        .unwrap();
+    let k = Kubectl::new(&kubeconfig, &dir.path().join("cache"));
+    // Each generator: what kubectl sends (client dry run) must be what the
+    // sandbox stores, apart from the defaults it adds.
+    let generators: &[(&[&str], &str)] = &[
+        (
+            &[
+                "create",
+                "deployment",
+                "web",
+                "--image=registry.example.org/web:1",
+                "--replicas=2",
+                "--port=8080",
+            ],
+            "deployment/web",
+        ),
+        (
+            &[
+                "create",
+                "deployment",
+                "idle",
+                "--image=busybox",
+                "--replicas=0",
+                "--",
+                "sleep",
+                "3600",
+            ],
+            "deployment/idle",
+        ),
+        (
+            &[
+                "create",
+                "service",
+                "clusterip",
+                "api",
+                "--tcp=80:8080",
+                "--tcp=443:8443",
+            ],
+            "service/api",
+        ),
+        (
+            &[
+                "create",
+                "service",
+                "nodeport",
+                "np",
+                "--tcp=5678:8080",
+                "--node-port=30080",
+            ],
+            "service/np",
+        ),
+        (
+            &[
+                "expose",
+                "deployment",
+                "web",
+                "--name=web-exp",
+                "--port=80",
+                "--target-port=http",
+            ],
+            "service/web-exp",
+        ),
+        (
+            &[
+                "create",
+                "ingress",
+                "shop",
+                "--class=rancher",
+                "--rule=shop.example.org/api*=api:80",
+                "--rule=shop.example.org/=web-exp:http,tls=shop-tls",
+            ],
+            "ingress/shop",
+        ),
+        (
+            &["create", "serviceaccount", "robot"],
+            "serviceaccount/robot",
+        ),
+    ];
+    for (args, object) in generators {
+        let mut dry = args.to_vec();
+        let split = dry.iter().position(|a| *a == "--").unwrap_or(dry.len());
+        dry.splice(split..split, ["--dry-run=client", "-o", "json"]);
+        let sent: serde_json::Value = serde_json::from_str(&k.ok(&dry).await).unwrap();
+        k.ok(args).await;
+        let stored: serde_json::Value =
+            serde_json::from_str(&k.ok(&["get", object, "-o", "json"]).await).unwrap();
+        let (sent, stored) = (essentials(&sent), essentials(&stored));
+        assert!(
+            holds(&stored, &sent),
+            "kubectl {args:?}: sent\n{sent:#}\nstored\n{stored:#}"
+        );
+    }
+    let deploy: k8s_openapi::api::apps::v1::Deployment = Api::namespaced(sb.client(), "default")
+        .get("idle")
+        .await
+        .unwrap();
+    assert_eq!(deploy.spec.replicas, Some(0), "replicas 0 is kept");
+}
+
+#[tokio::test]
+async fn the_deploy_manifests_apply_to_the_sandbox() {
+    super::install_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let _sb = rancher_sandbox::Sandbox::builder()
+        .kubeconfig_path(&kubeconfig)
+        .start()
+        .await
+        .unwrap();
+    let k = Kubectl::new(&kubeconfig, &dir.path().join("cache"));
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    // In the order deploy/README.md gives.
+    let mut applied = 0;
+    for step in [
+        &["rancher-dns"][..],
+        &["ingress-controller"],
+        &["cloud-controller-manager/rbac.yaml"],
+        &["cloud-controller-manager/deployment.yaml"],
+        &["federation/crds.yaml", "federation/rbac.yaml"],
+        &["federation/member-rbac.yaml"],
+        &["federation/deployment.yaml", "federation/example.yaml"],
+    ] {
+        let mut args = vec!["apply".to_owned()];
+        for file in step {
+            args.push("-f".to_owned());
+            args.push(deploy.join(file).display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = k.ok(&args).await;
+        applied += out.lines().filter(|l| l.ends_with(" created")).count();
+    }
+    // The credential provider's RBAC (its config.yaml is kubelet's, not the API's).
+    let rbac = deploy.join("credential-provider/secret-rbac.yaml");
+    k.ok(&["apply", "-f", rbac.to_str().unwrap()]).await;
+    assert!(applied > 20, "{applied} objects created");
+    let out = k
+        .ok(&["get", "clusterroles,daemonsets,serviceaccounts", "-A"])
+        .await;
+    for name in ["rancher-ingress-controller", "rancher-dns"] {
+        assert!(out.contains(name), "{out}");
+    }
+}
