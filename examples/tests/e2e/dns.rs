@@ -5,18 +5,14 @@
 //! The record semantics are covered in depth by rancher-dns's own end-to-end tests;
 //! this one proves the shipped binary wires them up from a kubeconfig.
 
-use std::{
-    net::UdpSocket,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{net::UdpSocket, process::Stdio};
 
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use tokio::process::Command;
 
-const DEADLINE: Duration = Duration::from_secs(30);
+use crate::support::{DEADLINE, eventually};
 
 /// `dig` output for `args`, e.g. `["+short", "name"]`.
 async fn dig(port: u16, args: &[&str]) -> String {
@@ -39,19 +35,6 @@ async fn short(port: u16, name: &str) -> Vec<String> {
         .collect();
     lines.sort();
     lines
-}
-
-/// Polls `check` until it returns true or the deadline passes.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn mongodb_slice(ready: [bool; 3]) -> EndpointSlice {
@@ -128,7 +111,7 @@ async fn the_binary_serves_cluster_names_and_follows_api_writes() {
 
     let mdb1 = "mdb-1.mongodb.default.svc.cluster.local";
     eventually("the StatefulSet pod name", || async {
-        short(port, mdb1).await == ["10.42.0.11"]
+        (short(port, mdb1).await == ["10.42.0.11"]).then_some(())
     })
     .await;
     assert_eq!(
@@ -160,7 +143,7 @@ async fn the_binary_serves_cluster_names_and_follows_api_writes() {
     slice.endpoints = ready.endpoints;
     slices.replace("mongodb-abc", &post, &slice).await.unwrap();
     eventually("mdb-2 to become ready", || async {
-        short(port, "mongodb.default.svc.cluster.local").await.len() == 3
+        (short(port, "mongodb.default.svc.cluster.local").await.len() == 3).then_some(())
     })
     .await;
     services
@@ -171,6 +154,7 @@ async fn the_binary_serves_cluster_names_and_follows_api_writes() {
         dig(port, &["web.default.svc.cluster.local"])
             .await
             .contains("status: NXDOMAIN")
+            .then_some(())
     })
     .await;
 

@@ -7,12 +7,7 @@
 //! The controller's semantics are covered by rancher-cloudprovider's own
 //! end-to-end tests; this one proves the shipped binary wires them up.
 
-use std::{
-    net::TcpListener as StdTcpListener,
-    path::Path,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{process::Stdio, time::Duration};
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
@@ -22,29 +17,10 @@ use tokio::{
     process::Command,
 };
 
-const DEADLINE: Duration = Duration::from_secs(30);
+use crate::support::{DEADLINE, eventually, free_port, kubectl};
+
 const HOSTS: [&str; 2] = ["127.0.94.1", "127.0.94.2"];
 const NODE_IP: &str = "127.0.94.11";
-
-fn free_port() -> u16 {
-    StdTcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-async fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
-    let output = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .await
-        .expect("kubectl runs (scripts/test installs it when missing)");
-    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), text)
-}
 
 /// Sends one line to `ip:port`; the answer, or `None` when nothing answers.
 async fn ask(ip: &str, port: u16) -> Option<String> {
@@ -59,22 +35,6 @@ async fn ask(ip: &str, port: u16) -> Option<String> {
         .await
         .ok()
         .flatten()
-}
-
-/// Polls `check` until it returns `Some` or the deadline passes.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,38 +7,14 @@
 //! end-to-end tests; this one proves the shipped binary wires them up from a
 //! kubeconfig and its flags.
 
-use std::{
-    net::TcpListener,
-    path::Path,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::process::Stdio;
 
 use rancher_lb::testing::HttpEcho;
 use tokio::process::Command;
 
-const DEADLINE: Duration = Duration::from_secs(30);
+use crate::support::{DEADLINE, eventually, free_port, kubectl};
+
 const HOSTS: [&str; 2] = ["127.0.0.2", "127.0.0.3"];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-async fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
-    let output = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .await
-        .expect("kubectl runs (scripts/test installs it when missing)");
-    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), text)
-}
 
 /// `curl` through `addr:port` with a Host header: (status, body).
 async fn curl(url: &str, host: Option<&str>) -> (u16, String) {
@@ -55,22 +31,6 @@ async fn curl(url: &str, host: Option<&str>) -> (u16, String) {
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_owned())
-}
-
-/// Polls `check` until it returns `Some` or the deadline passes.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn manifests(http_port: u16, backend_port: u16) -> String {

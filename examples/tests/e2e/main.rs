@@ -1,0 +1,11 @@
+//! End-to-end tests of the shipped binaries, each run as an operator would
+//! run it: against the in-memory API server (`rancher-sandbox`) from a
+//! kubeconfig, with the real `kubectl`, `dig`, `curl` and HAProxy.
+
+mod support;
+
+mod cloud_controller;
+mod credential_provider;
+mod dns;
+mod ingress_controller;
+mod sandbox;

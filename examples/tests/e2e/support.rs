@@ -1,0 +1,52 @@
+//! What the binary tests share: free ports, `kubectl`, and waits with a
+//! deadline.
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use tokio::process::Command;
+
+/// How long a wait may take.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A TCP port free on 127.0.0.1 now.
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Runs `kubectl` against `kubeconfig`: (success, stdout then stderr).
+pub(crate) async fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .await
+        .expect("kubectl runs (scripts/test installs it when missing)");
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, failing after
+/// [`DEADLINE`].
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
