@@ -431,9 +431,8 @@ impl Inner {
         state: &mut State,
         lbs: &[LoadBalancer],
     ) -> driver::Result<Vec<Status>> {
-        let inner = self;
         for lb in lbs {
-            if lb.snippet().is_some() && !inner.config.snippets {
+            if lb.snippet().is_some() && !self.config.snippets {
                 return Err(driver::Error::Rejected {
                     lb: lb.id().clone(),
                     reason: "snippets are disabled in this driver".into(),
@@ -443,7 +442,7 @@ impl Inner {
         let Some(first) = lbs.first() else {
             return Ok(Vec::new());
         };
-        if let Some(statuses) = inner.endpoints_only(state, lbs).await {
+        if let Some(statuses) = self.endpoints_only(state, lbs).await {
             return Ok(statuses);
         }
         let previous_lbs = state.lbs.clone();
@@ -455,7 +454,7 @@ impl Inner {
                 let slots = assign_slots(
                     state.slots.get(&key),
                     &b.endpoints,
-                    inner.config.server_slots,
+                    self.config.server_slots,
                 );
                 state.slots.insert(key, slots);
             }
@@ -464,12 +463,12 @@ impl Inner {
                 .slots
                 .retain(|(id, name), _| id != lb.id() || keep.contains(name));
         }
-        let result = inner.apply(state, first.id()).await;
+        let result = self.apply(state, first.id()).await;
         if let Err(driver::Error::Rejected { .. }) = &result {
             state.lbs = previous_lbs;
             state.slots = previous_slots;
         }
-        inner.publish(state);
+        self.publish(state);
         result?;
         Ok(lbs
             .iter()
