@@ -200,19 +200,21 @@ pub struct DriverArgs {
 impl DriverArgs {
     /// Starts the driver and the in-tree backend on it. For HAProxy without
     /// `--hosts`, a Node watch keeps the driver's hosts current (registered
-    /// with `readiness`, run on `shutdown`); for Rancher, which has no push,
-    /// the backend's load balancers are re-read every second.
+    /// with `readiness`, run on `shutdown`), and the driver's metrics go into
+    /// a `haproxy` sub-registry of `registry`; for Rancher, which has no
+    /// push, the backend's load balancers are re-read every second.
     pub async fn start(
         &self,
         client: kube::Client,
         allow_snippets: bool,
         readiness: &Readiness,
+        registry: &mut Registry,
         shutdown: &Shutdown,
     ) -> Result<Arc<crate::backend::lb::LbBackend>, Error> {
         match self.driver {
             DriverKind::Haproxy => {
                 let driver = self
-                    .start_haproxy(client, allow_snippets, readiness, shutdown)
+                    .start_haproxy(client, allow_snippets, readiness, registry, shutdown)
                     .await?;
                 Ok(Arc::new(crate::backend::lb::LbBackend::new(driver)))
             }
@@ -249,6 +251,7 @@ impl DriverArgs {
         client: kube::Client,
         allow_snippets: bool,
         readiness: &Readiness,
+        registry: &mut Registry,
         shutdown: &Shutdown,
     ) -> Result<Arc<dyn rancher_lb::driver::Driver>, Error> {
         use rancher_lb::{
@@ -258,6 +261,7 @@ impl DriverArgs {
         let hosts = self.hosts.iter().copied().map(Host::new).collect();
         let config = HaproxyConfig::new(&self.work_dir, hosts).with_snippets(allow_snippets);
         let driver = Arc::new(HaproxyDriver::new(config).await.map_err(Error::Haproxy)?);
+        driver.register_metrics(registry.sub_registry_with_prefix("haproxy"));
         {
             let driver = driver.clone();
             let token = shutdown.token();

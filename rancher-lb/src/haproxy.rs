@@ -30,6 +30,7 @@
 //! mode 0600 under directories of mode 0700. Snippets are refused unless
 //! [`HaproxyConfig::snippets`] is set.
 
+pub mod metrics;
 pub mod process;
 pub mod render;
 pub mod runtime;
@@ -50,6 +51,7 @@ use crate::driver::{
 };
 use crate::model::{Endpoint, LbId, LoadBalancer, Name};
 use crate::placement::{Assignment, Host, Outcome, place};
+use metrics::HaproxyMetrics;
 use process::Instance;
 use render::{Paths, Rendered, Server, Settings, Slots};
 
@@ -219,6 +221,7 @@ struct Inner {
     /// Ensures waiting for the state lock: whoever gets it applies them all
     /// at once (one check and reload per host for the lot).
     waiting: std::sync::Mutex<Vec<Waiting>>,
+    metrics: HaproxyMetrics,
     tx: broadcast::Sender<StatusUpdate>,
     changed: mpsc::UnboundedSender<IpAddr>,
 }
@@ -337,6 +340,7 @@ impl HaproxyDriver {
             }),
             config,
             waiting: std::sync::Mutex::new(Vec::new()),
+            metrics: HaproxyMetrics::default(),
             tx: broadcast::channel(STATUS_CHANNEL_CAPACITY).0,
             changed,
         });
@@ -406,6 +410,13 @@ impl HaproxyDriver {
     /// The host directory of `host` (configuration, sockets, log).
     pub fn host_dir(&self, host: IpAddr) -> PathBuf {
         self.inner.config.work_dir.join(host.to_string())
+    }
+
+    /// Registers the driver's metrics (reloads, runtime updates, rejected
+    /// configurations, load balancers, running instances) in `registry`,
+    /// conventionally a `haproxy` sub-registry of the controller's.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.inner.metrics.register(registry);
     }
 }
 
@@ -571,6 +582,17 @@ impl Inner {
             }
         }
         state.statuses = statuses;
+        let running = state
+            .host_states
+            .values()
+            .filter(|h| h.instance.is_running())
+            .count();
+        self.metrics
+            .load_balancers
+            .set(i64::try_from(state.lbs.len()).unwrap_or(i64::MAX));
+        self.metrics
+            .instances_running
+            .set(i64::try_from(running).unwrap_or(i64::MAX));
     }
 
     /// Renders a host once: the configuration with server addresses as
@@ -720,6 +742,7 @@ impl Inner {
                 tracing::warn!(%host, error = %e, "writing the configuration failed");
             }
             state.runtime_updates += 1;
+            self.metrics.runtime_updates.inc();
         }
         for lb in lbs {
             state.lbs.insert(lb.id().clone(), lb.clone());
@@ -784,6 +807,7 @@ impl Inner {
             self.write_generation(&generation, &rendered)
                 .map_err(other)?;
             if let Err(reason) = self.check(&generation).await {
+                self.metrics.rejected.inc();
                 let _ = std::fs::remove_dir_all(&generation);
                 for p in &pending {
                     if p.runtime.is_none() {
@@ -874,7 +898,10 @@ impl Inner {
             hs.template = template;
             hs.files = rendered.files;
             match result {
-                Ok(()) => state.runtime_updates += 1,
+                Ok(()) => {
+                    state.runtime_updates += 1;
+                    self.metrics.runtime_updates.inc();
+                }
                 Err(e) => {
                     // The files on disk are complete: a reload reads them.
                     tracing::warn!(%host, error = %e, "runtime update failed; reloading instead");
@@ -882,6 +909,7 @@ impl Inner {
                         driver::Error::other(format!("reloading haproxy on {host}"), e)
                     })?;
                     state.reloads += 1;
+                    self.metrics.reloads.inc();
                 }
             }
             return Ok(());
@@ -900,6 +928,7 @@ impl Inner {
                         driver::Error::other(format!("reloading haproxy on {host}"), e)
                     })?;
                     state.reloads += 1;
+                    self.metrics.reloads.inc();
                 }
                 // Otherwise the supervisor starts it with the new generation.
             }

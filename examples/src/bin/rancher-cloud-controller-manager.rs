@@ -44,6 +44,9 @@ async fn main() -> anyhow::Result<()> {
         shutdown.spawn(elector);
     }
     let mut registry = Registry::with_prefix("rancher_cloud_controller");
+    if let Some(haproxy) = &built.haproxy {
+        haproxy.register_metrics(registry.sub_registry_with_prefix("haproxy"));
+    }
     let controller = Controller::new(client, built.cloud, built.config).with_metrics(&mut registry);
     let state = AdminState::new(readiness.clone(), registry).with_leadership(leadership.clone());
     let admin = AdminServer::bind(args.admin.addr, state).await?;

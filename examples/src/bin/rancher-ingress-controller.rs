@@ -45,15 +45,16 @@ async fn main() -> anyhow::Result<()> {
     if let Some(elector) = elector {
         shutdown.spawn(elector);
     }
+    let mut registry = Registry::with_prefix("rancher_ingress");
     let backend = (args.driver)
         .start(
             client.clone(),
             args.ingress.allow_snippets,
             &readiness,
+            &mut registry,
             &shutdown,
         )
         .await?;
-    let mut registry = Registry::with_prefix("rancher_ingress");
     run::start(
         &args.ingress,
         client,

@@ -145,11 +145,16 @@ async fn the_binary_serves_the_seed_example_on_two_hosts() {
     assert_eq!(curl(&format!("{admin}/readyz"), None).await.0, 200);
     let (code, metrics) = curl(&format!("{admin}/metrics"), None).await;
     assert_eq!(code, 200);
-    assert!(
-        metrics.contains("rancher_ingress_syncs_total"),
-        "{}",
-        &metrics[..metrics.len().min(2000)]
-    );
+    for metric in [
+        "rancher_ingress_syncs_total",
+        "rancher_ingress_haproxy_instances_running 2",
+    ] {
+        assert!(
+            metrics.contains(metric),
+            "{metric} in {}",
+            &metrics[..metrics.len().min(3000)]
+        );
+    }
 
     // Scale 2 → 1 through kubectl: one address left.
     let (ok, out) = kubectl(

@@ -269,6 +269,21 @@ async fn route_changes_go_through_the_runtime_api_without_reload() {
     assert_eq!(h.driver.counters().await.reloads, counters.reloads + 1);
     expect(after_moves).await;
     expect(vec![("extra.example.org", "/y", 200, "extra /y")]).await;
+
+    // The same counts on /metrics.
+    let mut registry = prometheus_client::registry::Registry::default();
+    h.driver.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for line in [
+        "runtime_updates_total 2",
+        "reloads_total 1",
+        "rejected_configurations_total 0",
+        "load_balancers 1",
+        "instances_running 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+    }
     h.finish().await;
 }
 
