@@ -263,7 +263,13 @@ const BUILT_IN: &[BuiltIn] = &[
 ];
 
 /// Kinds listed under kubectl's `all` category.
-const ALL_CATEGORY: &[&str] = &["pods", "services", "deployments"];
+const ALL_CATEGORY: &[&str] = &[
+    "pods",
+    "services",
+    "deployments",
+    "daemonsets",
+    "statefulsets",
+];
 
 fn from_built_in(b: &BuiltIn) -> ResourceType {
     let storage = if b.storage.is_empty() {
