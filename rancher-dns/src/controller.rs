@@ -339,14 +339,24 @@ impl Dns {
         // worker's arena (at 10 000 Services with 100 000 endpoints the
         // binary held 154 MB after the first sync on the shared runtime,
         // 138 MB on its own thread).
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(Error::Thread)?;
+        // The runtime is built and dropped on that thread: a runtime may not
+        // be dropped in async code, which a failed spawn would do.
         let (done, controller) = tokio::sync::oneshot::channel();
+        let (started, runtime_built) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("dns-controller".to_owned())
             .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = started.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(()));
                 runtime.block_on(run(
                     client,
                     options,
@@ -357,6 +367,10 @@ impl Dns {
                 ));
                 let _ = done.send(());
             })
+            .map_err(Error::Thread)?;
+        runtime_built
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("the controller thread ended")))
             .map_err(Error::Thread)?;
         Ok(Self {
             server,

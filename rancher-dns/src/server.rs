@@ -148,12 +148,16 @@ impl Handler {
         let q = match wire::parse_query(packet) {
             Ok(q) => q,
             Err(ParseError::Drop) => {
-                self.metrics.dropped.inc();
+                if let Some(m) = metrics {
+                    m.dropped.inc();
+                }
                 return Outcome::Drop;
             }
             Err(ParseError::Reject { id, flags, rcode }) => {
                 wire::reject_response(out, id, flags, rcode);
-                self.metrics.query(0, rcode);
+                if let Some(m) = metrics {
+                    m.query(0, rcode);
+                }
                 return Outcome::Reply;
             }
         };
@@ -186,8 +190,8 @@ impl Handler {
             return Outcome::Reply;
         };
         if forwarder.cached(packet, &q, out, limit) {
-            self.metrics.cache_hits.inc();
             if let Some(m) = metrics {
+                m.cache_hits.inc();
                 m.query(q.qtype, rcode_of(out));
             }
             return Outcome::Reply;

@@ -173,6 +173,9 @@ pub enum Error {
     NotCompiled(&'static str),
 }
 
+/// The Rancher stack the Rancher driver keeps the Ingress load balancers in.
+pub const DEFAULT_RANCHER_STACK: &str = "rancher-ingress";
+
 /// The driver settings, as command-line flags with the `clap` feature.
 #[cfg(feature = "lb")]
 #[derive(Clone, Debug, Default)]
@@ -194,6 +197,15 @@ pub struct DriverArgs {
         arg(long, value_name = "DIR", default_value = "/var/lib/rancher-ingress")
     )]
     pub work_dir: std::path::PathBuf,
+    /// The Rancher stack holding this controller's load balancers (`--driver
+    /// rancher`; empty: `rancher-ingress`). One stack per controller: after a
+    /// restart the controller deletes the load balancers in it that no
+    /// Ingress wants, so another controller must not share it.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_name = "NAME", default_value = DEFAULT_RANCHER_STACK)
+    )]
+    pub rancher_stack: String,
 }
 
 #[cfg(feature = "lb")]
@@ -222,7 +234,14 @@ impl DriverArgs {
             DriverKind::Rancher => {
                 use rancher_lb::rancher::{RancherConfig, RancherDriver};
                 let api = rancher_client::Client::from_env().map_err(Error::Rancher)?;
-                let driver = Arc::new(RancherDriver::new(api, RancherConfig::new()));
+                let stack = match self.rancher_stack.as_str() {
+                    "" => DEFAULT_RANCHER_STACK,
+                    stack => stack,
+                };
+                let driver = Arc::new(RancherDriver::new(
+                    api,
+                    RancherConfig::new().with_stack(stack),
+                ));
                 let backend = Arc::new(crate::backend::lb::LbBackend::new(driver.clone()));
                 let (refreshing, token) = (backend.clone(), shutdown.token());
                 shutdown.spawn(async move {

@@ -487,37 +487,40 @@ impl Inner {
             .collect())
     }
 
-    /// Applies every waiting `ensure` as one batch. When the batch does not
-    /// check, each is applied on its own, so that only the culprit fails.
+    /// Applies every waiting `ensure` as one batch (calls whose caller went
+    /// away are dropped). A batch that does not check is halved until the
+    /// culprits are alone, so only they fail and a few bad ones among many
+    /// cost a few checks, not one per call.
     async fn drain_waiting(&self, state: &mut State) {
-        let batch = std::mem::take(
+        let mut batch = std::mem::take(
             &mut *self
                 .waiting
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        if batch.is_empty() {
-            return;
-        }
-        let lbs: Vec<LoadBalancer> = batch.iter().map(|w| w.lb.clone()).collect();
-        match self.ensure_locked(state, &lbs).await {
-            Ok(statuses) => {
-                for (w, status) in batch.into_iter().zip(statuses) {
-                    let _ = w.tx.send(Ok(status));
-                }
+        batch.retain(|w| !w.tx.is_closed());
+        let mut groups = vec![batch];
+        while let Some(mut group) = groups.pop() {
+            if group.is_empty() {
+                continue;
             }
-            Err(driver::Error::Rejected { .. }) if batch.len() > 1 => {
-                for w in batch {
-                    let result = self
-                        .ensure_locked(state, std::slice::from_ref(&w.lb))
-                        .await
-                        .map(|mut statuses| statuses.pop().unwrap_or_default());
-                    let _ = w.tx.send(result);
+            let lbs: Vec<LoadBalancer> = group.iter().map(|w| w.lb.clone()).collect();
+            match self.ensure_locked(state, &lbs).await {
+                Ok(statuses) => {
+                    for (w, status) in group.into_iter().zip(statuses) {
+                        let _ = w.tx.send(Ok(status));
+                    }
                 }
-            }
-            Err(e) => {
-                for w in batch {
-                    let _ = w.tx.send(Err(shared_error(&e)));
+                Err(driver::Error::Rejected { .. }) if group.len() > 1 => {
+                    // The first half is applied first, keeping call order.
+                    let second = group.split_off(group.len() / 2);
+                    groups.push(second);
+                    groups.push(group);
+                }
+                Err(e) => {
+                    for w in group {
+                        let _ = w.tx.send(Err(shared_error(&e)));
+                    }
                 }
             }
         }
@@ -892,12 +895,7 @@ impl Inner {
             write_file(&generation.join("haproxy.cfg"), &rendered.config, 0o600)
                 .map_err(other("writing the configuration"))?;
             let socket = hs.instance.spec().admin_socket();
-            let result = runtime::run(&socket, &commands, RUNTIME_TIMEOUT).await;
-            hs.servers = rendered.servers;
-            hs.conflicts = rendered.conflicts;
-            hs.template = template;
-            hs.files = rendered.files;
-            match result {
+            match runtime::run(&socket, &commands, RUNTIME_TIMEOUT).await {
                 Ok(()) => {
                     state.runtime_updates += 1;
                     self.metrics.runtime_updates.inc();
@@ -905,13 +903,23 @@ impl Inner {
                 Err(e) => {
                     // The files on disk are complete: a reload reads them.
                     tracing::warn!(%host, error = %e, "runtime update failed; reloading instead");
-                    hs.instance.reload().await.map_err(|e| {
-                        driver::Error::other(format!("reloading haproxy on {host}"), e)
-                    })?;
+                    if let Err(e) = hs.instance.reload().await {
+                        // HAProxy may hold part of the commands: whatever
+                        // comes next goes through a new generation.
+                        hs.template.clear();
+                        return Err(driver::Error::other(
+                            format!("reloading haproxy on {host}"),
+                            e,
+                        ));
+                    }
                     state.reloads += 1;
                     self.metrics.reloads.inc();
                 }
             }
+            hs.servers = rendered.servers;
+            hs.conflicts = rendered.conflicts;
+            hs.template = template;
+            hs.files = rendered.files;
             return Ok(());
         }
         self.make_current(host, &generation)
@@ -1019,7 +1027,11 @@ fn map_commands(
     if old.len() != new.len() {
         return None;
     }
-    let (mut upserts, mut removals) = (Vec::new(), Vec::new());
+    // Paths before hosts when adding, hosts before paths when removing: a
+    // host is never known without its paths, so its requests do not lose
+    // the any-host routes in between.
+    let (mut path_upserts, mut host_upserts) = (Vec::new(), Vec::new());
+    let (mut host_removals, mut path_removals) = (Vec::new(), Vec::new());
     for (o, n) in old.iter().zip(new) {
         if o == n {
             continue;
@@ -1027,23 +1039,35 @@ fn map_commands(
         if o.path != n.path || !n.path.starts_with("maps/") {
             return None;
         }
+        let hosts = n.path.starts_with("maps/host-") || n.path.starts_with("maps/wildcard-");
+        let (upserts, removals) = if hosts {
+            (&mut host_upserts, &mut host_removals)
+        } else {
+            (&mut path_upserts, &mut path_removals)
+        };
         let map = cli_arg(&generation.join(&n.path).display().to_string());
         let (before, after) = (map_entries(&o.contents), map_entries(&n.contents));
         for (key, value) in &after {
-            match before.get(key) {
-                Some(v) if v == value => {}
-                Some(_) => {
-                    upserts.push(format!("set map {map} {} {}", cli_arg(key), cli_arg(value)))
-                }
-                None => upserts.push(format!("add map {map} {} {}", cli_arg(key), cli_arg(value))),
-            }
+            let verb = match before.get(key) {
+                Some(v) if v == value => continue,
+                Some(_) => "set",
+                None => "add",
+            };
+            upserts.push(format!(
+                "{verb} map {map} {} {}",
+                cli_arg(key),
+                cli_arg(value)
+            ));
         }
         for key in before.keys().filter(|k| !after.contains_key(*k)) {
             removals.push(format!("del map {map} {}", cli_arg(key)));
         }
     }
-    upserts.extend(removals);
-    Some(upserts)
+    let mut commands = path_upserts;
+    commands.extend(host_upserts);
+    commands.extend(host_removals);
+    commands.extend(path_removals);
+    Some(commands)
 }
 
 /// Runtime API commands turning `old` server slots into `new` ones (same
@@ -1100,6 +1124,8 @@ impl Driver for HaproxyDriver {
     async fn ensure_deleted(&self, id: &LbId) -> driver::Result<()> {
         let inner = &self.inner;
         let mut state = inner.state.lock().await;
+        // Ensures called before this delete are applied before it.
+        inner.drain_waiting(&mut state).await;
         if state.lbs.remove(id).is_none() {
             return Ok(());
         }
@@ -1180,23 +1206,33 @@ mod tests {
             private: false,
         };
         let generation = Path::new("/run/lb/gen-3");
+        // The host map comes first in the files, as rendered.
         let old = vec![
-            file("maps/path-exact-80.map", "a/x be:h:a:one\na/y be:h:a:one\n"),
-            file("maps/host-80.map", "a a\n"),
-        ];
-        let new = vec![
+            file("maps/host-80.map", "a a\nc c\n"),
             file(
                 "maps/path-exact-80.map",
-                "a/x be:h:a:two\na/z;1 be:h:a:one\n",
+                "a/x be:h:a:one\na/y be:h:a:one\nc/ be:h:a:one\n",
             ),
-            file("maps/host-80.map", "a a\n"),
         ];
+        let new = vec![
+            file("maps/host-80.map", "a a\nb b\n"),
+            file(
+                "maps/path-exact-80.map",
+                "a/x be:h:a:two\na/z;1 be:h:a:one\nb/ be:h:a:one\n",
+            ),
+        ];
+        // Paths before their host when adding, the host before its paths
+        // when removing.
         assert_eq!(
             map_commands(generation, &old, &new),
             Some(vec![
                 "set map /run/lb/gen-3/maps/path-exact-80.map a/x be:h:a:two".to_owned(),
                 "add map /run/lb/gen-3/maps/path-exact-80.map a/z\\;1 be:h:a:one".to_owned(),
+                "add map /run/lb/gen-3/maps/path-exact-80.map b/ be:h:a:one".to_owned(),
+                "add map /run/lb/gen-3/maps/host-80.map b b".to_owned(),
+                "del map /run/lb/gen-3/maps/host-80.map c".to_owned(),
                 "del map /run/lb/gen-3/maps/path-exact-80.map a/y".to_owned(),
+                "del map /run/lb/gen-3/maps/path-exact-80.map c/".to_owned(),
             ])
         );
         assert_eq!(map_commands(generation, &old, &old), Some(Vec::new()));

@@ -252,8 +252,10 @@ impl IngressBackend for LbBackend {
 
     /// The load balancers ensured by this process, and those the driver
     /// holds under an Ingress load balancer name
-    /// ([`BALANCER_PREFIX`](crate::translate::BALANCER_PREFIX)): after a
-    /// restart, the Rancher driver finds the ones created before.
+    /// ([`BALANCER_PREFIX`](crate::translate::BALANCER_PREFIX), no dots):
+    /// after a restart, the Rancher driver finds the ones created before.
+    /// A driver shared with another Ingress controller must keep them apart
+    /// (the Rancher driver: one stack per controller).
     async fn list(&self) -> Result<Vec<String>> {
         let held = self
             .driver
@@ -264,7 +266,9 @@ impl IngressBackend for LbBackend {
         names.extend(
             held.iter()
                 .map(LbId::as_str)
-                .filter(|name| name.starts_with(crate::translate::BALANCER_PREFIX))
+                .filter(|name| {
+                    name.starts_with(crate::translate::BALANCER_PREFIX) && !name.contains('.')
+                })
                 .map(str::to_owned),
         );
         Ok(names.into_iter().collect())

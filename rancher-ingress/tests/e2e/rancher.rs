@@ -117,9 +117,10 @@ async fn a_restarted_controller_deletes_what_was_left_behind_and_only_that() {
         (running.addresses("scalelb").await.len() == 1).then_some(())
     })
     .await;
-    // Another controller's load balancer in the same stack.
+    // Another controller's load balancer in the same stack, named the way
+    // the cloud provider names them, in a cluster called `ingress-prod`.
     let theirs = rancher_lb::model::LoadBalancer::new(&rancher_lb::model::LoadBalancerSpec {
-        id: "kubernetes.default.web.abc123".into(),
+        id: "ingress-prod.default.web.abc123".into(),
         scale: 1,
         ..Default::default()
     })
