@@ -17,7 +17,7 @@ use tokio::{
     process::Command,
 };
 
-use crate::support::{DEADLINE, eventually, free_port, kubectl};
+use crate::support::{eventually, free_port, kubectl, terminate};
 
 const HOSTS: [&str; 2] = ["127.0.94.1", "127.0.94.2"];
 const NODE_IP: &str = "127.0.94.11";
@@ -141,17 +141,6 @@ async fn the_binary_gives_a_load_balancer_service_a_working_address() {
     .await;
     assert_eq!(ask(&address, port).await, None, "the listener is gone");
 
-    let pid = child.id().expect("running").to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill runs");
-    assert!(status.success());
-    let exit = tokio::time::timeout(DEADLINE, child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .expect("wait");
-    assert!(exit.success(), "{exit}");
+    terminate(&mut child).await;
     echo.abort();
 }

@@ -12,7 +12,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use tokio::process::Command;
 
-use crate::support::{DEADLINE, eventually};
+use crate::support::{eventually, terminate};
 
 /// `dig` output for `args`, e.g. `["+short", "name"]`.
 async fn dig(port: u16, args: &[&str]) -> String {
@@ -159,16 +159,5 @@ async fn the_binary_serves_cluster_names_and_follows_api_writes() {
     .await;
 
     // SIGTERM stops it cleanly.
-    let pid = child.id().expect("running").to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(DEADLINE, child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap();
-    assert!(exit.success(), "{exit}");
+    terminate(&mut child).await;
 }

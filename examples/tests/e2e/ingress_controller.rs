@@ -12,7 +12,7 @@ use std::process::Stdio;
 use rancher_lb::testing::HttpEcho;
 use tokio::process::Command;
 
-use crate::support::{DEADLINE, eventually, free_port, kubectl};
+use crate::support::{eventually, free_port, kubectl, terminate};
 
 const HOSTS: [&str; 2] = ["127.0.0.2", "127.0.0.3"];
 
@@ -180,18 +180,7 @@ async fn the_binary_serves_the_seed_example_on_two_hosts() {
     .await;
 
     // SIGTERM: the controller exits cleanly and takes HAProxy with it.
-    let pid = child.id().expect("running").to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill runs");
-    assert!(status.success());
-    let exit = tokio::time::timeout(DEADLINE, child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .expect("wait");
-    assert!(exit.success(), "{exit}");
+    terminate(&mut child).await;
     for host in HOSTS {
         let (code, _) = curl(
             &format!("http://{host}:{http_port}/foo"),

@@ -34,6 +34,23 @@ pub(crate) async fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String) 
     (output.status.success(), text)
 }
 
+/// Sends SIGTERM to `child` and checks that it exits cleanly within
+/// [`DEADLINE`].
+pub(crate) async fn terminate(child: &mut tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(status.success());
+    let exit = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    assert!(exit.success(), "{exit}");
+}
+
 /// Polls `check` every 100 ms until it returns `Some`, failing after
 /// [`DEADLINE`].
 pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T

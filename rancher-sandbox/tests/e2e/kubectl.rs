@@ -114,12 +114,8 @@ spec:
           service: {name: web, port: {number: 80}}
 "#;
 
-fn columns(line: &str) -> Vec<&str> {
-    line.split_whitespace().collect()
-}
-
-#[tokio::test]
-async fn kubectl_drives_the_sandbox() {
+/// A sandbox and kubectl pointed at it, in a temporary directory.
+async fn start() -> (tempfile::TempDir, rancher_sandbox::Sandbox, Kubectl) {
     super::install_provider();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
@@ -129,6 +125,16 @@ async fn kubectl_drives_the_sandbox() {
         .await
         .unwrap();
     let k = Kubectl::new(&kubeconfig, &dir.path().join("cache"));
+    (dir, sb, k)
+}
+
+fn columns(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+#[tokio::test]
+async fn kubectl_drives_the_sandbox() {
+    let (dir, sb, k) = start().await;
 
     let version = k.ok(&["version", "-o", "json"]).await;
     assert!(version.contains("\"serverVersion\""), "{version}");
@@ -473,15 +479,7 @@ fn holds(stored: &serde_json::Value, sent: &serde_json::Value) -> bool {
 
 #[tokio::test]
 async fn kubectl_generators_post_protobuf_the_sandbox_reads_faithfully() {
-    super::install_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    let sb = rancher_sandbox::Sandbox::builder()
-        .kubeconfig_path(&kubeconfig)
-        .start()
-        .await
-        .unwrap();
-    let k = Kubectl::new(&kubeconfig, &dir.path().join("cache"));
+    let (_dir, sb, k) = start().await;
     // Each generator: what kubectl sends (client dry run) must be what the
     // sandbox stores, apart from the defaults it adds.
     let generators: &[(&[&str], &str)] = &[
@@ -581,15 +579,7 @@ async fn kubectl_generators_post_protobuf_the_sandbox_reads_faithfully() {
 
 #[tokio::test]
 async fn the_deploy_manifests_apply_to_the_sandbox() {
-    super::install_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    let _sb = rancher_sandbox::Sandbox::builder()
-        .kubeconfig_path(&kubeconfig)
-        .start()
-        .await
-        .unwrap();
-    let k = Kubectl::new(&kubeconfig, &dir.path().join("cache"));
+    let (_dir, _sb, k) = start().await;
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
     // In the order deploy/README.md gives.
     let mut applied = 0;
