@@ -16,6 +16,10 @@
 //!   change map entries through the runtime API (`add map`, `set map`,
 //!   `del map`), without a reload; the map files are rewritten too, so a
 //!   later reload or restart reads the same routes;
+//! - a rotated certificate (same name and SNI names, new contents) is
+//!   replaced with `set ssl cert` and `commit ssl cert`, without a reload
+//!   (the private key travels only over the 0600 admin socket and is never
+//!   logged);
 //! - anything else is written into a new generation directory, checked with
 //!   `haproxy -c`, made current (an atomic symlink swap) and reloaded through
 //!   the master CLI, so established connections finish on the old worker.
@@ -1016,9 +1020,10 @@ fn map_entries(contents: &str) -> BTreeMap<&str, &str> {
 }
 
 /// Runtime API commands turning the running generation's `old` files into
-/// `new` ones, when only map entries differ: additions and changes first,
-/// then removals, so a route that moves is never missing. `None` when
-/// another file (a certificate, a crt-list) or the set of files differs.
+/// `new` ones, when only map entries and certificate contents differ:
+/// certificates first, then map additions and changes, then removals, so a
+/// route that moves is never missing. `None` when another file (a crt-list)
+/// or the set of files differs.
 fn map_commands(
     generation: &Path,
     old: &[render::File],
@@ -1029,14 +1034,27 @@ fn map_commands(
     }
     // Paths before hosts when adding, hosts before paths when removing: a
     // host is never known without its paths, so its requests do not lose
-    // the any-host routes in between.
+    // the any-host routes in between. Certificates first.
     let (mut path_upserts, mut host_upserts) = (Vec::new(), Vec::new());
     let (mut host_removals, mut path_removals) = (Vec::new(), Vec::new());
+    let mut certificates = Vec::new();
     for (o, n) in old.iter().zip(new) {
         if o == n {
             continue;
         }
-        if o.path != n.path || !n.path.starts_with("maps/") {
+        if o.path != n.path {
+            return None;
+        }
+        if n.path.starts_with("certs/") && n.path.ends_with(".pem") {
+            // A rotated certificate (same file, same SNI names in the
+            // crt-list): a transaction with the new PEM, then its commit.
+            let file = cli_arg(&generation.join(&n.path).display().to_string());
+            let pem: Vec<&str> = n.contents.lines().filter(|l| !l.is_empty()).collect();
+            certificates.push(format!("set ssl cert {file} <<\n{}\n", pem.join("\n")));
+            certificates.push(format!("commit ssl cert {file}"));
+            continue;
+        }
+        if !n.path.starts_with("maps/") {
             return None;
         }
         let hosts = n.path.starts_with("maps/host-") || n.path.starts_with("maps/wildcard-");
@@ -1063,7 +1081,8 @@ fn map_commands(
             removals.push(format!("del map {map} {}", cli_arg(key)));
         }
     }
-    let mut commands = path_upserts;
+    let mut commands = certificates;
+    commands.extend(path_upserts);
     commands.extend(host_upserts);
     commands.extend(host_removals);
     commands.extend(path_removals);
@@ -1236,10 +1255,21 @@ mod tests {
             ])
         );
         assert_eq!(map_commands(generation, &old, &old), Some(Vec::new()));
-        // A certificate or a different set of files needs a reload.
+        // A rotated certificate: a transaction with the new PEM, committed.
         let cert = vec![file("certs/a:c.pem", "one")];
-        let rotated = vec![file("certs/a:c.pem", "two")];
-        assert_eq!(map_commands(generation, &cert, &rotated), None);
+        let rotated = vec![file("certs/a:c.pem", "-----BEGIN X-----\nAB\n\nCD\n")];
+        assert_eq!(
+            map_commands(generation, &cert, &rotated),
+            Some(vec![
+                "set ssl cert /run/lb/gen-3/certs/a:c.pem <<\n-----BEGIN X-----\nAB\nCD\n"
+                    .to_owned(),
+                "commit ssl cert /run/lb/gen-3/certs/a:c.pem".to_owned(),
+            ])
+        );
+        // A crt-list or a different set of files needs a reload.
+        let list = vec![file("certs/crt-list-443.txt", "a")];
+        let grown = vec![file("certs/crt-list-443.txt", "a\nb")];
+        assert_eq!(map_commands(generation, &list, &grown), None);
         assert_eq!(map_commands(generation, &old, &new[..1]), None);
     }
 

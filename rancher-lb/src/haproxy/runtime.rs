@@ -28,7 +28,8 @@ pub enum Error {
         /// How long we waited.
         timeout: Duration,
     },
-    /// HAProxy refused a command.
+    /// HAProxy refused a command (its first line only: a payload, such as a
+    /// certificate's private key, is never kept).
     #[error("haproxy refused {command:?}: {answer}")]
     Refused {
         /// The command.
@@ -68,7 +69,8 @@ pub async fn command(path: &Path, line: &str, timeout: Duration) -> Result<Strin
         })?
 }
 
-/// Answers to `set server` that mean success.
+/// Answers that mean success: `set server`, the map commands (nothing),
+/// `set ssl cert` (a transaction) and `commit ssl cert` (`Success!`).
 fn accepted(answer: &str) -> bool {
     let a = answer.trim();
     a.is_empty()
@@ -76,6 +78,9 @@ fn accepted(answer: &str) -> bool {
         || a.starts_with("no need to change")
         || a.starts_with("port changed from")
         || a.contains("changed from")
+        || a.starts_with("Transaction created for certificate")
+        || a.starts_with("Transaction updated for certificate")
+        || (a.starts_with("Committing") && a.ends_with("Success!"))
 }
 
 /// Runs runtime API commands on the stats socket, one connection each, and
@@ -85,7 +90,7 @@ pub async fn run(path: &Path, commands: &[String], timeout: Duration) -> Result<
         let answer = command(path, cmd, timeout).await?;
         if !accepted(&answer) {
             return Err(Error::Refused {
-                command: cmd.clone(),
+                command: cmd.lines().next().unwrap_or_default().to_owned(),
                 answer: answer.trim().to_owned(),
             });
         }
@@ -200,5 +205,14 @@ mod tests {
             "IP changed from '127.0.0.1' to '10.0.0.1', port changed from '1' to '80' by 'stats socket command'"
         ));
         assert!(!accepted("No such server."));
+        assert!(accepted(
+            "Transaction created for certificate /run/lb/gen-1/certs/a:org.pem!"
+        ));
+        assert!(accepted(
+            "Committing /run/lb/gen-1/certs/a:org.pem\n.\nSuccess!\n"
+        ));
+        assert!(!accepted(
+            "Committing /run/lb/gen-1/certs/a:org.pem\nError!\nunable to load the key"
+        ));
     }
 }

@@ -444,7 +444,7 @@ async fn tls_with_sni_and_tcp_pass_through() {
         tcp_echo("db").await,
         tcp_echo("terminated").await,
     );
-    let lb = LoadBalancer::new(&LoadBalancerSpec {
+    let mut spec = LoadBalancerSpec {
         id: "tls".into(),
         listeners: vec![
             ListenerSpec {
@@ -510,8 +510,8 @@ async fn tls_with_sni_and_tcp_pass_through() {
         ],
         scale: 1,
         ..Default::default()
-    })
-    .unwrap();
+    };
+    let lb = LoadBalancer::new(&spec).unwrap();
     h.driver.ensure(&lb).await.unwrap();
     let a = host(2);
 
@@ -564,6 +564,26 @@ async fn tls_with_sni_and_tcp_pass_through() {
     line.clear();
     tls.read_line(&mut line).await.unwrap();
     assert_eq!(line, "terminated\n");
+
+    // A rotated certificate (same name and SNI names, new contents) goes
+    // through the runtime API: served at once, without a reload.
+    let before = h.driver.counters().await;
+    spec.certificates[1].chain_pem = ORG_CRT.into();
+    spec.certificates[1].key_pem = ORG_KEY.into();
+    h.driver
+        .ensure(&LoadBalancer::new(&spec).unwrap())
+        .await
+        .unwrap();
+    let (r, leaf) = get_tls(a, tls_port, "shop.example.net", "shop.example.net", "/z")
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "net /z https"));
+    assert_eq!(leaf, der_of(ORG_CRT), "the rotated certificate is served");
+    let after = h.driver.counters().await;
+    assert_eq!(after.reloads, before.reloads, "no reload for a rotation");
+    assert_eq!(after.runtime_updates, before.runtime_updates + 1);
+    // The file a later reload reads holds the new certificate too.
+    assert!(h.all_files().contains(ORG_CRT.lines().nth(1).unwrap()));
     h.finish().await;
 }
 
