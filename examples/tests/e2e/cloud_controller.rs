@@ -7,17 +7,16 @@
 //! The controller's semantics are covered by rancher-cloudprovider's own
 //! end-to-end tests; this one proves the shipped binary wires them up.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::{TcpListener, TcpStream},
-    process::Command,
 };
 
-use crate::support::{eventually, free_port, kubectl, terminate};
+use crate::support::{eventually, free_port, kubectl, spawn_haproxy_controller, terminate};
 
 const HOSTS: [&str; 2] = ["127.0.94.1", "127.0.94.2"];
 const NODE_IP: &str = "127.0.94.11";
@@ -98,18 +97,13 @@ async fn the_binary_gives_a_load_balancer_service_a_working_address() {
     });
 
     let admin_port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rancher-cloud-controller-manager"))
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["--driver", "haproxy", "--hosts", &HOSTS.join(",")])
-        .arg("--work-dir")
-        .arg(dir.path().join("lb"))
-        .args(["--admin", &format!("127.0.0.1:{admin_port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the cloud controller binary starts");
+    let mut child = spawn_haproxy_controller(
+        env!("CARGO_BIN_EXE_rancher-cloud-controller-manager"),
+        &kubeconfig,
+        &HOSTS,
+        &dir.path().join("lb"),
+        admin_port,
+    );
 
     let address = eventually("an address in the Service's status", || async {
         let (ok, out) = kubectl(

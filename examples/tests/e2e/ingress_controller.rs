@@ -7,12 +7,10 @@
 //! end-to-end tests; this one proves the shipped binary wires them up from a
 //! kubeconfig and its flags.
 
-use std::process::Stdio;
-
 use rancher_lb::testing::HttpEcho;
 use tokio::process::Command;
 
-use crate::support::{eventually, free_port, kubectl, terminate};
+use crate::support::{eventually, free_port, kubectl, spawn_haproxy_controller, terminate};
 
 const HOSTS: [&str; 2] = ["127.0.0.2", "127.0.0.3"];
 
@@ -111,18 +109,13 @@ async fn the_binary_serves_the_seed_example_on_two_hosts() {
     let (ok, out) = kubectl(&kubeconfig, &["apply", "-f", file]).await;
     assert!(ok, "{out}");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rancher-ingress-controller"))
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["--driver", "haproxy", "--hosts", &HOSTS.join(",")])
-        .arg("--work-dir")
-        .arg(dir.path().join("lb"))
-        .args(["--admin", &format!("127.0.0.1:{admin_port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the controller binary starts");
+    let mut child = spawn_haproxy_controller(
+        env!("CARGO_BIN_EXE_rancher-ingress-controller"),
+        &kubeconfig,
+        &HOSTS,
+        &dir.path().join("lb"),
+        admin_port,
+    );
 
     // `kubectl get ingress` shows both host addresses.
     let table = eventually("both addresses in kubectl get ingress", || async {

@@ -34,6 +34,29 @@ pub(crate) async fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String) 
     (output.status.success(), text)
 }
 
+/// Starts a controller binary with the HAProxy driver on `hosts`, its files
+/// in `work_dir` and its admin server on `admin_port`.
+pub(crate) fn spawn_haproxy_controller(
+    binary: &str,
+    kubeconfig: &Path,
+    hosts: &[&str],
+    work_dir: &Path,
+    admin_port: u16,
+) -> tokio::process::Child {
+    Command::new(binary)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--driver", "haproxy", "--hosts", &hosts.join(",")])
+        .arg("--work-dir")
+        .arg(work_dir)
+        .args(["--admin", &format!("127.0.0.1:{admin_port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{binary} starts: {e}"))
+}
+
 /// Sends SIGTERM to `child` and checks that it exits cleanly within
 /// [`DEADLINE`].
 pub(crate) async fn terminate(child: &mut tokio::process::Child) {
