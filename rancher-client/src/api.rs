@@ -151,14 +151,14 @@ impl<R: Resource> Api<R> {
 
     /// Every object matching `params`, following `pagination.next` to the last page.
     pub async fn list(&self, params: &ListParams) -> Result<Vec<R>> {
-        let mut url = self.client.collection_url(R::COLLECTION)?;
+        let mut url = self.client.collection_url(R::SCOPE, R::COLLECTION)?;
         params.apply(&mut url);
         self.client.collect_pages(url).await
     }
 
     /// The first page of objects matching `params`; continue with [`Api::next_page`].
     pub async fn list_page(&self, params: &ListParams) -> Result<Collection<R>> {
-        let mut url = self.client.collection_url(R::COLLECTION)?;
+        let mut url = self.client.collection_url(R::SCOPE, R::COLLECTION)?;
         params.apply(&mut url);
         self.client.get_json(url).await
     }
@@ -182,7 +182,7 @@ impl<R: Resource> Api<R> {
 
     /// One object by id.
     pub async fn get(&self, id: &str) -> Result<R> {
-        let url = self.client.resource_url(R::COLLECTION, id)?;
+        let url = self.client.resource_url(R::SCOPE, R::COLLECTION, id)?;
         self.client.get_json(url).await
     }
 
@@ -197,7 +197,7 @@ impl<R: Resource> Api<R> {
 
     /// Creates an object (`POST` to the collection); returns it as Rancher stored it.
     pub async fn create(&self, resource: &R) -> Result<R> {
-        let url = self.client.collection_url(R::COLLECTION)?;
+        let url = self.client.collection_url(R::SCOPE, R::COLLECTION)?;
         self.client
             .send_json(Method::POST, url, Some(resource))
             .await
@@ -208,7 +208,7 @@ impl<R: Resource> Api<R> {
     pub async fn update(&self, resource: &R) -> Result<R> {
         let url = self
             .client
-            .resource_url(R::COLLECTION, &resource.meta().id)?;
+            .resource_url(R::SCOPE, R::COLLECTION, &resource.meta().id)?;
         self.client
             .send_json(Method::PUT, url, Some(resource))
             .await
@@ -216,7 +216,7 @@ impl<R: Resource> Api<R> {
 
     /// Deletes an object (`DELETE`); Rancher treats it like the `remove` action.
     pub async fn delete(&self, id: &str) -> Result<R> {
-        let url = self.client.resource_url(R::COLLECTION, id)?;
+        let url = self.client.resource_url(R::SCOPE, R::COLLECTION, id)?;
         self.client
             .send_json(Method::DELETE, url, None::<&()>)
             .await
@@ -234,7 +234,7 @@ impl<R: Resource> Api<R> {
         name: &str,
         input: Option<&impl Serialize>,
     ) -> Result<R> {
-        let mut url = self.client.resource_url(R::COLLECTION, id)?;
+        let mut url = self.client.resource_url(R::SCOPE, R::COLLECTION, id)?;
         url.query_pairs_mut().append_pair("action", name);
         self.client.send_json(Method::POST, url, input).await
     }

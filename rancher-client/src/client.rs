@@ -6,9 +6,9 @@ use reqwest::{Method, StatusCode, Url, header};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
-    Api, Certificate, Error, Host, LoadBalancerService, Registry, RegistryCredential, Result,
-    Secret, Setting, Stack,
-    resource::{Collection, Resource},
+    Api, Certificate, Error, Host, KubernetesAccess, LoadBalancerService, Project, Registry,
+    RegistryCredential, Result, Secret, Setting, Stack,
+    resource::{Collection, Resource, Scope},
 };
 
 /// Environment variable holding the versioned API root, e.g.
@@ -206,6 +206,22 @@ struct Inner {
     config: Config,
     /// The project URL as a string without a trailing slash.
     base: String,
+    /// The versioned API root (`…/v2-beta`) without a trailing slash.
+    api_root: String,
+    /// The project id in the URL, if it names one.
+    project_id: Option<String>,
+}
+
+/// Splits a configured URL path into the versioned API root and the project id:
+/// `/v2-beta/projects/1a5` → (`/v2-beta`, `1a5`); `/v2-beta` → (`/v2-beta`, none).
+fn split_project(base: &str) -> (String, Option<String>) {
+    if let Some((root, id)) = base.rsplit_once("/projects/")
+        && !id.is_empty()
+        && !id.contains('/')
+    {
+        return (root.to_owned(), Some(id.to_owned()));
+    }
+    (base.to_owned(), None)
 }
 
 impl fmt::Debug for Client {
@@ -247,8 +263,15 @@ impl Client {
                 message: format!("cannot build the http client: {e}"),
             })?;
         let base = config.url.as_str().trim_end_matches('/').to_owned();
+        let (api_root, project_id) = split_project(&base);
         Ok(Self {
-            inner: Arc::new(Inner { http, config, base }),
+            inner: Arc::new(Inner {
+                http,
+                config,
+                base,
+                api_root,
+                project_id,
+            }),
         })
     }
 
@@ -263,6 +286,12 @@ impl Client {
         let url = self.parse(&self.inner.base)?;
         let _: serde_json::Value = self.get_json(url).await?;
         Ok(())
+    }
+
+    /// The project (environment) id `CATTLE_URL` names, e.g. `1a5` in
+    /// `…/v2-beta/projects/1a5`; `None` when it is the API root.
+    pub fn project_id(&self) -> Option<&str> {
+        self.inner.project_id.as_deref()
     }
 
     /// Typed access to one resource type.
@@ -305,6 +334,29 @@ impl Client {
         self.api()
     }
 
+    /// `projects` (environments), at the API root: every project the key's account can see.
+    pub fn projects(&self) -> Api<Project> {
+        self.api()
+    }
+
+    /// How to reach the Kubernetes API of `project` through this Rancher server with this
+    /// client's API key, as Rancher's generated kubeconfig does (see [`KubernetesAccess`]).
+    /// Fails with [`Error::Config`] when the client has no credentials.
+    pub fn kubernetes_access(&self, project: &Project) -> Result<KubernetesAccess> {
+        let credentials = self
+            .inner
+            .config
+            .credentials
+            .as_ref()
+            .ok_or_else(|| Error::Config {
+                message: format!(
+                    "kubernetes access to project {} needs an API key ({ENV_ACCESS_KEY}, {ENV_SECRET_KEY})",
+                    project.meta.id
+                ),
+            })?;
+        KubernetesAccess::for_project(&self.inner.config.url, &project.meta.id, credentials)
+    }
+
     /// Follows the link `link` of `resource` to a single object (e.g. a registry credential's
     /// `registry`).
     pub async fn follow_link<T: DeserializeOwned>(
@@ -336,20 +388,27 @@ impl Client {
         self.server_url(href)
     }
 
-    /// `<project url>/<collection>`.
-    pub(crate) fn collection_url(&self, collection: &str) -> Result<Url> {
-        self.parse(&format!("{}/{collection}", self.inner.base))
+    fn scope_base(&self, scope: Scope) -> &str {
+        match scope {
+            Scope::Api => &self.inner.api_root,
+            Scope::Project => &self.inner.base,
+        }
     }
 
-    /// `<project url>/<collection>/<id>`.
-    pub(crate) fn resource_url(&self, collection: &str, id: &str) -> Result<Url> {
+    /// `<project url or api root>/<collection>`.
+    pub(crate) fn collection_url(&self, scope: Scope, collection: &str) -> Result<Url> {
+        self.parse(&format!("{}/{collection}", self.scope_base(scope)))
+    }
+
+    /// `<project url or api root>/<collection>/<id>`.
+    pub(crate) fn resource_url(&self, scope: Scope, collection: &str, id: &str) -> Result<Url> {
         if id.is_empty() || id == "." || id == ".." || id.contains(['/', '\\', '?', '#', '%']) {
             return Err(Error::InvalidId {
                 collection: collection.to_owned(),
                 id: id.to_owned(),
             });
         }
-        self.parse(&format!("{}/{collection}/{id}", self.inner.base))
+        self.parse(&format!("{}/{collection}/{id}", self.scope_base(scope)))
     }
 
     fn parse(&self, url: &str) -> Result<Url> {
@@ -605,11 +664,25 @@ mod tests {
             .unwrap();
         assert_eq!(same.path(), "/v2-beta/projects/1a5/hosts/1h1");
         assert_eq!(
-            client.collection_url("stacks").unwrap().as_str(),
+            client
+                .collection_url(Scope::Project, "stacks")
+                .unwrap()
+                .as_str(),
             "https://rancher.example.org/v2-beta/projects/1a5/stacks"
         );
+        assert_eq!(
+            client
+                .resource_url(Scope::Api, "projects", "1a7")
+                .unwrap()
+                .as_str(),
+            "https://rancher.example.org/v2-beta/projects/1a7"
+        );
+        assert_eq!(client.project_id(), Some("1a5"));
         for bad in ["../x/y", "..", "", "a?b", "a%2Fb"] {
-            assert!(client.resource_url("stacks", bad).is_err(), "{bad}");
+            assert!(
+                client.resource_url(Scope::Project, "stacks", bad).is_err(),
+                "{bad}"
+            );
         }
     }
 

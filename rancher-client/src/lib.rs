@@ -34,8 +34,12 @@
 //!   [`Client::follow_link_list`] follow a resource's links.
 //! - [`resource`] has the typed resources: [`Stack`], [`LoadBalancerService`] (with
 //!   `launchConfig`, `lbConfig.portRules`, `publicEndpoints`), [`Certificate`], [`Registry`],
-//!   [`RegistryCredential`], [`Host`] (and its [`IpAddress`]es), [`Setting`]. Fields the crate
-//!   does not model are kept in `extra` and sent back on update.
+//!   [`RegistryCredential`], [`Host`] (and its [`IpAddress`]es), [`Setting`], and
+//!   [`Project`] (an environment; at the API root, see [`Scope`]). Fields the crate does not
+//!   model are kept in `extra` and sent back on update.
+//! - [`Client::kubernetes_access`] gives an environment's Kubernetes API as Rancher 1.x
+//!   issued it: its proxy URL on the Rancher server and the API key as bearer token
+//!   ([`KubernetesAccess`]).
 //! - [`Error`] tells apart [`Error::NotFound`], [`Error::Conflict`], [`Error::Unauthorized`],
 //!   Rancher's error bodies ([`Error::Api`] with status, code and message), [`Error::Timeout`]
 //!   and [`Error::Transport`].
@@ -87,8 +91,8 @@ pub use client::{
 };
 pub use error::{Error, Result};
 pub use resource::{
-    Certificate, Host, IpAddress, LoadBalancerService, Registry, RegistryCredential, Resource,
-    Setting, Stack,
+    Certificate, Host, IpAddress, KubernetesAccess, LoadBalancerService, Project, Registry,
+    RegistryCredential, Resource, Scope, Setting, Stack,
 };
 pub use secret::Secret;
 

@@ -7,6 +7,7 @@
 mod certificate;
 mod host;
 mod load_balancer;
+mod project;
 mod registry;
 mod setting;
 mod stack;
@@ -22,6 +23,10 @@ pub use load_balancer::{
     InServiceStrategy, LaunchConfig, LbConfig, LoadBalancerService, PortRule, Protocol,
     PublicEndpoint, ServiceUpgrade, StickinessPolicy, parse_public_port, scheduler,
 };
+pub use project::{
+    KubernetesAccess, Project, credentials_from_kubernetes_token, kubernetes_proxy_path,
+    kubernetes_token,
+};
 pub use registry::{Registry, RegistryCredential};
 pub use setting::{LB_INSTANCE_IMAGE, Setting};
 pub use stack::Stack;
@@ -32,6 +37,8 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     const TYPE: &'static str;
     /// The collection path segment, e.g. `loadbalancerservices`.
     const COLLECTION: &'static str;
+    /// Where the collection lives: under the project URL (the default) or at the API root.
+    const SCOPE: Scope = Scope::Project;
 
     /// The common fields.
     fn meta(&self) -> &ResourceMeta;
@@ -43,6 +50,18 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     fn display_name(&self) -> String {
         format!("{}/{}", Self::TYPE, self.meta().id)
     }
+}
+
+/// Where a resource type's collection lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Scope {
+    /// Under the project URL (`CATTLE_URL`), e.g. `/v2-beta/projects/1a5/stacks`: the
+    /// resources of one environment.
+    Project,
+    /// At the versioned API root, e.g. `/v2-beta/projects` or `/v2-beta/apikeys`: resources
+    /// of the Rancher server or of the account, such as projects themselves.
+    Api,
 }
 
 /// Fields every Rancher resource carries.
@@ -255,9 +274,18 @@ pub struct Pagination {
 /// Implements [`Resource`] for a struct with a flattened `meta` field.
 macro_rules! impl_resource {
     ($ty:ty, $type_name:literal, $collection:literal) => {
+        $crate::resource::impl_resource!(
+            $ty,
+            $type_name,
+            $collection,
+            $crate::resource::Scope::Project
+        );
+    };
+    ($ty:ty, $type_name:literal, $collection:literal, $scope:expr) => {
         impl $crate::resource::Resource for $ty {
             const TYPE: &'static str = $type_name;
             const COLLECTION: &'static str = $collection;
+            const SCOPE: $crate::resource::Scope = $scope;
 
             fn meta(&self) -> &$crate::resource::ResourceMeta {
                 &self.meta

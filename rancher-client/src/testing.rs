@@ -4,7 +4,12 @@
 //! habits of the real server that clients depend on:
 //!
 //! - ids like `1st1` (stacks), `1s5` (services), `1c3` (certificates and registry
-//!   credentials), `1sp2` (registries), `1h1` (hosts);
+//!   credentials), `1sp2` (registries), `1h1` (hosts), `1a7` (projects);
+//! - environments (`projects`) at the API root, the served one (the project in
+//!   [`FakeRancher::url`]) and any added with [`FakeProject`], with labels; each one's
+//!   Kubernetes API proxied at `/r/projects/<id>/kubernetes:6443` to a backend the test
+//!   gives (a sandbox cluster), authenticated by the key as bearer token the way Rancher's
+//!   kubeconfig carries it ([`crate::KubernetesAccess`]);
 //! - collections shaped `{"type": "collection", "data": [...], "pagination": {"next": ...},
 //!   "links": ..., "actions": ...}`, paged by `limit` with a `marker`, filtered by any field
 //!   (`name=`, `externalId=`, `stackId=`, `removed_null=1`, `name_ne=`, …);
@@ -93,6 +98,7 @@
 #![allow(clippy::result_large_err)]
 
 mod http;
+mod kubernetes;
 mod store;
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
@@ -101,10 +107,11 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use kubernetes::FakeProject;
 pub use store::FakeHost;
 
 use crate::{
-    Client, Config, Credentials, Host, LoadBalancerService, Resource, RetryPolicy,
+    Client, Config, Credentials, Host, LoadBalancerService, Project, Resource, RetryPolicy,
     error::ErrorBody,
     resource::{LB_INSTANCE_IMAGE, state},
 };
@@ -150,6 +157,8 @@ pub struct FakeRancherBuilder {
     settle_delay: Duration,
     page_limit: usize,
     settings: BTreeMap<String, String>,
+    served_project: FakeProject,
+    projects: Vec<FakeProject>,
 }
 
 impl Default for FakeRancherBuilder {
@@ -162,6 +171,8 @@ impl Default for FakeRancherBuilder {
             settle_delay: Duration::from_millis(50),
             page_limit: 100,
             settings: BTreeMap::from([(LB_INSTANCE_IMAGE.to_owned(), DEFAULT_LB_IMAGE.to_owned())]),
+            served_project: FakeProject::new("Default"),
+            projects: Vec::new(),
         }
     }
 }
@@ -221,6 +232,21 @@ impl FakeRancherBuilder {
         self
     }
 
+    /// The environment the fake serves stacks, services, hosts, … under (the project in
+    /// [`FakeRancher::url`]); default a Kubernetes environment named `Default`.
+    pub fn served_project(mut self, project: FakeProject) -> Self {
+        self.served_project = project;
+        self
+    }
+
+    /// Adds another environment. It is listed under `/v2-beta/projects` (with its id from
+    /// [`FakeRancher::project_id_by_name`]) and its Kubernetes proxy works; its own
+    /// collections are not served.
+    pub fn project(mut self, project: FakeProject) -> Self {
+        self.projects.push(project);
+        self
+    }
+
     /// Sets a server setting.
     pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.settings.insert(name.into(), value.into());
@@ -246,6 +272,23 @@ impl FakeRancherBuilder {
         }
         for host in self.hosts {
             store.add_host(host);
+        }
+        let served = &self.served_project;
+        store
+            .insert_served_project(served.body())
+            .map_err(|e| std::io::Error::other(format!("project {}: {e:?}", served.name)))?;
+        if let Some(url) = &served.kubernetes {
+            store
+                .kube_backends
+                .insert(self.project_id.clone(), url.clone());
+        }
+        for project in &self.projects {
+            let created = store
+                .seed(Kind::Project, project.body(), state::ACTIVE)
+                .map_err(|e| std::io::Error::other(format!("project {}: {e:?}", project.name)))?;
+            if let (Some(url), Some(id)) = (&project.kubernetes, created["id"].as_str()) {
+                store.kube_backends.insert(id.to_owned(), url.clone());
+            }
         }
         let shared = Arc::new(Shared {
             store: std::sync::Mutex::new(store),
@@ -527,6 +570,61 @@ impl FakeRancher {
     /// Removes a host; its instances move. Returns false if there is no such host.
     pub fn remove_host(&self, id: &str) -> bool {
         self.shared.store().remove_host(id)
+    }
+
+    // ----- environments ----------------------------------------------------------------
+
+    /// Adds an environment; returns its id.
+    pub fn add_project(&self, project: FakeProject) -> Result<String, ErrorBody> {
+        let mut store = self.shared.store();
+        let created = store.seed(Kind::Project, project.body(), state::ACTIVE)?;
+        let id = created["id"].as_str().unwrap_or_default().to_owned();
+        if let Some(url) = project.kubernetes {
+            store.kube_backends.insert(id.clone(), url);
+        }
+        Ok(id)
+    }
+
+    /// Every environment, removed ones included, the served one first.
+    pub fn projects(&self) -> Vec<Project> {
+        self.list()
+    }
+
+    /// The id of the environment with this name that is not removed.
+    pub fn project_id_by_name(&self, name: &str) -> Option<String> {
+        self.projects()
+            .into_iter()
+            .find(|p| p.meta.name.as_deref() == Some(name) && !p.meta.is_removed())
+            .map(|p| p.meta.id)
+    }
+
+    /// Replaces an environment's labels (as an update through the API would). Returns false if
+    /// there is no such environment or it is removed.
+    pub fn set_project_labels(&self, id: &str, labels: BTreeMap<String, String>) -> bool {
+        self.shared
+            .store()
+            .update(Kind::Project, id, json!({ "labels": labels }))
+            .is_ok()
+    }
+
+    /// Removes an environment (the `remove` action). Returns false if there is no such
+    /// environment or it cannot be removed in its state.
+    pub fn remove_project(&self, id: &str) -> bool {
+        self.shared
+            .store()
+            .action(
+                Kind::Project,
+                id,
+                crate::resource::action::REMOVE,
+                json!({}),
+            )
+            .is_ok()
+    }
+
+    /// Sets (or with `None` clears) the Kubernetes API server behind an environment's proxy at
+    /// `/r/projects/<id>/kubernetes:6443`.
+    pub fn set_kubernetes_backend(&self, id: &str, url: Option<String>) {
+        kubernetes::set_backend(&self.shared, id, url);
     }
 
     /// Ids of the hosts running instances of a load balancer, in placement order.

@@ -12,7 +12,7 @@ use axum::{
     extract::{Path, Query, State},
     http::{HeaderMap, Method, Request, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{any, get},
 };
 use base64::Engine;
 use hyper_util::rt::TokioIo;
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::{
-    RecordedRequest,
+    RecordedRequest, kubernetes,
     store::{Kind, Outcome, Store, not_found},
 };
 use crate::{Credentials, error::ErrorBody};
@@ -82,7 +82,9 @@ impl Shared {
         lock(&self.faults).delay
     }
 
-    fn authorized(&self, headers: &HeaderMap) -> bool {
+    /// Whether the request carries the accepted key: basic authentication on the API, a
+    /// bearer token made from the key (as in Rancher's kubeconfig) on the Kubernetes proxy.
+    fn authorized(&self, path: &str, headers: &HeaderMap) -> bool {
         let Some(expected) = &self.credentials else {
             return true;
         };
@@ -92,6 +94,17 @@ impl Shared {
         else {
             return false;
         };
+        if kubernetes::is_proxy_path(path) {
+            let token = value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "));
+            return token
+                .and_then(crate::resource::credentials_from_kubernetes_token)
+                .is_some_and(|c| {
+                    c.access_key == expected.access_key
+                        && c.secret_key.expose() == expected.secret_key.expose()
+                });
+        }
         let Some(encoded) = value
             .strip_prefix("Basic ")
             .or_else(|| value.strip_prefix("basic "))
@@ -160,31 +173,68 @@ async fn api_root(State(shared): AppState) -> Response {
     .into_response()
 }
 
-async fn project(State(shared): AppState, Path(project): Path<String>) -> Response {
-    if let Err(r) = check_project(&shared, &project) {
-        return r;
+async fn list_projects(
+    State(shared): AppState,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let store = shared.store();
+    let url = store.collection_url(Kind::Project);
+    respond(store.list(Kind::Project, &query, None, &url))
+}
+
+async fn create_project(State(shared): AppState, body: Bytes) -> Response {
+    let input = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match shared.store().create(Kind::Project, input) {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(e) => error_response(e),
     }
-    let base = lock(&shared.store).base_url.clone();
-    let links: serde_json::Map<String, Value> = Kind::ALL
-        .iter()
-        .filter(|k| **k != Kind::IpAddress)
-        .map(|k| {
-            (
-                k.collection().to_owned(),
-                json!(format!("{base}/{}", k.collection())),
-            )
-        })
-        .chain([("self".to_owned(), json!(base))])
-        .collect();
-    Json(json!({
-        "type": "project",
-        "id": project,
-        "name": "Default",
-        "state": "active",
-        "orchestration": "kubernetes",
-        "links": links,
-    }))
-    .into_response()
+}
+
+async fn project(State(shared): AppState, Path(project): Path<String>) -> Response {
+    respond(shared.store().get(Kind::Project, &project))
+}
+
+async fn update_project(
+    State(shared): AppState,
+    Path(project): Path<String>,
+    body: Bytes,
+) -> Response {
+    match parse_body(&body) {
+        Ok(input) => respond(shared.store().update(Kind::Project, &project, input)),
+        Err(r) => r,
+    }
+}
+
+async fn delete_project(State(shared): AppState, Path(project): Path<String>) -> Response {
+    respond(shared.store().action(
+        Kind::Project,
+        &project,
+        crate::resource::action::REMOVE,
+        json!({}),
+    ))
+}
+
+async fn project_action(
+    State(shared): AppState,
+    Path(project): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+    body: Bytes,
+) -> Response {
+    let input = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some((_, name)) = query.iter().find(|(k, _)| k == "action") else {
+        return error_response(ErrorBody::new(
+            405,
+            "MethodNotAllowed",
+            "POST on a resource needs ?action=<name>",
+        ));
+    };
+    respond(shared.store().action(Kind::Project, &project, name, input))
 }
 
 async fn list(
@@ -303,7 +353,18 @@ fn router(shared: Arc<Shared>) -> Router {
     let p = "/v2-beta/projects/{project}";
     Router::new()
         .route("/v2-beta", get(api_root))
-        .route(p, get(project))
+        .route("/v2-beta/projects", get(list_projects).post(create_project))
+        .route(
+            p,
+            get(project)
+                .put(update_project)
+                .delete(delete_project)
+                .post(project_action),
+        )
+        .route(
+            "/r/projects/{project}/kubernetes:6443/{*rest}",
+            any(kubernetes::proxy),
+        )
         .route(&format!("{p}/{{collection}}"), get(list).post(create))
         .route(
             &format!("{p}/{{collection}}/{{id}}"),
@@ -387,7 +448,7 @@ async fn handle(
             crate::error::code::SERVER_ERROR,
             "injected failure",
         ))
-    } else if !shared.authorized(req.headers()) {
+    } else if !shared.authorized(&path, req.headers()) {
         let mut r = error_response(ErrorBody::new(
             401,
             crate::error::code::UNAUTHORIZED,

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 use crate::{
     error::{ErrorBody, code},
     resource::{
-        Certificate, Host, LoadBalancerService, Registry, RegistryCredential, Setting, Stack,
-        action, parse_public_port, scheduler, state,
+        Certificate, Host, LoadBalancerService, Project, Registry, RegistryCredential, Setting,
+        Stack, action, parse_public_port, scheduler, state,
     },
 };
 
@@ -27,10 +27,11 @@ pub(crate) enum Kind {
     Host,
     IpAddress,
     Setting,
+    Project,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Self; 8] = [
+    pub(crate) const ALL: [Self; 9] = [
         Self::Stack,
         Self::LoadBalancer,
         Self::Certificate,
@@ -39,6 +40,7 @@ impl Kind {
         Self::Host,
         Self::IpAddress,
         Self::Setting,
+        Self::Project,
     ];
 
     pub(crate) fn type_name(self) -> &'static str {
@@ -51,6 +53,7 @@ impl Kind {
             Self::Host => "host",
             Self::IpAddress => "ipAddress",
             Self::Setting => "setting",
+            Self::Project => "project",
         }
     }
 
@@ -64,6 +67,7 @@ impl Kind {
             Self::Host => "hosts",
             Self::IpAddress => "ipaddresses",
             Self::Setting => "settings",
+            Self::Project => "projects",
         }
     }
 
@@ -86,6 +90,7 @@ impl Kind {
             Self::Host => "1h",
             Self::IpAddress => "1ia",
             Self::Setting => "",
+            Self::Project => "1a",
         }
     }
 
@@ -97,7 +102,13 @@ impl Kind {
                 | Self::Certificate
                 | Self::Registry
                 | Self::RegistryCredential
+                | Self::Project
         )
+    }
+
+    /// Whether the collection lives at the API root rather than under the project URL.
+    pub(crate) fn at_api_root(self) -> bool {
+        self == Self::Project
     }
 }
 
@@ -165,7 +176,7 @@ impl Record {
         self.body.get(field).and_then(Value::as_str)
     }
 
-    fn is_removed(&self) -> bool {
+    pub(crate) fn is_removed(&self) -> bool {
         self.body.get("removed").is_some_and(|v| !v.is_null())
             || matches!(
                 self.state(),
@@ -237,6 +248,9 @@ pub(crate) struct Store {
     counters: HashMap<&'static str, u64>,
     records: BTreeMap<u64, Record>,
     by_id: HashMap<(Kind, String), u64>,
+    /// Project id → the URL of the Kubernetes API server the `/r/projects/<id>/kubernetes:6443`
+    /// proxy forwards to.
+    pub(crate) kube_backends: HashMap<String, String>,
 }
 
 impl Store {
@@ -250,14 +264,40 @@ impl Store {
             counters: HashMap::new(),
             records: BTreeMap::new(),
             by_id: HashMap::new(),
+            kube_backends: HashMap::new(),
         }
     }
 
     fn next_id(&mut self, kind: Kind) -> String {
         let prefix = kind.id_prefix();
-        let n = self.counters.entry(prefix).or_insert(0);
-        *n += 1;
-        format!("{prefix}{n}")
+        loop {
+            let n = self.counters.entry(prefix).or_insert(0);
+            *n += 1;
+            let id = format!("{prefix}{n}");
+            // Ids given by the builder (the served project's) are skipped.
+            if self.seq_of(kind, &id).is_none() {
+                return id;
+            }
+        }
+    }
+
+    /// `http://addr/v2-beta`: where API-root collections such as `projects` live.
+    pub(crate) fn api_root(&self) -> &str {
+        self.base_url
+            .rsplit_once("/projects/")
+            .map_or(self.base_url.as_str(), |(root, _)| root)
+    }
+
+    /// Stores the project the fake serves, under its fixed id.
+    pub(crate) fn insert_served_project(&mut self, body: Value) -> Outcome<()> {
+        let mut body = writable(body)?;
+        self.validate(Kind::Project, &body, None)?;
+        body.entry("orchestration")
+            .or_insert(json!(Project::KUBERNETES));
+        let id = self.project_id.clone();
+        let seq = self.insert_record(Kind::Project, id, body);
+        self.begin(seq, &[state::ACTIVE]);
+        Ok(())
     }
 
     fn insert_record(&mut self, kind: Kind, id: String, mut body: Map<String, Value>) -> u64 {
@@ -420,7 +460,20 @@ impl Store {
     // ----- rendering -------------------------------------------------------------------
 
     fn self_url(&self, kind: Kind, id: &str) -> String {
-        format!("{}/{}/{id}", self.base_url, kind.collection())
+        if kind.at_api_root() {
+            format!("{}/{}/{id}", self.api_root(), kind.collection())
+        } else {
+            format!("{}/{}/{id}", self.base_url, kind.collection())
+        }
+    }
+
+    /// The URL of a collection, without query.
+    pub(crate) fn collection_url(&self, kind: Kind) -> String {
+        if kind.at_api_root() {
+            format!("{}/{}", self.api_root(), kind.collection())
+        } else {
+            format!("{}/{}", self.base_url, kind.collection())
+        }
     }
 
     fn available_actions(&self, rec: &Record) -> Vec<&'static str> {
@@ -475,6 +528,14 @@ impl Store {
             }
             Kind::Host => {
                 links.insert("ipAddresses".into(), json!(format!("{me}/ipaddresses")));
+            }
+            // The served project links to the collections the fake serves under it.
+            Kind::Project if id == self.project_id => {
+                for k in Kind::ALL {
+                    if k != Kind::IpAddress && !k.at_api_root() {
+                        links.insert(k.collection().into(), json!(self.collection_url(k)));
+                    }
+                }
             }
             _ => {}
         }
@@ -944,6 +1005,20 @@ impl Store {
             Kind::Setting => {
                 let s: Setting = serde_json::from_value(value).map_err(shape)?;
                 required_field(s.meta.name.as_deref(), "name")?;
+            }
+            Kind::Project => {
+                let p: Project = serde_json::from_value(value).map_err(shape)?;
+                // Environment names are free text ("Default", "prod east").
+                let name = required_field(p.meta.name.as_deref(), "name")?;
+                if self.records(Kind::Project).any(|r| {
+                    !r.is_removed() && r.str_field("name") == Some(name) && Some(r.id()) != id
+                }) {
+                    return Err(invalid(
+                        code::NOT_UNIQUE,
+                        "name",
+                        format!("an environment named {name} exists"),
+                    ));
+                }
             }
             Kind::IpAddress => {}
         }
