@@ -144,6 +144,23 @@ impl Error {
         matches!(self, Self::NotFound { .. })
     }
 
+    /// Whether Rancher refused a create because an object with the same unique field (a
+    /// name, a server address) exists: someone else made it, so read it and go on.
+    pub fn is_not_unique(&self) -> bool {
+        matches!(self, Self::Api { code, .. } if code == code::NOT_UNIQUE)
+    }
+
+    /// Whether Rancher refused a reference to an object that does not exist, and the field
+    /// that held it (`stackId`, `certificateIds`, ...).
+    pub fn invalid_reference(&self) -> Option<&str> {
+        match self {
+            Self::Api {
+                code, field_name, ..
+            } if code == code::INVALID_REFERENCE => Some(field_name.as_deref().unwrap_or("")),
+            _ => None,
+        }
+    }
+
     /// The HTTP status Rancher answered with, if the error came from a response.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -307,6 +324,11 @@ mod tests {
             api.to_string(),
             "rancher api error 422 NotUnique on /x: msg (field name)"
         );
+        assert!(api.is_not_unique());
+        assert_eq!(api.invalid_reference(), None);
+        let reference = Error::from_response("/x", 422, &body(422, "InvalidReference"));
+        assert!(!reference.is_not_unique());
+        assert_eq!(reference.invalid_reference(), Some("name"));
         // A proxy's HTML error page still gives a usable error.
         let html = Error::from_response("/x", 502, b"<html>bad gateway</html>");
         assert!(

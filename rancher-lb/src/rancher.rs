@@ -1,51 +1,79 @@
-//! The Rancher driver: a load balancer as a Rancher `loadBalancerService`.
+//! The Rancher driver: load balancers as Rancher `loadBalancerService`s,
+//! shared the way the HAProxy driver shares one process per host.
 //!
-//! [`RancherDriver`] keeps every load balancer in one stack
-//! ([`RancherConfig::stack`]) as a `loadBalancerService` whose `externalId` is
-//! `rancher-lb://<id>`:
+//! [`RancherDriver`] keeps its load balancers in one stack
+//! ([`RancherConfig::stack`]). Every instance of a Rancher load balancer
+//! service publishes the same host ports, and Rancher never puts two
+//! services publishing a port on one host, so one service per load balancer
+//! would make two Ingresses on port 80 compete for hosts. Instead, load
+//! balancers that can share are served by one service:
 //!
-//! - `launchConfig.ports` publishes every listener port (`80:80/tcp`);
-//!   required, forbidden, preferred and avoided host labels become the
-//!   scheduler labels `io.rancher.scheduler.affinity:host_label`,
-//!   `..._ne`, `..._soft` and `..._soft_ne`, and a global placement
-//!   `io.rancher.scheduler.global: "true"`; the image comes from the
-//!   `lb.instance.image` setting when Rancher has one;
-//! - `scale` is sent on create and on every update (updated in place);
-//! - `lbConfig.portRules` has one rule per HTTP route and endpoint port, and
-//!   one per TCP route: `sourcePort`, `protocol`, `hostname`, `path`,
-//!   `targetPort` (the endpoint port), `backendName`, and the target service:
-//!   the id [`RancherConfig::resolve`] gives for the backend, or else a
-//!   `selector` `rancher-lb.backend=<lb>.<backend>` matching services labelled
-//!   that way;
+//! - they share when their placement gives the same scheduler labels, each
+//!   wants instances (`scale` above 0, or global), they have a listener port
+//!   in common, and on every common port both speak HTTP (or both HTTPS), as
+//!   [`can_share`](crate::placement::can_share) says for the HAProxy driver.
+//!   A TCP or TLS port is never shared: such load balancers get services of
+//!   their own, and when they clash on hosts the shortfall names the load
+//!   balancer holding the port;
+//! - the service publishes the union of their ports (`80:80/tcp`), carries
+//!   their scheduler labels (`io.rancher.scheduler.affinity:host_label`,
+//!   `..._ne`, `..._soft`, `..._soft_ne`, `io.rancher.scheduler.global`),
+//!   and its `scale` is the largest they ask;
+//! - `lbConfig.portRules` is the union of their rules, one per HTTP route
+//!   and one per TCP route (`sourcePort`, `protocol`, `hostname`, `path`,
+//!   `targetPort`, the target service from [`RancherConfig::resolve`] or a
+//!   selector `rancher-lb.backend=<lb>.<backend>`), each naming its load
+//!   balancer in `backendName` (`<lb>_<backend>`), with explicit priorities:
+//!   per port, exact hosts before wildcard hosts before any host, longer
+//!   paths first. Where two members route the same port, host and path, the
+//!   one that joined first keeps it and the other gets a `RouteConflict`
+//!   condition (the Ingress controller resolves its conflicts, oldest
+//!   Ingress first, before they get here);
 //! - certificates are uploaded once per fingerprint under namespaced names
-//!   `<lb>-<certificate>-<fingerprint prefix>`, the default one as
-//!   `defaultCertificateId`;
-//! - a change of published ports or scheduler labels, which Rancher cannot
-//!   apply in place, removes the service and creates it again.
+//!   `<lb>-<certificate>-<fingerprint prefix>` and all attached, chosen by
+//!   SNI; the first member's default one is `defaultCertificateId`;
+//! - the members are recorded in the service's `metadata` under
+//!   [`METADATA_KEY`] (id, scale, listeners, certificate ids, in the order
+//!   they joined), so a restarted driver knows who is in which service and
+//!   `list` returns every member.
 //!
-//! The status addresses are the service's `publicEndpoints` IP addresses.
-//! `ensure` never waits for Rancher to settle: it returns what Rancher reports
-//! now, and [`RancherDriver::refresh`] re-reads every known load balancer and
-//! publishes changes.
+//! Changing or deleting one member updates the service in place (`PUT`) and
+//! keeps every other member's rules; the service is removed with its last
+//! member. What Rancher cannot change in place, published ports and
+//! scheduler labels, is done by removing the service and creating it again
+//! with every member: when a member needs a port the service does not
+//! publish (then services that came to clash with it merge into the new
+//! one), or when the only member's ports or labels change. A port nobody
+//! uses any more stays published until then. A member whose placement or
+//! ports no longer fit leaves for another service.
+//!
+//! Every member is served by every instance, so its status lists every
+//! instance's host: a member may get more addresses than its own `scale`.
+//! A member gets a `Shortfall` only when the service has fewer instances
+//! than the member itself asked for.
+//!
+//! Named objects (the stack, services, certificates) are created once:
+//! `ensure` and `ensure_deleted` run one at a time, and a `NotUnique` answer
+//! (another process, or a retried request, made it first) means the object
+//! is read and used. The status addresses are the service's
+//! `publicEndpoints` IP addresses. `ensure` never waits for Rancher to
+//! settle: it returns what Rancher reports now, and
+//! [`RancherDriver::refresh`] re-reads the services and publishes changes.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+mod shared;
+mod status;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rancher_client::resource::{
-    LaunchConfig, LbConfig, PortRule, Protocol as RProtocol, scheduler,
-};
+use rancher_client::resource::{LaunchConfig, PortRule};
 use rancher_client::{Client, ListParams, LoadBalancerService, Stack};
 use tokio::sync::{Mutex, broadcast};
 
-use crate::driver::{
-    self, Condition, ConditionKind, Driver, Instance, InstanceState, STATUS_CHANNEL_CAPACITY,
-    Status, StatusUpdate,
-};
-use crate::model::{
-    Backend, Certificate, HostMatch, LbId, LoadBalancer, Name, PathMatch, Protocol,
-};
+use crate::driver::{self, Driver, STATUS_CHANNEL_CAPACITY, Status, StatusUpdate};
+use crate::model::{Backend, Certificate, LbId, LoadBalancer, Name};
+use shared::{Member, Part, Shared};
 
 /// The default stack holding the load balancers.
 pub const DEFAULT_STACK: &str = "rancher-lb";
@@ -53,6 +81,8 @@ pub const DEFAULT_STACK: &str = "rancher-lb";
 pub const EXTERNAL_ID_PREFIX: &str = "rancher-lb://";
 /// The label key the default target selector matches.
 pub const BACKEND_LABEL: &str = "rancher-lb.backend";
+/// The key of a service's `metadata` that records its members.
+pub const METADATA_KEY: &str = "rancher-lb";
 
 /// Maps a backend to the id of the Rancher service that serves it.
 pub type Resolver = Arc<dyn Fn(&LbId, &Backend) -> Option<String> + Send + Sync>;
@@ -110,8 +140,27 @@ impl std::fmt::Debug for RancherConfig {
 pub struct RancherDriver {
     client: Client,
     config: RancherConfig,
-    known: Mutex<BTreeMap<LbId, Status>>,
+    state: Mutex<State>,
     tx: broadcast::Sender<StatusUpdate>,
+}
+
+/// What the driver remembers between calls. Rancher holds the truth; this
+/// saves look-ups and keeps what only this process knows.
+#[derive(Default)]
+struct State {
+    /// The stack's id, once found or made.
+    stack_id: Option<String>,
+    /// The `lb.instance.image` setting, once read.
+    image: Option<Option<String>>,
+    /// Certificate ids by Rancher name.
+    certificates: HashMap<String, String>,
+    /// The load balancers ensured and not deleted since the process started.
+    models: BTreeMap<LbId, LoadBalancer>,
+    /// The last status published for each load balancer.
+    known: BTreeMap<LbId, Status>,
+    /// Members of services removed to be created again, until the new
+    /// service exists (placed first on the next call if creating failed).
+    pending: Vec<(Part, BTreeMap<String, String>)>,
 }
 
 fn api(context: &str) -> impl FnOnce(rancher_client::Error) -> driver::Error + '_ {
@@ -152,13 +201,32 @@ pub fn fingerprint(cert: &Certificate) -> String {
     hash.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn rprotocol(p: Protocol) -> RProtocol {
-    match p {
-        Protocol::Http => RProtocol::Http,
-        Protocol::Https => RProtocol::Https,
-        Protocol::Tcp => RProtocol::Tcp,
-        Protocol::Tls => RProtocol::Tls,
-    }
+/// Whether a service is not on its way out (removed services stay listed
+/// until purged).
+fn is_live(svc: &LoadBalancerService) -> bool {
+    !matches!(
+        svc.meta.state.as_deref(),
+        Some("removed" | "removing" | "purging" | "purged")
+    )
+}
+
+/// Services oldest first: by creation time, then by id (ids grow).
+fn by_age(a: &Shared, b: &Shared) -> std::cmp::Ordering {
+    let key = |s: &Shared| {
+        (
+            s.svc.meta.created.clone(),
+            s.svc.meta.id.len(),
+            s.svc.meta.id.clone(),
+        )
+    };
+    key(a).cmp(&key(b))
+}
+
+/// Our services in the stack, oldest first, and the names of every live
+/// service there.
+struct Services {
+    ours: Vec<Shared>,
+    names: BTreeSet<String>,
 }
 
 impl RancherDriver {
@@ -167,47 +235,87 @@ impl RancherDriver {
         Self {
             client,
             config,
-            known: Mutex::new(BTreeMap::new()),
+            state: Mutex::new(State::default()),
             tx: broadcast::channel(STATUS_CHANNEL_CAPACITY).0,
         }
     }
 
-    async fn stack_id(&self) -> driver::Result<String> {
-        let stacks = self.client.stacks();
-        if let Some(s) = stacks
-            .find_by_name(&self.config.stack)
-            .await
-            .map_err(api("finding the stack"))?
-        {
-            return Ok(s.meta.id);
+    /// The stack's id; made when `create` and missing. A `NotUnique`
+    /// answer means someone made it meanwhile: it is read and used.
+    async fn stack_id(&self, st: &mut State, create: bool) -> driver::Result<Option<String>> {
+        if let Some(id) = &st.stack_id {
+            return Ok(Some(id.clone()));
         }
-        let created = stacks
-            .create(&Stack::new(
-                self.config.stack.clone(),
-                format!("{EXTERNAL_ID_PREFIX}{}", self.config.stack),
-            ))
+        let stacks = self.client.stacks();
+        let name = &self.config.stack;
+        let found = stacks
+            .find_by_name(name)
             .await
-            .map_err(api("creating the stack"))?;
-        Ok(created.meta.id)
+            .map_err(api("finding the stack"))?;
+        let stack = match found {
+            Some(s) => s,
+            None if !create => return Ok(None),
+            None => {
+                let new = Stack::new(name.clone(), format!("{EXTERNAL_ID_PREFIX}{name}"));
+                match stacks.create(&new).await {
+                    Ok(s) => s,
+                    Err(e) if e.is_not_unique() => match stacks.find_by_name(name).await {
+                        Ok(Some(s)) => s,
+                        Ok(None) => return Err(api("creating the stack")(e)),
+                        Err(e) => return Err(api("reading the stack made meanwhile")(e)),
+                    },
+                    Err(e) => return Err(api("creating the stack")(e)),
+                }
+            }
+        };
+        st.stack_id = Some(stack.meta.id.clone());
+        Ok(Some(stack.meta.id))
     }
 
-    async fn find(&self, id: &LbId) -> driver::Result<Option<LoadBalancerService>> {
-        let params = ListParams::new()
-            .external_id(format!("{EXTERNAL_ID_PREFIX}{id}"))
-            .removed_null();
-        let found = self
+    async fn services(&self, st: &State, stack_id: &str) -> driver::Result<Services> {
+        let params = ListParams::new().stack_id(stack_id).removed_null();
+        let all = self
             .client
             .load_balancer_services()
             .list(&params)
             .await
-            .map_err(api("finding the load balancer"))?;
-        Ok(found.into_iter().find(is_live))
+            .map_err(api("listing the load balancers"))?;
+        let live: Vec<LoadBalancerService> = all.into_iter().filter(is_live).collect();
+        let names = live.iter().filter_map(|s| s.meta.name.clone()).collect();
+        let mut ours: Vec<Shared> = live.into_iter().filter_map(Shared::parse).collect();
+        ours.sort_by(by_age);
+        // Members this process ensured route as their model says (a route
+        // an older member held comes back once that one left).
+        for s in &mut ours {
+            for p in &mut s.parts {
+                if let Some(model) = st.models.get(&p.member.id) {
+                    p.rules = shared::rules(&self.config, model);
+                }
+            }
+        }
+        Ok(Services { ours, names })
+    }
+
+    async fn image(&self, st: &mut State) -> Option<String> {
+        if let Some(image) = &st.image {
+            return image.clone();
+        }
+        let setting = self
+            .client
+            .settings()
+            .find_by_name(rancher_client::resource::LB_INSTANCE_IMAGE)
+            .await
+            .ok()?;
+        let image = setting.and_then(|s| s.effective_value().map(|v| format!("docker:{v}")));
+        st.image = Some(image.clone());
+        image
     }
 
     /// Uploads the load balancer's certificates that Rancher does not have
     /// yet; returns (default id, other ids).
     async fn certificates(
         &self,
+        st: &mut State,
         lb: &LoadBalancer,
     ) -> driver::Result<(Option<String>, Vec<String>)> {
         let api_certs = self.client.certificates();
@@ -216,36 +324,19 @@ impl RancherDriver {
         for cert in lb.certificates() {
             let fp = fingerprint(cert);
             let name = certificate_name(lb.id(), &cert.name, &fp);
-            let id = match api_certs
-                .find_by_name(&name)
-                .await
-                .map_err(api("finding a certificate"))?
-            {
-                Some(c) => c.meta.id,
+            let id = match st.certificates.get(&name) {
+                Some(id) => id.clone(),
                 None => {
-                    let pems: Vec<String> = cert
-                        .chain_der()
-                        .iter()
-                        .map(|der| {
-                            let mut s = String::new();
-                            crate::model::pem_block(&mut s, "CERTIFICATE", der.as_ref());
-                            s
-                        })
-                        .collect();
-                    let mut c = rancher_client::Certificate::new(
-                        name.clone(),
-                        pems.first().cloned().unwrap_or_default(),
-                        cert.key_pem(),
-                    );
-                    if pems.len() > 1 {
-                        c.cert_chain = Some(pems[1..].concat());
-                    }
-                    api_certs
-                        .create(&c)
+                    let found = api_certs
+                        .find_by_name(&name)
                         .await
-                        .map_err(api("uploading a certificate"))?
-                        .meta
-                        .id
+                        .map_err(api("finding a certificate"))?;
+                    let id = match found {
+                        Some(c) => c.meta.id,
+                        None => self.upload(cert, &name).await?,
+                    };
+                    st.certificates.insert(name, id.clone());
+                    id
                 }
             };
             if cert.default && default.is_none() {
@@ -257,167 +348,51 @@ impl RancherDriver {
         Ok((default, others))
     }
 
-    fn target(
-        &self,
-        lb: &LoadBalancer,
-        backend: &Name,
-    ) -> (Option<String>, Option<String>, Option<u16>) {
-        let Some(b) = lb.backend(backend) else {
-            return (None, None, None);
-        };
-        let port = b.endpoints.first().map(|e| e.port);
-        if let Some(id) = self.config.resolve.as_ref().and_then(|r| r(lb.id(), b)) {
-            return (Some(id), None, port);
+    async fn upload(&self, cert: &Certificate, name: &str) -> driver::Result<String> {
+        let pems: Vec<String> = cert
+            .chain_der()
+            .iter()
+            .map(|der| {
+                let mut s = String::new();
+                crate::model::pem_block(&mut s, "CERTIFICATE", der.as_ref());
+                s
+            })
+            .collect();
+        let mut c = rancher_client::Certificate::new(
+            name.to_owned(),
+            pems.first().cloned().unwrap_or_default(),
+            cert.key_pem(),
+        );
+        if pems.len() > 1 {
+            c.cert_chain = Some(pems[1..].concat());
         }
-        (
-            None,
-            Some(format!("{BACKEND_LABEL}={}.{}", lb.id(), b.name)),
-            port,
-        )
+        let api_certs = self.client.certificates();
+        match api_certs.create(&c).await {
+            Ok(created) => Ok(created.meta.id),
+            Err(e) if e.is_not_unique() => match api_certs.find_by_name(name).await {
+                Ok(Some(found)) => Ok(found.meta.id),
+                Ok(None) => Err(api("uploading a certificate")(e)),
+                Err(e) => Err(api("reading a certificate made meanwhile")(e)),
+            },
+            Err(e) => Err(api("uploading a certificate")(e)),
+        }
     }
 
-    fn port_rules(&self, lb: &LoadBalancer) -> Vec<PortRule> {
-        let mut rules = Vec::new();
-        for r in lb.http_routes() {
-            let protocol = lb.listener(r.port).map_or(Protocol::Http, |l| l.protocol);
-            let (service_id, selector, target_port) = self.target(lb, &r.backend);
-            let hostname = match &r.host {
-                HostMatch::Any => None,
-                h => Some(h.to_string()),
-            };
-            // Rancher's path rules are prefixes; an exact path is sent as is.
-            let path = match (r.path_match, r.path.as_str()) {
-                (PathMatch::Prefix, "/") => None,
-                (_, p) => Some(p.to_owned()),
-            };
-            rules.push(PortRule {
-                source_port: r.port,
-                target_port,
-                protocol: rprotocol(protocol),
-                hostname,
-                path,
-                service_id,
-                selector,
-                backend_name: Some(r.backend.to_string()),
-                ..Default::default()
-            });
+    /// Drops what a refused reference says is gone, so the next call looks
+    /// it up again.
+    fn forget(st: &mut State, error: &rancher_client::Error) {
+        match error.invalid_reference() {
+            Some("stackId") => st.stack_id = None,
+            Some(_) => st.certificates.clear(),
+            None => {}
         }
-        for r in lb.tcp_routes() {
-            let protocol = lb.listener(r.port).map_or(Protocol::Tcp, |l| l.protocol);
-            let (service_id, selector, target_port) = self.target(lb, &r.backend);
-            rules.push(PortRule {
-                source_port: r.port,
-                target_port,
-                protocol: rprotocol(protocol),
-                service_id,
-                selector,
-                backend_name: Some(r.backend.to_string()),
-                ..Default::default()
-            });
-        }
-        rules
     }
 
-    async fn desired(
-        &self,
-        lb: &LoadBalancer,
-        stack_id: &str,
-    ) -> driver::Result<LoadBalancerService> {
-        let mut svc = LoadBalancerService::new(service_name(lb.id()), stack_id);
-        svc.external_id = Some(format!("{EXTERNAL_ID_PREFIX}{}", lb.id()));
-        svc.scale = Some(lb.scale());
-        svc.start_on_create = Some(true);
-        let mut labels = BTreeMap::new();
-        let p = lb.placement();
-        for (key, pairs) in [
-            (scheduler::AFFINITY_HOST_LABEL, &p.required_labels),
-            (scheduler::AFFINITY_HOST_LABEL_NE, &p.forbidden_labels),
-            (scheduler::AFFINITY_HOST_LABEL_SOFT, &p.preferred_labels),
-            (scheduler::AFFINITY_HOST_LABEL_SOFT_NE, &p.avoided_labels),
-        ] {
-            if !pairs.is_empty() {
-                let v: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                labels.insert(key.to_owned(), v.join(","));
-            }
-        }
-        if p.global {
-            labels.insert(scheduler::GLOBAL.to_owned(), "true".to_owned());
-        }
-        let image = self
-            .client
-            .settings()
-            .find_by_name(rancher_client::resource::LB_INSTANCE_IMAGE)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|s| s.effective_value().map(|v| format!("docker:{v}")));
-        svc.launch_config = Some(LaunchConfig {
-            ports: lb
-                .listeners()
-                .iter()
-                .map(|l| format!("{0}:{0}/tcp", l.port))
-                .collect(),
-            image_uuid: image,
-            labels,
-            ..Default::default()
-        });
-        let (default_certificate_id, certificate_ids) = self.certificates(lb).await?;
-        svc.lb_config = Some(LbConfig {
-            port_rules: self.port_rules(lb),
-            certificate_ids,
-            default_certificate_id,
-            ..Default::default()
-        });
-        Ok(svc)
-    }
-
-    fn status_of(lb: &LoadBalancer, svc: &LoadBalancerService) -> Status {
-        let mut status = Status::default();
-        let mut seen = BTreeSet::new();
-        for ep in &svc.public_endpoints {
-            let Ok(ip) = ep.ip_address.parse::<IpAddr>() else {
-                continue;
-            };
-            if seen.insert(ip) {
-                status.instances.push(Instance {
-                    host: ip,
-                    state: InstanceState::Running,
-                });
-            }
-        }
-        status.addresses = seen.into_iter().collect();
-        let placed = u32::try_from(status.addresses.len()).unwrap_or(u32::MAX);
-        let settled = svc.meta.transitioning.as_deref().is_none_or(|t| t == "no");
-        // A global load balancer wants every eligible host, which Rancher
-        // knows and this driver does not: at least one.
-        let wanted = if lb.placement().global { 1 } else { lb.scale() };
-        if settled && placed < wanted {
-            let why = svc
-                .meta
-                .transitioning_message
-                .clone()
-                .unwrap_or_else(|| "not enough eligible hosts".into());
-            status.conditions.push(Condition {
-                kind: ConditionKind::Shortfall,
-                message: format!("wanted {wanted}, placed {placed}: {why}"),
-            });
-        }
-        for b in lb.backends() {
-            if b.endpoints.is_empty() {
-                status.conditions.push(Condition {
-                    kind: ConditionKind::NoEndpoints,
-                    message: format!("backend {} has no endpoints", b.name),
-                });
-            }
-        }
-        status
-    }
-
-    async fn record(&self, id: &LbId, status: Option<Status>) {
-        let mut known = self.known.lock().await;
+    /// Publishes a status if it changed.
+    fn record(&self, st: &mut State, id: &LbId, status: Option<Status>) {
         let changed = match &status {
-            Some(s) => known.insert(id.clone(), s.clone()).as_ref() != Some(s),
-            None => known.remove(id).is_some(),
+            Some(s) => st.known.insert(id.clone(), s.clone()).as_ref() != Some(s),
+            None => st.known.remove(id).is_some(),
         };
         if changed {
             let _ = self.tx.send(StatusUpdate {
@@ -427,65 +402,335 @@ impl RancherDriver {
         }
     }
 
-    /// Re-reads every load balancer this driver knows and publishes changes
-    /// (instances moved by Rancher, hosts that failed).
+    /// Who holds the service's ports on the hosts it is not on:
+    /// `port 80 on 192.0.2.13 is held by load balancer x (Rancher service x)`.
+    async fn holders(
+        &self,
+        svc: &LoadBalancerService,
+        services: &[Shared],
+    ) -> driver::Result<String> {
+        let hosts = self
+            .client
+            .hosts()
+            .list(&ListParams::new().removed_null())
+            .await
+            .map_err(api("listing the hosts"))?;
+        let ports: BTreeSet<u16> = svc.public_ports().into_iter().collect();
+        let mine: BTreeSet<&str> = svc
+            .public_endpoints
+            .iter()
+            .filter_map(|e| e.host_id.as_deref())
+            .collect();
+        let mut held: BTreeMap<(String, String), BTreeSet<u16>> = BTreeMap::new();
+        for host in hosts.iter().filter(|h| h.is_healthy()) {
+            if mine.contains(host.meta.id.as_str()) {
+                continue;
+            }
+            for ep in &host.public_endpoints {
+                let Some(holder) = ep.service_id.as_deref() else {
+                    continue;
+                };
+                if holder != svc.meta.id && ports.contains(&ep.port) {
+                    held.entry((ep.ip_address.clone(), holder.to_owned()))
+                        .or_default()
+                        .insert(ep.port);
+                }
+            }
+        }
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        let mut out = Vec::new();
+        for ((ip, holder), ports) in held {
+            if !names.contains_key(&holder) {
+                let who = match services.iter().find(|s| s.svc.meta.id == holder) {
+                    Some(s) => {
+                        let ids: Vec<&str> = s.parts.iter().map(|p| p.member.id.as_str()).collect();
+                        format!(
+                            "load balancer {} (Rancher service {})",
+                            ids.join(", "),
+                            s.svc.meta.name.as_deref().unwrap_or(&holder)
+                        )
+                    }
+                    None => {
+                        let other = self.client.load_balancer_services().get_opt(&holder).await;
+                        match other.ok().flatten().and_then(|o| o.meta.name) {
+                            Some(name) => format!("Rancher service {name}"),
+                            None => format!("Rancher service {holder}"),
+                        }
+                    }
+                };
+                names.insert(holder.clone(), who);
+            }
+            let list: Vec<String> = ports.iter().map(ToString::to_string).collect();
+            let (noun, verb) = if ports.len() == 1 {
+                ("port", "is")
+            } else {
+                ("ports", "are")
+            };
+            out.push(format!(
+                "{noun} {} on {ip} {verb} held by {}",
+                list.join(", "),
+                names[&holder]
+            ));
+        }
+        Ok(out.join("; "))
+    }
+
+    /// Records the status of every member of `svc`.
+    async fn publish(
+        &self,
+        st: &mut State,
+        svc: &LoadBalancerService,
+        parts: &[Part],
+        foreign: &[PortRule],
+        services: &[Shared],
+    ) -> driver::Result<()> {
+        let labels = Shared::parse(svc.clone())
+            .map(|s| s.labels())
+            .unwrap_or_default();
+        let built = shared::build(parts, foreign, None);
+        let holders = if status::short(svc, parts, &labels) {
+            Some(self.holders(svc, services).await?)
+        } else {
+            None
+        };
+        let statuses = status::statuses(
+            svc,
+            parts,
+            &labels,
+            &built.conflicts,
+            &st.models,
+            holders.as_deref(),
+        );
+        for (id, status) in statuses {
+            self.record(st, &id, Some(status));
+        }
+        Ok(())
+    }
+
+    /// Updates a service in place to serve `parts`; unchanged, it is not
+    /// written.
+    async fn update(
+        &self,
+        st: &mut State,
+        current: &Shared,
+        parts: &[Part],
+    ) -> driver::Result<LoadBalancerService> {
+        let built = shared::build(parts, &current.foreign, current.svc.lb_config.as_ref());
+        let svc = &current.svc;
+        let same = svc.scale == Some(built.scale)
+            && svc.metadata.get(METADATA_KEY) == Some(&built.record)
+            && svc
+                .lb_config
+                .as_ref()
+                .is_some_and(|c| shared::same_config(c, &built.lb_config));
+        if same {
+            return Ok(svc.clone());
+        }
+        let mut want = svc.clone();
+        want.scale = Some(built.scale);
+        want.lb_config = Some(built.lb_config);
+        want.metadata.insert(METADATA_KEY.to_owned(), built.record);
+        self.client
+            .load_balancer_services()
+            .update(&want)
+            .await
+            .map_err(|e| {
+                Self::forget(st, &e);
+                api("updating the load balancer")(e)
+            })
+    }
+
+    /// Creates the service `c` describes. A `NotUnique` answer for a
+    /// service this driver made (a retried request) reads it and brings it
+    /// up to date.
+    async fn create(
+        &self,
+        st: &mut State,
+        stack_id: &str,
+        services: &Services,
+        c: &shared::Creation,
+    ) -> driver::Result<LoadBalancerService> {
+        let (name, external_id) = match c.replaces.map(|i| &services.ours[i].svc) {
+            Some(old) => (
+                old.meta
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| service_name(&c.founder)),
+                old.external_id
+                    .clone()
+                    .unwrap_or_else(|| format!("{EXTERNAL_ID_PREFIX}{}", c.founder)),
+            ),
+            None => (
+                unique_name(&service_name(&c.founder), &services.names),
+                format!("{EXTERNAL_ID_PREFIX}{}", c.founder),
+            ),
+        };
+        let built = shared::build(&c.parts, &c.foreign, None);
+        let mut svc = LoadBalancerService::new(name.clone(), stack_id);
+        svc.external_id = Some(external_id.clone());
+        svc.scale = Some(built.scale);
+        svc.start_on_create = Some(true);
+        svc.launch_config = Some(LaunchConfig {
+            ports: c.ports.iter().map(|p| format!("{p}:{p}/tcp")).collect(),
+            image_uuid: self.image(st).await,
+            labels: c.labels.clone(),
+            ..Default::default()
+        });
+        svc.lb_config = Some(built.lb_config);
+        svc.metadata.insert(METADATA_KEY.to_owned(), built.record);
+        let lbs = self.client.load_balancer_services();
+        match lbs.create(&svc).await {
+            Ok(created) => Ok(created),
+            Err(e) if e.is_not_unique() => {
+                let params = ListParams::new()
+                    .stack_id(stack_id)
+                    .name(name)
+                    .removed_null();
+                let found = lbs
+                    .list(&params)
+                    .await
+                    .map_err(api("reading the load balancer made meanwhile"))?
+                    .into_iter()
+                    .filter(is_live)
+                    .find(|f| f.external_id.as_deref() == Some(external_id.as_str()));
+                let Some(found) = found.and_then(Shared::parse) else {
+                    return Err(api("creating the load balancer")(e));
+                };
+                self.update(st, &found, &c.parts).await
+            }
+            Err(e) => {
+                Self::forget(st, &e);
+                Err(api("creating the load balancer")(e))
+            }
+        }
+    }
+
+    async fn remove(&self, svc: &LoadBalancerService) -> driver::Result<()> {
+        match self
+            .client
+            .load_balancer_services()
+            .remove(&svc.meta.id)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(api("removing the load balancer")(e)),
+        }
+    }
+
+    /// Puts one member where [`shared::plan`] says and publishes the status
+    /// of every member whose service changed.
+    async fn place(
+        &self,
+        st: &mut State,
+        stack_id: &str,
+        part: Part,
+        labels: BTreeMap<String, String>,
+    ) -> driver::Result<()> {
+        let services = self.services(st, stack_id).await?;
+        let layout = shared::plan(&services.ours, part, &labels);
+        let mut changed = Vec::new();
+        for (i, parts) in &layout.update {
+            let current = &services.ours[*i];
+            let svc = self.update(st, current, parts).await?;
+            changed.push((svc, parts.clone(), current.foreign.clone()));
+        }
+        let moved: Vec<LbId> = layout
+            .create
+            .iter()
+            .flat_map(|c| &c.parts)
+            .map(|p| p.member.id.clone())
+            .collect();
+        if let Some(c) = &layout.create {
+            // Until the new service exists, the members of the ones removed
+            // live here only.
+            for p in &c.parts {
+                if layout
+                    .remove
+                    .iter()
+                    .any(|i| services.ours[*i].holds(&p.member.id))
+                {
+                    st.pending.push((p.clone(), c.labels.clone()));
+                }
+            }
+        }
+        for i in &layout.remove {
+            self.remove(&services.ours[*i].svc).await?;
+        }
+        if let Some(c) = &layout.create {
+            let svc = self.create(st, stack_id, &services, c).await?;
+            st.pending.retain(|(p, _)| !moved.contains(&p.member.id));
+            changed.push((svc, c.parts.clone(), c.foreign.clone()));
+        }
+        for (svc, parts, foreign) in &changed {
+            self.publish(st, svc, parts, foreign, &services.ours)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Places the members of services removed by a call that failed before
+    /// their new service existed.
+    async fn restore_pending(&self, st: &mut State, stack_id: &str) -> driver::Result<()> {
+        while let Some((part, labels)) = st.pending.pop() {
+            if let Err(e) = self.place(st, stack_id, part.clone(), labels.clone()).await {
+                if !st
+                    .pending
+                    .iter()
+                    .any(|(p, _)| p.member.id == part.member.id)
+                {
+                    st.pending.push((part, labels));
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-reads the services and publishes the status of `lbs` and of
+    /// every load balancer this driver ensured (instances moved by Rancher,
+    /// hosts that failed, members that joined or left).
     pub async fn refresh(&self, lbs: &[LoadBalancer]) -> driver::Result<()> {
-        for lb in lbs {
-            let status = self
-                .find(lb.id())
-                .await?
-                .map(|svc| Self::status_of(lb, &svc));
-            self.record(lb.id(), status).await;
+        let mut guard = self.state.lock().await;
+        let st = &mut *guard;
+        let mut wanted: BTreeSet<LbId> = st.models.keys().cloned().collect();
+        wanted.extend(lbs.iter().map(|lb| lb.id().clone()));
+        let Some(stack_id) = self.stack_id(st, false).await? else {
+            for id in &wanted {
+                self.record(st, id, None);
+            }
+            return Ok(());
+        };
+        let services = self.services(st, &stack_id).await?;
+        let mut seen = BTreeSet::new();
+        for s in &services.ours {
+            if s.parts.iter().any(|p| wanted.contains(&p.member.id)) {
+                self.publish(st, &s.svc, &s.parts, &s.foreign, &services.ours)
+                    .await?;
+                seen.extend(s.parts.iter().map(|p| p.member.id.clone()));
+            }
+        }
+        for id in wanted.difference(&seen) {
+            self.record(st, id, None);
         }
         Ok(())
     }
 }
 
-fn same_rules(a: &LbConfig, b: &LbConfig) -> bool {
-    let key = |r: &PortRule| {
-        (
-            r.source_port,
-            r.target_port,
-            r.protocol.as_str(),
-            r.hostname.clone(),
-            r.path.clone(),
-            r.service_id.clone(),
-            r.selector.clone(),
-            r.backend_name.clone(),
-        )
-    };
-    let mut x: Vec<_> = a.port_rules.iter().map(key).collect();
-    let mut y: Vec<_> = b.port_rules.iter().map(key).collect();
-    x.sort();
-    y.sort();
-    let mut ca = a.certificate_ids.clone();
-    let mut cb = b.certificate_ids.clone();
-    ca.sort();
-    cb.sort();
-    x == y && ca == cb && a.default_certificate_id == b.default_certificate_id
-}
-
-/// Whether a service is not on its way out (removed services stay listed
-/// until purged).
-fn is_live(svc: &LoadBalancerService) -> bool {
-    !matches!(
-        svc.meta.state.as_deref(),
-        Some("removed" | "removing" | "purging" | "purged")
-    )
-}
-
-/// What Rancher cannot change in place: the published ports and the
-/// scheduler labels.
-fn placement_key(svc: &LoadBalancerService) -> (BTreeSet<u16>, BTreeMap<String, String>) {
-    let ports = svc.public_ports().into_iter().collect();
-    let scheduling = svc
-        .launch_config
-        .iter()
-        .flat_map(|l| &l.labels)
-        .filter(|(k, _)| k.starts_with(scheduler::PREFIX))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    (ports, scheduling)
+/// `base`, or `base-2`, `base-3`, ... whichever no live service has.
+fn unique_name(base: &str, taken: &BTreeSet<String>) -> String {
+    if !taken.contains(base) {
+        return base.to_owned();
+    }
+    (2u32..)
+        .map(|n| {
+            let suffix = format!("-{n}");
+            let mut stem = base.to_owned();
+            stem.truncate(63 - suffix.len());
+            format!("{}{suffix}", stem.trim_end_matches('-'))
+        })
+        .find(|name| !taken.contains(name))
+        .unwrap_or_else(|| base.to_owned())
 }
 
 #[async_trait]
@@ -497,116 +742,88 @@ impl Driver for RancherDriver {
                 reason: "snippets are not supported by the rancher driver".into(),
             });
         }
-        let stack_id = self.stack_id().await?;
-        let desired = self.desired(lb, &stack_id).await?;
-        let services = self.client.load_balancer_services();
-        let current = self.find(lb.id()).await?;
-        let svc = match current {
-            Some(cur) if placement_key(&cur) != placement_key(&desired) => {
-                services
-                    .remove(&cur.meta.id)
-                    .await
-                    .map_err(api("removing the load balancer to recreate it"))?;
-                services
-                    .create(&desired)
-                    .await
-                    .map_err(api("creating the load balancer"))?
-            }
-            Some(cur) => {
-                let same_config = match (&cur.lb_config, &desired.lb_config) {
-                    (Some(a), Some(b)) => same_rules(a, b),
-                    (None, None) => true,
-                    _ => false,
-                };
-                if same_config && cur.scale == desired.scale {
-                    cur
-                } else {
-                    let mut update = cur.clone();
-                    update.scale = desired.scale;
-                    let mut cfg = cur.lb_config.clone().unwrap_or_default();
-                    if let Some(want) = &desired.lb_config {
-                        cfg.port_rules = want.port_rules.clone();
-                        cfg.certificate_ids = want.certificate_ids.clone();
-                        cfg.default_certificate_id = want.default_certificate_id.clone();
-                    }
-                    update.lb_config = Some(cfg);
-                    services
-                        .update(&update)
-                        .await
-                        .map_err(api("updating the load balancer"))?
-                }
-            }
-            None => services
-                .create(&desired)
-                .await
-                .map_err(api("creating the load balancer"))?,
+        let mut guard = self.state.lock().await;
+        let st = &mut *guard;
+        let Some(stack_id) = self.stack_id(st, true).await? else {
+            return Err(driver::Error::other(
+                "rancher: finding the stack",
+                "the stack was not made",
+            ));
         };
-        let status = Self::status_of(lb, &svc);
-        self.record(lb.id(), Some(status.clone())).await;
-        Ok(status)
+        let certificates = self.certificates(st, lb).await?;
+        st.models.insert(lb.id().clone(), lb.clone());
+        st.pending.retain(|(p, _)| &p.member.id != lb.id());
+        self.restore_pending(st, &stack_id).await?;
+        let part = Part {
+            member: Member::of(lb, certificates),
+            rules: shared::rules(&self.config, lb),
+        };
+        let labels = shared::scheduler_labels(lb.placement());
+        self.place(st, &stack_id, part, labels).await?;
+        Ok(st.known.get(lb.id()).cloned().unwrap_or_default())
     }
 
     async fn list(&self) -> driver::Result<Vec<LbId>> {
-        let params = ListParams::new()
-            .stack_id(self.stack_id().await?)
-            .removed_null();
-        let services = self
-            .client
-            .load_balancer_services()
-            .list(&params)
-            .await
-            .map_err(api("listing the load balancers"))?;
-        let mut ids: Vec<LbId> = services
+        let mut guard = self.state.lock().await;
+        let st = &mut *guard;
+        let Some(stack_id) = self.stack_id(st, false).await? else {
+            return Ok(Vec::new());
+        };
+        let services = self.services(st, &stack_id).await?;
+        let ids: BTreeSet<LbId> = services
+            .ours
             .iter()
-            .filter(|svc| is_live(svc))
-            .filter_map(|svc| svc.external_id.as_deref()?.strip_prefix(EXTERNAL_ID_PREFIX))
-            .filter_map(|id| LbId::new(id).ok())
+            .flat_map(|s| &s.parts)
+            .map(|p| p.member.id.clone())
+            .chain(st.pending.iter().map(|(p, _)| p.member.id.clone()))
             .collect();
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
+        Ok(ids.into_iter().collect())
     }
 
     async fn ensure_deleted(&self, id: &LbId) -> driver::Result<()> {
-        if let Some(svc) = self.find(id).await? {
-            match self
-                .client
-                .load_balancer_services()
-                .remove(&svc.meta.id)
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(api("removing the load balancer")(e)),
+        let mut guard = self.state.lock().await;
+        let st = &mut *guard;
+        st.models.remove(id);
+        st.pending.retain(|(p, _)| &p.member.id != id);
+        let Some(stack_id) = self.stack_id(st, false).await? else {
+            self.record(st, id, None);
+            return Ok(());
+        };
+        self.restore_pending(st, &stack_id).await?;
+        let services = self.services(st, &stack_id).await?;
+        for s in services.ours.iter().filter(|s| s.holds(id)) {
+            let rest: Vec<Part> = s
+                .parts
+                .iter()
+                .filter(|p| &p.member.id != id)
+                .cloned()
+                .collect();
+            if rest.is_empty() {
+                self.remove(&s.svc).await?;
+            } else {
+                let svc = self.update(st, s, &rest).await?;
+                self.publish(st, &svc, &rest, &s.foreign, &services.ours)
+                    .await?;
             }
         }
-        self.record(id, None).await;
+        self.record(st, id, None);
         Ok(())
     }
 
     async fn status(&self, id: &LbId) -> driver::Result<Option<Status>> {
-        let Some(svc) = self.find(id).await? else {
-            self.record(id, None).await;
+        let mut guard = self.state.lock().await;
+        let st = &mut *guard;
+        let services = match self.stack_id(st, false).await? {
+            Some(stack_id) => self.services(st, &stack_id).await?.ours,
+            None => Vec::new(),
+        };
+        let Some(s) = services.iter().find(|s| s.holds(id)) else {
+            self.record(st, id, None);
             return Ok(None);
         };
-        // Addresses as Rancher reports them now; conditions from the last ensure.
-        let mut status = self.known.lock().await.get(id).cloned().unwrap_or_default();
-        let mut addresses: Vec<IpAddr> = svc
-            .public_endpoints
-            .iter()
-            .filter_map(|ep| ep.ip_address.parse().ok())
-            .collect();
-        addresses.sort();
-        addresses.dedup();
-        status.instances = addresses
-            .iter()
-            .map(|a| Instance {
-                host: *a,
-                state: InstanceState::Running,
-            })
-            .collect();
-        status.addresses = addresses;
-        Ok(Some(status))
+        self.publish(st, &s.svc, &s.parts, &s.foreign, &services)
+            .await?;
+        Ok(st.known.get(id).cloned())
     }
 
     fn subscribe(&self) -> broadcast::Receiver<StatusUpdate> {

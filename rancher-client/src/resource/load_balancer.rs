@@ -44,6 +44,10 @@ pub struct LoadBalancerService {
     /// Ids of the running instances (read-only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub instance_ids: Vec<String>,
+    /// Free-form metadata, writable on create and update (Rancher serves it to the
+    /// service's containers through rancher-metadata).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, serde_json::Value>,
     /// Fields this crate does not model, kept for round trips.
     #[serde(flatten)]
     pub extra: Extra,
@@ -335,7 +339,8 @@ mod tests {
             "fqdn": "web.example.org", "vip": null,
             "lbConfig": {"portRules": [{"sourcePort": 80, "protocol": "http", "weight": 3}],
                          "future": true},
-            "launchConfig": {"ports": ["80:80"], "networkMode": "managed"}
+            "launchConfig": {"ports": ["80:80"], "networkMode": "managed"},
+            "metadata": {"owner": {"members": ["a"]}}
         });
         let lb: LoadBalancerService = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(lb.extra["fqdn"], "web.example.org");
@@ -345,5 +350,7 @@ mod tests {
         assert_eq!(back["lbConfig"]["portRules"][0]["weight"], 3);
         assert_eq!(back["launchConfig"]["networkMode"], "managed");
         assert!(back["vip"].is_null());
+        assert_eq!(lb.metadata["owner"]["members"][0], "a");
+        assert_eq!(back["metadata"]["owner"]["members"][0], "a");
     }
 }

@@ -36,9 +36,7 @@ async fn fake() -> FakeRancher {
 fn live(fake: &FakeRancher) -> Vec<LoadBalancerService> {
     fake.list::<LoadBalancerService>()
         .into_iter()
-        .filter(|l| {
-            l.meta.state.as_deref() != Some("removed") && l.meta.state.as_deref() != Some("purged")
-        })
+        .filter(|l| !l.meta.is_removed())
         .collect()
 }
 
@@ -397,4 +395,338 @@ async fn resolved_backends_target_services_and_errors_are_reported() {
     let err = driver.ensure(&lb).await.unwrap_err();
     assert!(err.to_string().starts_with("rancher: "), "{err}");
     fake.clear_faults();
+}
+
+/// An HTTP load balancer routing `host``path` to one endpoint; with `tls`,
+/// also HTTPS on 443 with the example.org certificate as the default.
+fn http(id: &str, scale: u32, host: &str, path: &str, tls: bool) -> LoadBalancer {
+    let mut listeners = vec![ListenerSpec {
+        port: 80,
+        protocol: Protocol::Http,
+    }];
+    let mut certificates = Vec::new();
+    if tls {
+        listeners.push(ListenerSpec {
+            port: 443,
+            protocol: Protocol::Https,
+        });
+        certificates.push(CertificateSpec {
+            name: "org".into(),
+            chain_pem: ORG_CRT.into(),
+            key_pem: ORG_KEY.into(),
+            hosts: vec!["www.example.org".into()],
+            default: true,
+        });
+    }
+    let http_routes = listeners
+        .iter()
+        .map(|l| HttpRouteSpec {
+            port: l.port,
+            host: Some(host.into()),
+            path: Some(path.into()),
+            path_match: PathMatch::Prefix,
+            backend: "web".into(),
+        })
+        .collect();
+    LoadBalancer::new(&LoadBalancerSpec {
+        id: id.into(),
+        listeners,
+        http_routes,
+        backends: vec![BackendSpec {
+            name: "web".into(),
+            endpoints: vec![EndpointSpec {
+                address: "10.42.0.5".into(),
+                port: 8080,
+            }],
+            ..Default::default()
+        }],
+        certificates,
+        scale,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// `(hostname, path, backendName)` of a service's rules, sorted.
+fn routes(svc: &LoadBalancerService) -> Vec<(u16, String, String, String)> {
+    let mut out: Vec<_> = svc
+        .lb_config
+        .iter()
+        .flat_map(|c| &c.port_rules)
+        .map(|r| {
+            (
+                r.source_port,
+                r.hostname.clone().unwrap_or_default(),
+                r.path.clone().unwrap_or_default(),
+                r.backend_name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancers_on_port_80_share_one_service_and_keep_each_others_rules() {
+    let fake = fake().await;
+    let driver = RancherDriver::new(fake.client(), RancherConfig::new());
+    let web = http("web", 2, "foo.bar.com", "/foo", false);
+    let secure = http("secure", 1, "www.example.org", "/", true);
+    settled(&driver, &web, 2).await;
+    // Joining needs 443 too: the service is made again with both.
+    let status = settled(&driver, &secure, 2).await;
+    let both = driver.status(web.id()).await.unwrap().unwrap();
+    assert_eq!(both.addresses, status.addresses, "one service serves both");
+    assert!(
+        both.condition(ConditionKind::Shortfall).is_none(),
+        "{both:?}"
+    );
+
+    let shared = live(&fake);
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    let svc = &shared[0];
+    assert_eq!(
+        svc.meta.name.as_deref(),
+        Some("web"),
+        "named after the first"
+    );
+    assert_eq!(svc.public_ports(), vec![80, 443]);
+    assert_eq!(svc.scale, Some(2), "the largest scale asked");
+    let cfg = svc.lb_config.as_ref().unwrap();
+    assert!(cfg.default_certificate_id.is_some());
+    let web_routes = vec![(80, "foo.bar.com".into(), "/foo".into(), "web_web".into())];
+    let secure_routes = vec![
+        (
+            80,
+            "www.example.org".into(),
+            String::new(),
+            "secure_web".into(),
+        ),
+        (
+            443,
+            "www.example.org".into(),
+            String::new(),
+            "secure_web".into(),
+        ),
+    ];
+    let mut all = web_routes.clone();
+    all.extend(secure_routes.clone());
+    all.sort();
+    assert_eq!(routes(svc), all);
+    assert_eq!(
+        driver.list().await.unwrap(),
+        vec![secure.id().clone(), web.id().clone()]
+    );
+
+    // Changing one updates the service in place and keeps the other's rules.
+    let moved = http("secure", 1, "www.example.org", "/shop", true);
+    driver.ensure(&moved).await.unwrap();
+    let after = live(&fake);
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].meta.id, svc.meta.id, "updated in place");
+    assert!(
+        routes(&after[0]).contains(&web_routes[0]),
+        "{:?}",
+        routes(&after[0])
+    );
+    assert!(routes(&after[0]).contains(&(
+        443,
+        "www.example.org".into(),
+        "/shop".into(),
+        "secure_web".into()
+    )));
+
+    // Deleting one keeps the other's rules, in place.
+    driver.ensure_deleted(secure.id()).await.unwrap();
+    let after = live(&fake);
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].meta.id, svc.meta.id, "updated in place");
+    assert_eq!(routes(&after[0]), web_routes);
+    let cfg = after[0].lb_config.as_ref().unwrap();
+    assert_eq!(
+        (
+            cfg.default_certificate_id.as_deref(),
+            cfg.certificate_ids.len()
+        ),
+        (None, 0)
+    );
+    assert_eq!(driver.list().await.unwrap(), vec![web.id().clone()]);
+    assert!(driver.status(secure.id()).await.unwrap().is_none());
+    assert_eq!(
+        settled(&driver, &web, 2).await.addresses,
+        status.addresses,
+        "web keeps its instances"
+    );
+
+    // Ensuring again writes nothing.
+    fake.clear_requests();
+    driver.ensure(&web).await.unwrap();
+    let writes: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+
+    // The last one out removes the service.
+    driver.ensure_deleted(web.id()).await.unwrap();
+    assert!(live(&fake).is_empty());
+    assert!(driver.list().await.unwrap().is_empty());
+}
+
+fn tcp(id: &str, scale: u32) -> LoadBalancer {
+    LoadBalancer::new(&LoadBalancerSpec {
+        id: id.into(),
+        listeners: vec![ListenerSpec {
+            port: 5432,
+            protocol: Protocol::Tcp,
+        }],
+        tcp_routes: vec![TcpRouteSpec {
+            port: 5432,
+            backend: "db".into(),
+        }],
+        backends: vec![BackendSpec {
+            name: "db".into(),
+            ..Default::default()
+        }],
+        scale,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_port_is_not_shared_and_the_shortfall_names_who_holds_it() {
+    let fake = fake().await;
+    let driver = RancherDriver::new(fake.client(), RancherConfig::new());
+    let first = tcp("db-first", 3);
+    settled(&driver, &first, 3).await;
+    let second = tcp("db-second", 1);
+    let status = eventually("a shortfall", 10, || async {
+        let s = driver.ensure(&second).await.unwrap();
+        s.condition(ConditionKind::Shortfall).cloned()
+    })
+    .await;
+    assert_eq!(live(&fake).len(), 2, "separate services");
+    assert!(
+        status.message.starts_with("wanted 1, placed 0: "),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains(
+            "port 5432 on 192.0.2.11 is held by load balancer db-first (Rancher service db-first)"
+        ),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_driver_keeps_the_members_it_does_not_know() {
+    let fake = fake().await;
+    let before = RancherDriver::new(fake.client(), RancherConfig::new());
+    let web = http("web", 2, "foo.bar.com", "/foo", false);
+    let secure = http("secure", 1, "www.example.org", "/", true);
+    before.ensure(&web).await.unwrap();
+    before.ensure(&secure).await.unwrap();
+    let svc = live(&fake).remove(0);
+    drop(before);
+
+    let after = RancherDriver::new(fake.client(), RancherConfig::new());
+    assert_eq!(
+        after.list().await.unwrap(),
+        vec![secure.id().clone(), web.id().clone()]
+    );
+    let changed = http("web", 2, "foo.bar.com", "/bar", false);
+    after.ensure(&changed).await.unwrap();
+    let now = live(&fake);
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].meta.id, svc.meta.id, "updated in place");
+    let rules = routes(&now[0]);
+    assert!(
+        rules.contains(&(
+            443,
+            "www.example.org".into(),
+            String::new(),
+            "secure_web".into()
+        )),
+        "{rules:?}"
+    );
+    assert!(rules.contains(&(80, "foo.bar.com".into(), "/bar".into(), "web_web".into())));
+    assert_eq!(
+        now[0].lb_config.as_ref().unwrap().default_certificate_id,
+        svc.lb_config.as_ref().unwrap().default_certificate_id,
+        "secure's certificate stays"
+    );
+
+    // Deleting the unknown member after the restart takes its rules and
+    // certificates out.
+    after.ensure_deleted(secure.id()).await.unwrap();
+    let now = live(&fake);
+    assert_eq!(
+        routes(&now[0]),
+        vec![(80, "foo.bar.com".into(), "/bar".into(), "web_web".into())]
+    );
+    assert_eq!(
+        now[0].lb_config.as_ref().unwrap().default_certificate_id,
+        None
+    );
+    assert_eq!(after.list().await.unwrap(), vec![web.id().clone()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ensures_make_one_stack_and_one_service() {
+    let fake = fake().await;
+    // Slow answers: both drivers find no stack before either makes it.
+    fake.set_response_delay(Some(Duration::from_millis(50)));
+    let a = Arc::new(RancherDriver::new(fake.client(), RancherConfig::new()));
+    let b = Arc::new(RancherDriver::new(fake.client(), RancherConfig::new()));
+    let mut tasks = Vec::new();
+    for (i, driver) in [a.clone(), b.clone()].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            // Another process's load balancer: its own port.
+            let lb = tcp(&format!("db-{i}"), 1);
+            driver.ensure(&lb).await.map(|_| ())
+        }));
+    }
+    for i in 0..6 {
+        let driver = a.clone();
+        tasks.push(tokio::spawn(async move {
+            let lb = http(
+                &format!("web-{i}"),
+                1,
+                &format!("w{i}.example.org"),
+                "/",
+                false,
+            );
+            driver.ensure(&lb).await.map(|_| ())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    fake.set_response_delay(None);
+    let stacks: Vec<rancher_client::Stack> = fake.list();
+    assert_eq!(stacks.len(), 1, "{stacks:?}");
+    let not_unique = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.is("POST", "/stacks") && r.status == Some(422))
+        .count();
+    assert_eq!(not_unique, 1, "one driver lost the race and read the stack");
+    let services = live(&fake);
+    let web: Vec<_> = services
+        .iter()
+        .filter(|s| s.public_ports() == vec![80])
+        .collect();
+    assert_eq!(web.len(), 1, "{services:?}");
+    assert_eq!(
+        web[0].metadata["rancher-lb"]["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+    assert_eq!(services.len(), 3);
 }
