@@ -267,7 +267,7 @@ fn the_older_member_keeps_a_contested_route_and_rules_are_ordered() {
     ];
     let built = build(&parts, &[], None);
     assert_eq!(built.scale, 3);
-    let order: Vec<(Option<&str>, Option<&str>, Option<&str>, Option<i64>)> = built
+    let order: Vec<_> = built
         .lb_config
         .port_rules
         .iter()
