@@ -6,8 +6,8 @@ use reqwest::{Method, StatusCode, Url, header};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
-    Api, Certificate, Error, Host, KubernetesAccess, LoadBalancerService, Project, Registry,
-    RegistryCredential, Result, Secret, Setting, Stack,
+    Api, Certificate, Error, Host, Identity, KubernetesAccess, ListParams, LoadBalancerService,
+    Project, ProjectMember, Registry, RegistryCredential, Result, Secret, Setting, Stack,
     resource::{Collection, Resource, Scope},
 };
 
@@ -337,6 +337,61 @@ impl Client {
     /// `projects` (environments), at the API root: every project the key's account can see.
     pub fn projects(&self) -> Api<Project> {
         self.api()
+    }
+
+    /// `projectmembers`, at the API root: members of environments, with their roles.
+    pub fn project_members(&self) -> Api<ProjectMember> {
+        self.api()
+    }
+
+    /// The members of environment `project_id` that are not removed.
+    pub async fn members_of(&self, project_id: &str) -> Result<Vec<ProjectMember>> {
+        let params = ListParams::new()
+            .filter("projectId", project_id)
+            .removed_null();
+        self.project_members().list(&params).await
+    }
+
+    /// Replaces the members of environment `project_id` (the project's `setmembers` action);
+    /// each member's `externalId`, `externalIdType` and `role` are sent.
+    pub async fn set_members(&self, project_id: &str, members: &[ProjectMember]) -> Result<()> {
+        let members: Vec<serde_json::Value> = members
+            .iter()
+            .map(|m| {
+                serde_json::json!({"externalId": m.external_id,
+                    "externalIdType": m.external_id_type, "role": m.role})
+            })
+            .collect();
+        let mut url = self.resource_url(Scope::Api, Project::COLLECTION, project_id)?;
+        url.query_pairs_mut().append_pair("action", "setmembers");
+        let input = serde_json::json!({ "members": members });
+        let _: serde_json::Value = self.send_json(Method::POST, url, Some(&input)).await?;
+        Ok(())
+    }
+
+    /// `identities`, at the API root: the identities of this client's own key.
+    pub fn identities(&self) -> Api<Identity> {
+        self.api()
+    }
+
+    /// The identities of another API key (the user, then its groups), read with that key
+    /// from `/v2-beta/identities`: how a Rancher key presented as a token is resolved to a
+    /// user. A key Rancher does not accept is [`Error::Unauthorized`]; it is asked once, not
+    /// retried on 5xx, so that a caller on a deadline decides.
+    pub async fn identities_of(&self, credentials: &Credentials) -> Result<Vec<Identity>> {
+        let mut config = self.inner.config.clone();
+        config.credentials = Some(credentials.clone());
+        config.retry = RetryPolicy::none();
+        let other = Self {
+            inner: Arc::new(Inner {
+                http: self.inner.http.clone(),
+                config,
+                base: self.inner.base.clone(),
+                api_root: self.inner.api_root.clone(),
+                project_id: self.inner.project_id.clone(),
+            }),
+        };
+        other.identities().list(&ListParams::new()).await
     }
 
     /// How to reach the Kubernetes API of `project` through this Rancher server with this

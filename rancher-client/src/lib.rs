@@ -35,8 +35,12 @@
 //! - [`resource`] has the typed resources: [`Stack`], [`LoadBalancerService`] (with
 //!   `launchConfig`, `lbConfig.portRules`, `publicEndpoints`), [`Certificate`], [`Registry`],
 //!   [`RegistryCredential`], [`Host`] (and its [`IpAddress`]es), [`Setting`], and
-//!   [`Project`] (an environment; at the API root, see [`Scope`]). Fields the crate does not
-//!   model are kept in `extra` and sent back on update.
+//!   [`Project`] (an environment; at the API root, see [`Scope`]) with its
+//!   [`ProjectMember`]s and their roles, and the [`Identity`]s of an API key. Fields the
+//!   crate does not model are kept in `extra` and sent back on update.
+//! - [`Client::identities_of`] resolves someone else's API key to its identities (what
+//!   Rancher's own Kubernetes authentication webhook did), [`Client::members_of`] lists the
+//!   live members of an environment.
 //! - [`Client::kubernetes_access`] gives an environment's Kubernetes API as Rancher 1.x
 //!   issued it: its proxy URL on the Rancher server and the API key as bearer token
 //!   ([`KubernetesAccess`]).
@@ -91,8 +95,8 @@ pub use client::{
 };
 pub use error::{Error, Result};
 pub use resource::{
-    Certificate, Host, IpAddress, KubernetesAccess, LoadBalancerService, Project, Registry,
-    RegistryCredential, Resource, Scope, Setting, Stack,
+    Certificate, Host, Identity, IpAddress, KubernetesAccess, LoadBalancerService, Project,
+    ProjectMember, Registry, RegistryCredential, Resource, Scope, Setting, Stack,
 };
 pub use secret::Secret;
 

@@ -7,6 +7,7 @@
 mod certificate;
 mod host;
 mod load_balancer;
+mod member;
 mod project;
 mod registry;
 mod setting;
@@ -23,6 +24,7 @@ pub use load_balancer::{
     InServiceStrategy, LaunchConfig, LbConfig, LoadBalancerService, PortRule, Protocol,
     PublicEndpoint, ServiceUpgrade, StickinessPolicy, parse_public_port, scheduler,
 };
+pub use member::{Identity, ProjectMember, RANCHER_ID, role};
 pub use project::{
     KubernetesAccess, Project, credentials_from_kubernetes_token, kubernetes_proxy_path,
     kubernetes_token,

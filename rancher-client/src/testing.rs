@@ -97,6 +97,7 @@
 // are cold paths of test code, so boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
+mod access;
 mod http;
 mod kubernetes;
 mod store;
@@ -107,6 +108,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use access::{ADMIN_ACCOUNT_ID, FakeUser, GROUP_ID_TYPE};
 pub use kubernetes::FakeProject;
 pub use store::FakeHost;
 
@@ -159,6 +161,7 @@ pub struct FakeRancherBuilder {
     settings: BTreeMap<String, String>,
     served_project: FakeProject,
     projects: Vec<FakeProject>,
+    users: Vec<FakeUser>,
 }
 
 impl Default for FakeRancherBuilder {
@@ -173,6 +176,7 @@ impl Default for FakeRancherBuilder {
             settings: BTreeMap::from([(LB_INSTANCE_IMAGE.to_owned(), DEFAULT_LB_IMAGE.to_owned())]),
             served_project: FakeProject::new("Default"),
             projects: Vec::new(),
+            users: Vec::new(),
         }
     }
 }
@@ -247,6 +251,13 @@ impl FakeRancherBuilder {
         self
     }
 
+    /// Adds a user account with its own API key (and, with [`FakeUser::role`], its
+    /// membership of the served environment).
+    pub fn user(mut self, user: FakeUser) -> Self {
+        self.users.push(user);
+        self
+    }
+
     /// Sets a server setting.
     pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.settings.insert(name.into(), value.into());
@@ -297,7 +308,13 @@ impl FakeRancherBuilder {
             credentials: self.credentials,
             project_id: self.project_id,
             origin,
+            accounts: std::sync::Mutex::new(Vec::new()),
         });
+        for user in self.users {
+            let login = user.login.clone();
+            access::add_account(&shared, user)
+                .map_err(|e| std::io::Error::other(format!("user {login}: {e:?}")))?;
+        }
         let shutdown = CancellationToken::new();
         tokio::spawn(http::serve(listener, shared.clone(), shutdown.clone()));
         Ok(FakeRancher {
@@ -619,6 +636,62 @@ impl FakeRancher {
                 json!({}),
             )
             .is_ok()
+    }
+
+    // ----- accounts and members ------------------------------------------------------
+
+    /// Adds a user account with its own API key; returns the account id (its identity is
+    /// `rancher_id:<id>`).
+    pub fn add_user(&self, user: FakeUser) -> Result<String, ErrorBody> {
+        access::add_account(&self.shared, user)
+    }
+
+    /// The account id of the user with this login.
+    pub fn user_id(&self, login: &str) -> Option<String> {
+        http::lock(&self.shared.accounts)
+            .iter()
+            .find(|a| a.user.login == login)
+            .map(|a| a.id.clone())
+    }
+
+    /// Makes the identity `external_id_type:external_id` (a user account is
+    /// `rancher_id:<account id>`, a group `ldap_group:<name>`) a member of environment
+    /// `project_id` with `role`; returns the member id.
+    pub fn add_member(
+        &self,
+        project_id: &str,
+        external_id_type: &str,
+        external_id: &str,
+        role: &str,
+    ) -> Result<String, ErrorBody> {
+        let body = json!({"projectId": project_id, "externalId": external_id,
+            "externalIdType": external_id_type, "role": role});
+        let created = self
+            .shared
+            .store()
+            .seed(Kind::ProjectMember, body, state::ACTIVE)?;
+        Ok(created["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Removes the user with this login from environment `project_id` (as removing the
+    /// member in Rancher's UI does). Returns how many members were removed.
+    pub fn remove_user_from(&self, project_id: &str, login: &str) -> usize {
+        let Some(id) = self.user_id(login) else {
+            return 0;
+        };
+        let mut store = self.shared.store();
+        access::remove_members(&mut store, project_id, |m| {
+            m.get("externalIdType").and_then(Value::as_str) == Some(crate::resource::RANCHER_ID)
+                && m.get("externalId").and_then(Value::as_str) == Some(id.as_str())
+        })
+    }
+
+    /// The live members of environment `project_id`.
+    pub fn members(&self, project_id: &str) -> Vec<crate::ProjectMember> {
+        self.list::<crate::ProjectMember>()
+            .into_iter()
+            .filter(|m| m.project_id == project_id && !m.meta.is_removed())
+            .collect()
     }
 
     /// Sets (or with `None` clears) the Kubernetes API server behind an environment's proxy at

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::{
-    RecordedRequest, kubernetes,
+    RecordedRequest, access, kubernetes,
     store::{Kind, Outcome, Store, not_found},
 };
 use crate::{Credentials, error::ErrorBody};
@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) credentials: Option<Credentials>,
     pub(crate) project_id: String,
     pub(crate) origin: String,
+    /// User accounts with their own keys.
+    pub(crate) accounts: Mutex<Vec<access::Account>>,
 }
 
 /// Locks a mutex, recovering from poisoning (a panicking test must not wedge the server).
@@ -234,6 +236,9 @@ async fn project_action(
             "POST on a resource needs ?action=<name>",
         ));
     };
+    if name.eq_ignore_ascii_case("setmembers") {
+        return respond(access::set_members(&mut shared.store(), &project, &input));
+    }
     respond(shared.store().action(Kind::Project, &project, name, input))
 }
 
@@ -354,6 +359,16 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v2-beta", get(api_root))
         .route("/v2-beta/projects", get(list_projects).post(create_project))
+        .route("/v2-beta/identities", get(access::identities))
+        .route("/v2-beta/identity", get(access::identities))
+        .route(
+            "/v2-beta/projectmembers",
+            get(access::list_members).post(access::create_member),
+        )
+        .route(
+            "/v2-beta/projectmembers/{id}",
+            get(access::get_member).delete(access::delete_member),
+        )
         .route(
             p,
             get(project)
@@ -448,7 +463,9 @@ async fn handle(
             crate::error::code::SERVER_ERROR,
             "injected failure",
         ))
-    } else if !shared.authorized(&path, req.headers()) {
+    } else if !shared.authorized(&path, req.headers())
+        && !access::user_allowed(&shared, req.method(), &path, req.headers())
+    {
         let mut r = error_response(ErrorBody::new(
             401,
             crate::error::code::UNAUTHORIZED,

@@ -28,10 +28,11 @@ pub(crate) enum Kind {
     IpAddress,
     Setting,
     Project,
+    ProjectMember,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Self; 9] = [
+    pub(crate) const ALL: [Self; 10] = [
         Self::Stack,
         Self::LoadBalancer,
         Self::Certificate,
@@ -41,6 +42,7 @@ impl Kind {
         Self::IpAddress,
         Self::Setting,
         Self::Project,
+        Self::ProjectMember,
     ];
 
     pub(crate) fn type_name(self) -> &'static str {
@@ -54,6 +56,7 @@ impl Kind {
             Self::IpAddress => "ipAddress",
             Self::Setting => "setting",
             Self::Project => "project",
+            Self::ProjectMember => "projectMember",
         }
     }
 
@@ -68,6 +71,7 @@ impl Kind {
             Self::IpAddress => "ipaddresses",
             Self::Setting => "settings",
             Self::Project => "projects",
+            Self::ProjectMember => "projectmembers",
         }
     }
 
@@ -91,6 +95,7 @@ impl Kind {
             Self::IpAddress => "1ia",
             Self::Setting => "",
             Self::Project => "1a",
+            Self::ProjectMember => "1pm",
         }
     }
 
@@ -103,12 +108,13 @@ impl Kind {
                 | Self::Registry
                 | Self::RegistryCredential
                 | Self::Project
+                | Self::ProjectMember
         )
     }
 
     /// Whether the collection lives at the API root rather than under the project URL.
     pub(crate) fn at_api_root(self) -> bool {
-        self == Self::Project
+        matches!(self, Self::Project | Self::ProjectMember)
     }
 }
 
@@ -172,7 +178,7 @@ impl Record {
         self.body.get("state").and_then(Value::as_str).unwrap_or("")
     }
 
-    fn str_field(&self, field: &str) -> Option<&str> {
+    pub(crate) fn str_field(&self, field: &str) -> Option<&str> {
         self.body.get(field).and_then(Value::as_str)
     }
 
@@ -233,7 +239,7 @@ pub(crate) fn not_found(what: impl std::fmt::Display) -> ErrorBody {
     ErrorBody::new(404, code::NOT_FOUND, format!("{what} not found"))
 }
 
-fn invalid(code: &str, field: &str, message: impl Into<String>) -> ErrorBody {
+pub(crate) fn invalid(code: &str, field: &str, message: impl Into<String>) -> ErrorBody {
     ErrorBody::new(422, code, message).field(field)
 }
 
@@ -268,7 +274,7 @@ impl Store {
         }
     }
 
-    fn next_id(&mut self, kind: Kind) -> String {
+    pub(crate) fn next_id(&mut self, kind: Kind) -> String {
         let prefix = kind.id_prefix();
         loop {
             let n = self.counters.entry(prefix).or_insert(0);
@@ -1020,6 +1026,7 @@ impl Store {
                     ));
                 }
             }
+            Kind::ProjectMember => super::access::validate_member(self, &value)?,
             Kind::IpAddress => {}
         }
         Ok(())
