@@ -18,6 +18,22 @@ pub const DEFAULT_SERVICE_CIDR: &str = "10.43.0.0/16";
 )]
 pub struct CidrError(pub String);
 
+/// Parses an IPv4 CIDR such as `10.42.0.0/16` whose prefix length is in `prefixes`;
+/// returns the network address (host bits cleared) and the prefix length.
+pub(crate) fn parse_ipv4_cidr(
+    cidr: &str,
+    prefixes: std::ops::RangeInclusive<u32>,
+) -> Option<(Ipv4Addr, u32)> {
+    let (addr, prefix) = cidr.split_once('/')?;
+    let addr: Ipv4Addr = addr.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok()?;
+    if !prefixes.contains(&prefix) || prefix == 0 {
+        return None;
+    }
+    let mask = u32::MAX << (32 - prefix);
+    Some((Ipv4Addr::from(u32::from(addr) & mask), prefix))
+}
+
 /// Allocation state of one cluster.
 #[derive(Debug, Clone)]
 pub(crate) struct Allocator {
@@ -33,15 +49,10 @@ pub(crate) struct Allocator {
 impl Allocator {
     /// An allocator for `cidr` (e.g. `10.43.0.0/16`).
     pub(crate) fn new(cidr: &str) -> Result<Self, CidrError> {
-        let err = || CidrError(cidr.to_string());
-        let (addr, prefix) = cidr.split_once('/').ok_or_else(err)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| err())?;
-        let prefix: u32 = prefix.parse().map_err(|_| err())?;
-        if !(8..=30).contains(&prefix) {
-            return Err(err());
-        }
+        let (network, prefix) =
+            parse_ipv4_cidr(cidr, 8..=30).ok_or_else(|| CidrError(cidr.to_string()))?;
         let size = 1u32 << (32 - prefix);
-        let network = u32::from(addr) & !(size - 1);
+        let network = u32::from(network);
         // Like kube-apiserver, dynamic allocations prefer the upper band and leave the
         // lower band for requested addresses (such as a DNS service's 10.43.0.10).
         let dynamic_start = (size / 16).clamp(16, 256).min(size / 2);

@@ -9,13 +9,16 @@
 //! versions), label and field selectors, `limit`/`continue` pagination, merge, JSON,
 //! strategic-merge and server-side-apply patches, status subresources, finalizers, `Status`
 //! error bodies, ClusterIP/NodePort allocation and server-side `Table` output for
-//! `kubectl get`. It runs no controllers: no scheduler, no EndpointSlice controller, no
-//! garbage collector.
+//! `kubectl get`. A bare sandbox runs no controllers; with
+//! [`SandboxBuilder::workloads`] it also runs the controllers users rely on (Deployment,
+//! ReplicaSet, StatefulSet, DaemonSet, EndpointSlice, garbage collection, node ranges), a
+//! scheduler and sandbox nodes whose pods answer on loopback addresses ([`workloads`]).
 //!
 //! Served kinds are listed in a table ([`resource`]): namespaces, nodes, pods, services,
 //! endpoints, secrets, configmaps, events (`core/v1` and `events.k8s.io/v1`, one storage),
-//! leases, endpointslices, ingresses, ingressclasses, deployments and
-//! CustomResourceDefinitions; an established CRD adds its kinds at run time.
+//! leases, endpointslices, ingresses, ingressclasses, deployments, replicasets,
+//! statefulsets, daemonsets, RBAC kinds and CustomResourceDefinitions; an established CRD
+//! adds its kinds at run time.
 //!
 //! Each [`Cluster`] has an address, a ready [`kube::Client`] and a context in the
 //! kubeconfig file the builder writes ([`SandboxBuilder::kubeconfig_path`]), which
@@ -70,6 +73,7 @@
 
 pub mod allocate;
 mod convert;
+mod defaults;
 pub mod discovery;
 mod kubeconfig;
 mod openapi;
@@ -84,6 +88,7 @@ mod store;
 mod table;
 mod validate;
 mod watch;
+pub mod workloads;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -97,6 +102,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::seed::SeedError;
 pub use crate::server::MAX_BODY_BYTES;
 pub use crate::watch::INITIAL_EVENTS_END_ANNOTATION;
+pub use crate::workloads::{PodNetwork, SandboxNode, Workloads};
 
 /// Errors starting a sandbox.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +132,9 @@ pub enum Error {
     /// `clusters(0)` was asked for.
     #[error("a sandbox needs at least one cluster")]
     NoClusters,
+    /// The workloads' configuration is not usable.
+    #[error(transparent)]
+    Workloads(#[from] workloads::Error),
 }
 
 /// Result of sandbox operations.
@@ -143,6 +152,7 @@ pub struct SandboxBuilder {
     bookmark_interval: Duration,
     default_objects: bool,
     name: String,
+    workloads: Option<Workloads>,
 }
 
 impl Default for SandboxBuilder {
@@ -156,6 +166,7 @@ impl Default for SandboxBuilder {
             bookmark_interval: Duration::from_secs(10),
             default_objects: true,
             name: "sandbox".to_string(),
+            workloads: None,
         }
     }
 }
@@ -213,10 +224,21 @@ impl SandboxBuilder {
         self
     }
 
+    /// Runs workloads in every cluster: the controllers (Deployment, ReplicaSet,
+    /// StatefulSet, DaemonSet, EndpointSlice, garbage collector, node ranges), a scheduler
+    /// and sandbox nodes that run pods ([`workloads`]). Off by default: a bare API server.
+    pub fn workloads(mut self, workloads: Workloads) -> Self {
+        self.workloads = Some(workloads);
+        self
+    }
+
     /// Starts the clusters, seeds them and writes the kubeconfig.
     pub async fn start(self) -> Result<Sandbox> {
         if self.clusters == 0 {
             return Err(Error::NoClusters);
+        }
+        if let Some(w) = &self.workloads {
+            workloads::check(w)?;
         }
         let files = match &self.manifests_dir {
             Some(dir) => seed::manifest_files(dir)?,
@@ -316,6 +338,7 @@ pub struct Cluster {
     client: kube::Client,
     shared: Arc<server::Shared>,
     task: Option<JoinHandle<()>>,
+    workloads: Option<workloads::Running>,
 }
 
 impl Cluster {
@@ -342,6 +365,7 @@ impl Cluster {
             addr: addr.to_string(),
             bookmark_interval: b.bookmark_interval,
             shutdown: shutdown.clone(),
+            logs: Arc::default(),
         });
         let errors = {
             let mut state = shared.store.lock();
@@ -349,6 +373,10 @@ impl Cluster {
                 default_objects(&mut state, &first_ip.to_string());
             }
             seed::load(&mut state, files)?
+        };
+        let running = match &b.workloads {
+            Some(w) => Some(workloads::start(&shared, w)?),
+            None => None,
         };
         let router = server::router(shared.clone());
         let task = tokio::spawn(async move {
@@ -378,6 +406,7 @@ impl Cluster {
                 client,
                 shared,
                 task: Some(task),
+                workloads: running,
             },
             errors,
         ))
@@ -401,6 +430,12 @@ impl Cluster {
     /// A client for this cluster (default namespace `default`).
     pub fn client(&self) -> kube::Client {
         self.client.clone()
+    }
+
+    /// The loopback network pod addresses come from (such as `127.77.0.0/16`), when the
+    /// cluster runs [`workloads`](SandboxBuilder::workloads).
+    pub fn pod_network(&self) -> Option<&str> {
+        self.workloads.as_ref().map(|w| w.pod_network.as_str())
     }
 
     /// The current cluster-wide resourceVersion.

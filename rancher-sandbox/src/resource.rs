@@ -54,6 +54,12 @@ pub enum Printer {
     IngressClass,
     /// NAME, READY, UP-TO-DATE, AVAILABLE, AGE.
     Deployment,
+    /// NAME, DESIRED, CURRENT, READY, AGE.
+    ReplicaSet,
+    /// NAME, READY, AGE.
+    StatefulSet,
+    /// NAME, DESIRED, CURRENT, READY, UP-TO-DATE, AVAILABLE, NODE SELECTOR, AGE.
+    DaemonSet,
     /// NAME, CREATED AT.
     Crd,
     /// A CRD's `additionalPrinterColumns`, then AGE.
@@ -248,8 +254,9 @@ const BUILT_IN: &[BuiltIn] = &[
     built_in!("", "v1", "serviceaccounts", "ServiceAccount", namespaced: true, short: &["sa"], status: false, names: Subdomain, printer: Default),
     built_in!("", "v1", "events", "Event", namespaced: true, short: &["ev"], status: false, names: Subdomain, printer: Event, fields: EVENT_FIELDS, create_on_update: true),
     built_in!("apps", "v1", "deployments", "Deployment", namespaced: true, short: &["deploy"], status: true, names: Subdomain, printer: Deployment),
-    built_in!("apps", "v1", "daemonsets", "DaemonSet", namespaced: true, short: &["ds"], status: true, names: Subdomain, printer: Default),
-    built_in!("apps", "v1", "statefulsets", "StatefulSet", namespaced: true, short: &["sts"], status: true, names: Subdomain, printer: Default),
+    built_in!("apps", "v1", "replicasets", "ReplicaSet", namespaced: true, short: &["rs"], status: true, names: Subdomain, printer: ReplicaSet),
+    built_in!("apps", "v1", "daemonsets", "DaemonSet", namespaced: true, short: &["ds"], status: true, names: Subdomain, printer: DaemonSet),
+    built_in!("apps", "v1", "statefulsets", "StatefulSet", namespaced: true, short: &["sts"], status: true, names: Subdomain, printer: StatefulSet),
     built_in!("rbac.authorization.k8s.io", "v1", "roles", "Role", namespaced: true, short: &[], status: false, names: PathSegment, printer: Default),
     built_in!("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", namespaced: true, short: &[], status: false, names: PathSegment, printer: Default),
     built_in!("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced: false, short: &[], status: false, names: PathSegment, printer: Default),
@@ -267,6 +274,7 @@ const ALL_CATEGORY: &[&str] = &[
     "pods",
     "services",
     "deployments",
+    "replicasets",
     "daemonsets",
     "statefulsets",
 ];
@@ -295,7 +303,8 @@ fn from_built_in(b: &BuiltIn) -> ResourceType {
         printer: b.printer.clone(),
         field_labels: b.fields.iter().map(|s| s.to_string()).collect(),
         create_on_update: b.create_on_update,
-        scale: b.plural == "deployments",
+        scale: b.group == "apps"
+            && ["deployments", "replicasets", "statefulsets"].contains(&b.plural),
         storage,
         conversion: b.conversion,
     }

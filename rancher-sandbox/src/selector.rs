@@ -38,6 +38,65 @@ impl LabelSelector {
         Ok(Self(reqs))
     }
 
+    /// Reads a `metav1.LabelSelector` object (`matchLabels` and `matchExpressions`), as
+    /// workload specs and Services carry them; a Service's plain map is `matchLabels`.
+    /// The error names the offending field below `path`.
+    pub(crate) fn from_object(selector: &Value, path: &str) -> Result<Self, String> {
+        let mut reqs = Vec::new();
+        let labels = selector.get("matchLabels").unwrap_or(&Value::Null);
+        for (k, v) in labels.as_object().into_iter().flatten() {
+            let value = v.as_str().unwrap_or_default();
+            let key =
+                check_key(k).map_err(|e| format!("{path}.matchLabels: Invalid value: {e}"))?;
+            let value = check_value(value)
+                .map_err(|e| format!("{path}.matchLabels: Invalid value: {e}"))?;
+            reqs.push(Requirement::Equals(key, value));
+        }
+        let expressions = selector.get("matchExpressions").unwrap_or(&Value::Null);
+        for (i, e) in expressions.as_array().into_iter().flatten().enumerate() {
+            let at = format!("{path}.matchExpressions[{i}]");
+            let key = check_key(e["key"].as_str().unwrap_or_default())
+                .map_err(|why| format!("{at}.key: Invalid value: {why}"))?;
+            let values: Vec<String> = e["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| check_value(v.as_str().unwrap_or_default()))
+                .collect::<Result<_, _>>()
+                .map_err(|why| format!("{at}.values: Invalid value: {why}"))?;
+            let op = e["operator"].as_str().unwrap_or_default();
+            if !matches!(op, "In" | "NotIn" | "Exists" | "DoesNotExist") {
+                return Err(format!(
+                    "{at}.operator: Invalid value: {op:?}: not a valid selector operator"
+                ));
+            }
+            let needs_values = matches!(op, "In" | "NotIn");
+            if needs_values == values.is_empty() {
+                return Err(if needs_values {
+                    format!(
+                        "{at}.values: Required value: must be specified when `operator` is 'In' or 'NotIn'"
+                    )
+                } else {
+                    format!(
+                        "{at}.values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'"
+                    )
+                });
+            }
+            reqs.push(match op {
+                "In" => Requirement::In(key, values),
+                "NotIn" => Requirement::NotIn(key, values),
+                "Exists" => Requirement::Exists(key),
+                _ => Requirement::NotExists(key),
+            });
+        }
+        Ok(Self(reqs))
+    }
+
+    /// Whether the selector has no requirement (and so selects everything).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Whether `labels` (an object's `metadata.labels`) satisfy the selector.
     pub(crate) fn matches(&self, labels: &Value) -> bool {
         let get = |k: &str| labels.get(k).and_then(Value::as_str);
@@ -213,6 +272,41 @@ mod tests {
         assert!(!ok("app in (api)"));
         assert!(!ok("!tier"));
         assert!(ok(""));
+    }
+
+    #[test]
+    fn label_selector_objects() {
+        let sel = LabelSelector::from_object(
+            &json!({"matchLabels": {"app": "web"}, "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["front", "back"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+            ]}),
+            "spec.selector",
+        )
+        .unwrap();
+        assert!(sel.matches(&json!({"app": "web", "tier": "front"})));
+        assert!(!sel.matches(&json!({"app": "web", "tier": "front", "canary": "1"})));
+        assert!(!sel.matches(&json!({"app": "web"})));
+        assert!(
+            LabelSelector::from_object(&json!({}), "s")
+                .unwrap()
+                .is_empty()
+        );
+        let err = LabelSelector::from_object(
+            &json!({"matchExpressions": [{"key": "a", "operator": "Near", "values": ["b"]}]}),
+            "spec.selector",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("spec.selector.matchExpressions[0].operator"),
+            "{err}"
+        );
+        let err = LabelSelector::from_object(
+            &json!({"matchExpressions": [{"key": "a", "operator": "In"}]}),
+            "spec.selector",
+        )
+        .unwrap_err();
+        assert!(err.contains("Required value"), "{err}");
     }
 
     #[test]

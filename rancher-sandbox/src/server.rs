@@ -20,7 +20,9 @@ use crate::openapi;
 use crate::resource::{NameRule, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult};
-use crate::store::{Deleted, ListOptions, Obj, Part, PatchType, State, Store, WatchFrom};
+use crate::store::{
+    Deleted, ListOptions, Obj, Part, PatchType, Propagation, State, Store, WatchFrom,
+};
 use crate::table::{self, IncludeObject};
 use crate::watch::{self, WatchParams};
 
@@ -34,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) addr: String,
     pub(crate) bookmark_interval: Duration,
     pub(crate) shutdown: CancellationToken,
+    /// The logs of the containers the sandbox nodes run.
+    pub(crate) logs: Arc<crate::workloads::node::logs::PodLogs>,
 }
 
 /// How objects are rendered, from the `Accept` header.
@@ -248,6 +252,7 @@ fn parse_target(
         None => Part::Main,
         Some("status") if rt.status => Part::Status,
         Some("scale") if rt.scale => Part::Scale,
+        Some("log") if rt.group.is_empty() && rt.plural == "pods" => Part::Log,
         Some(_) => return Err(not_found()),
     };
     Ok((
@@ -397,6 +402,34 @@ fn list_response(rt: &ResourceType, meta: &Value, items: &[Arc<Obj>]) -> Respons
     resp
 }
 
+/// The `propagationPolicy` (or legacy `orphanDependents`) of a DELETE, from its body
+/// or its query.
+fn propagation(opts: &Value, query: &HashMap<String, String>) -> ApiResult<Propagation> {
+    let policy = opts["propagationPolicy"]
+        .as_str()
+        .or_else(|| query.get("propagationPolicy").map(String::as_str));
+    let orphan = opts["orphanDependents"]
+        .as_bool()
+        .or_else(|| query.get("orphanDependents").map(|v| v == "true"));
+    match (policy, orphan) {
+        (Some(_), Some(_)) => Err(ApiError::invalid(
+            "DeleteOptions",
+            "meta.k8s.io",
+            "",
+            &["propagationPolicy: Invalid value: orphanDependents and propagationPolicy cannot be both set".to_string()],
+        )),
+        (Some("Foreground"), None) => Ok(Propagation::Foreground),
+        (Some("Orphan"), None) | (None, Some(true)) => Ok(Propagation::Orphan),
+        (Some("Background") | None, None) | (None, Some(false)) => Ok(Propagation::Background),
+        (Some(other), None) => Err(ApiError::invalid(
+            "DeleteOptions",
+            "meta.k8s.io",
+            "",
+            &[format!("propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\"")],
+        )),
+    }
+}
+
 async fn resource(
     shared: &Arc<Shared>,
     req: Request,
@@ -448,6 +481,23 @@ async fn resource(
         };
         Ok(json_response(code, &body))
     };
+    if part == Part::Log {
+        if method != Method::GET {
+            return Err(ApiError::method_not_allowed(format!(
+                "the server does not allow {method} on {path}"
+            )));
+        }
+        let pod = shared
+            .store
+            .lock()
+            .get(&rt, &ns, name.as_deref().unwrap_or_default())?;
+        return crate::workloads::node::logs::serve(
+            &shared.logs,
+            &pod,
+            &query,
+            shared.shutdown.clone(),
+        );
+    }
     if part == Part::Scale {
         let name = name.unwrap_or_default();
         return match method {
@@ -647,12 +697,13 @@ async fn resource(
                 decode(&body, false)?
             };
             let pre = &opts["preconditions"];
-            let result = shared.store.lock().delete(
+            let propagation = propagation(&opts, &query)?;
+            let result = shared.store.lock().delete_propagating(
                 &rt,
                 &ns,
                 name,
-                pre["resourceVersion"].as_str(),
-                pre["uid"].as_str(),
+                (pre["resourceVersion"].as_str(), pre["uid"].as_str()),
+                propagation,
             )?;
             match result {
                 Deleted::Now(obj) if rt.group.is_empty() && rt.plural == "pods" => {

@@ -40,7 +40,9 @@ pub struct ApiError {
     /// Human-readable message.
     pub message: String,
     /// `details.kind`, `details.name`, `details.group` when the error is about one object.
-    pub details: Option<(String, String, String)>,
+    pub details: Option<Box<(String, String, String)>>,
+    /// `details.causes` of a validation error, each `field: message`.
+    pub causes: Vec<String>,
 }
 
 impl ApiError {
@@ -50,11 +52,16 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            causes: Vec::new(),
         }
     }
 
     fn with_details(mut self, group: &str, resource: &str, name: &str) -> Self {
-        self.details = Some((group.to_string(), resource.to_string(), name.to_string()));
+        self.details = Some(Box::new((
+            group.to_string(),
+            resource.to_string(),
+            name.to_string(),
+        )));
         self
     }
 
@@ -113,6 +120,12 @@ impl ApiError {
             format!("{what} \"{name}\" is invalid: {}", causes.join(", ")),
         )
         .with_details(group, kind, name)
+        .with_causes(causes)
+    }
+
+    fn with_causes(mut self, causes: &[String]) -> Self {
+        self.causes = causes.to_vec();
+        self
     }
 
     /// 400: the request is malformed.
@@ -171,10 +184,13 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
-        if let Some((group, kind, name)) = &self.details {
+        if let Some((group, kind, name)) = self.details.as_deref() {
             let mut details = json!({ "name": name, "kind": kind });
             if !group.is_empty() {
                 details["group"] = json!(group);
+            }
+            if !self.causes.is_empty() {
+                details["causes"] = self.causes.iter().map(|c| cause(c)).collect();
             }
             status["details"] = details;
         }
@@ -189,6 +205,23 @@ impl std::fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+/// A `metav1.StatusCause` from `field: message`, with the reason kube-apiserver gives.
+fn cause(text: &str) -> Value {
+    let (field, message) = text.split_once(": ").unwrap_or(("", text));
+    let reason = [
+        ("Invalid value", "FieldValueInvalid"),
+        ("Required value", "FieldValueRequired"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Forbidden", "FieldValueForbidden"),
+        ("Duplicate value", "FieldValueDuplicate"),
+        ("Too long", "FieldValueTooLong"),
+    ]
+    .iter()
+    .find(|(prefix, _)| message.starts_with(prefix))
+    .map_or("FieldValueInvalid", |(_, r)| r);
+    json!({"reason": reason, "message": message, "field": field})
+}
 
 /// `resource.group`, or `resource` for the core group.
 fn qualified(group: &str, resource: &str) -> String {

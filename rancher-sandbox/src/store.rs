@@ -83,6 +83,8 @@ pub(crate) enum Part {
     Status,
     /// The `scale` subresource (served by [`State::scale`], never passed to writes).
     Scale,
+    /// A pod's `log` subresource (served from the sandbox nodes, never passed to writes).
+    Log,
 }
 
 /// The content type of a PATCH.
@@ -102,6 +104,25 @@ pub(crate) enum Deleted {
     /// Finalizers remain; the object now carries a deletionTimestamp.
     Pending(Arc<Obj>),
 }
+
+/// What happens to an object's dependents when it is deleted (`propagationPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Propagation {
+    /// The object goes now; the garbage collector deletes its dependents after.
+    #[default]
+    Background,
+    /// The object stays, with the `foregroundDeletion` finalizer, until the garbage
+    /// collector has deleted the dependents that block it.
+    Foreground,
+    /// The object stays, with the `orphan` finalizer, until the garbage collector has
+    /// removed it from its dependents' `ownerReferences`.
+    Orphan,
+}
+
+/// The finalizer of a foreground deletion.
+pub(crate) const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+/// The finalizer of an orphaning deletion.
+pub(crate) const ORPHAN_FINALIZER: &str = "orphan";
 
 /// Where a watch starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +168,8 @@ pub(crate) struct State {
     compacted: u64,
     alloc: Allocator,
     events: broadcast::Sender<Arc<Change>>,
+    /// Whether a garbage collector runs (foreground and orphan deletions need one to finish).
+    pub(crate) garbage_collector: bool,
 }
 
 /// One cluster's store.
@@ -248,6 +271,7 @@ impl Store {
             compacted: 0,
             alloc,
             events: events.clone(),
+            garbage_collector: false,
         };
         Self {
             state: Mutex::new(state),
@@ -650,22 +674,7 @@ impl State {
                 }
                 obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
             }
-            ("", "pods") => {
-                if let Some(cs) = obj["spec"]["containers"].as_array_mut() {
-                    for c in cs {
-                        if let Some(ports) = c["ports"].as_array_mut() {
-                            for p in ports {
-                                if p.get("protocol").is_none() {
-                                    p["protocol"] = json!("TCP");
-                                }
-                            }
-                        }
-                    }
-                }
-                if obj["spec"].get("restartPolicy").is_none() && obj["spec"].is_object() {
-                    obj["spec"]["restartPolicy"] = json!("Always");
-                }
-            }
+            ("", "pods") => crate::defaults::pod(obj),
             ("discovery.k8s.io", "endpointslices") => {
                 if let Some(ports) = obj["ports"].as_array_mut() {
                     for p in ports {
@@ -675,11 +684,7 @@ impl State {
                     }
                 }
             }
-            ("apps", "deployments")
-                if obj["spec"].is_object() && obj["spec"].get("replicas").is_none() =>
-            {
-                obj["spec"]["replicas"] = json!(1);
-            }
+            ("apps", _) => crate::defaults::workload(&rt.kind, obj),
             _ => {}
         }
         Ok(())
@@ -1176,7 +1181,7 @@ impl State {
         Ok(merged)
     }
 
-    /// Deletes an object, honouring finalizers and preconditions.
+    /// Deletes an object, honouring finalizers and preconditions (background propagation).
     pub(crate) fn delete(
         &mut self,
         rt: &Arc<ResourceType>,
@@ -1185,8 +1190,48 @@ impl State {
         precondition_rv: Option<&str>,
         precondition_uid: Option<&str>,
     ) -> ApiResult<Deleted> {
+        self.delete_propagating(
+            rt,
+            ns,
+            name,
+            (precondition_rv, precondition_uid),
+            Propagation::Background,
+        )
+    }
+
+    /// Deletes an object with a propagation policy. Foreground and orphan deletions add
+    /// their finalizer when a garbage collector runs to remove it (without one they are
+    /// background deletions, as kube-apiserver's are with the collector off).
+    pub(crate) fn delete_propagating(
+        &mut self,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        name: &str,
+        (precondition_rv, precondition_uid): (Option<&str>, Option<&str>),
+        propagation: Propagation,
+    ) -> ApiResult<Deleted> {
         let key_ns = if rt.namespaced { ns } else { "" };
-        let old = self.get(rt, key_ns, name)?;
+        let stored = self.get(rt, key_ns, name)?;
+        let mut old = stored.clone();
+        let finalizer = match propagation {
+            Propagation::Foreground => Some(FOREGROUND_FINALIZER),
+            Propagation::Orphan => Some(ORPHAN_FINALIZER),
+            Propagation::Background => None,
+        };
+        let deleting = old["metadata"]
+            .get("deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
+        if let Some(f) = finalizer.filter(|_| self.garbage_collector && !deleting)
+            && !finalizers(&old).iter().any(|x| x == f)
+        {
+            // The finalizer goes on with the deletionTimestamp below, in the same change.
+            let mut with = old.value.clone();
+            match with["metadata"]["finalizers"].as_array_mut() {
+                Some(list) => list.push(json!(f)),
+                None => with["metadata"]["finalizers"] = json!([f]),
+            }
+            old = Obj::new(with);
+        }
         if let Some(rv) = precondition_rv.filter(|s| !s.is_empty())
             && meta_str(&old, "resourceVersion") != Some(rv)
         {
@@ -1238,7 +1283,7 @@ impl State {
                     &key.0,
                     EventType::Modified,
                     obj.clone(),
-                    Some(old.clone()),
+                    Some(stored),
                 );
                 if is_namespace {
                     self.empty_namespace(name);
@@ -1397,7 +1442,7 @@ fn reset_status_on_create(rt: &ResourceType, obj: &mut Value) {
         ("", "nodes") => return,
         ("", "services") => Some(json!({"loadBalancer": {}})),
         ("networking.k8s.io", "ingresses") => Some(json!({"loadBalancer": {}})),
-        ("apps", "deployments") => Some(json!({})),
+        ("apps", _) => Some(json!({})),
         (APIEXTENSIONS_GROUP, "customresourcedefinitions") => {
             let names = obj["spec"]["names"].clone();
             let t = now();

@@ -166,7 +166,10 @@ fn wide_columns(rt: &ResourceType) -> Vec<Value> {
         Printer::Pod => &["IP", "Node"],
         Printer::Service => &["Selector"],
         Printer::Node => &["Internal-IP", "External-IP"],
-        Printer::Deployment => &["Containers", "Images", "Selector"],
+        Printer::Deployment | Printer::ReplicaSet | Printer::DaemonSet => {
+            &["Containers", "Images", "Selector"]
+        }
+        Printer::StatefulSet => &["Containers", "Images"],
         _ => &[],
     };
     names
@@ -211,9 +214,9 @@ fn wide_cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
         Printer::Pod => vec![or_none(s(&status["podIP"])), or_none(s(&spec["nodeName"]))],
         Printer::Service => vec![or_none(map_selector(&spec["selector"]))],
         Printer::Node => vec![or_none(addr("InternalIP")), or_none(addr("ExternalIP"))],
-        Printer::Deployment => {
+        Printer::Deployment | Printer::ReplicaSet | Printer::DaemonSet | Printer::StatefulSet => {
             let containers = arr(&spec["template"]["spec"]["containers"]);
-            vec![
+            let mut cells = vec![
                 json!(
                     containers
                         .iter()
@@ -228,8 +231,11 @@ fn wide_cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
                         .collect::<Vec<_>>()
                         .join(",")
                 ),
-                or_none(map_selector(&spec["selector"]["matchLabels"])),
-            ]
+            ];
+            if rt.printer != Printer::StatefulSet {
+                cells.push(or_none(map_selector(&spec["selector"]["matchLabels"])));
+            }
+            cells
         }
         _ => Vec::new(),
     }
@@ -313,6 +319,24 @@ fn base_columns(rt: &ResourceType) -> Vec<Value> {
             c("Available", "string"),
             age_col(),
         ],
+        Printer::ReplicaSet => vec![
+            name_col(),
+            c("Desired", "integer"),
+            c("Current", "integer"),
+            c("Ready", "integer"),
+            age_col(),
+        ],
+        Printer::StatefulSet => vec![name_col(), c("Ready", "string"), age_col()],
+        Printer::DaemonSet => vec![
+            name_col(),
+            c("Desired", "integer"),
+            c("Current", "integer"),
+            c("Ready", "integer"),
+            c("Up-to-date", "integer"),
+            c("Available", "integer"),
+            c("Node Selector", "string"),
+            age_col(),
+        ],
         Printer::Crd => vec![name_col(), col("Created At", "date", "", "")],
         Printer::Custom(cols) => {
             let mut out = vec![name_col()];
@@ -387,6 +411,13 @@ fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
             let phase = if meta.get("deletionTimestamp").is_some_and(|v| !v.is_null()) {
                 "Terminating".to_string()
             } else if let Some(r) = status["reason"].as_str() {
+                r.to_string()
+            } else if let Some(r) = statuses.iter().rev().find_map(|c| {
+                c["state"]["waiting"]["reason"]
+                    .as_str()
+                    .or_else(|| c["state"]["terminated"]["reason"].as_str())
+            }) {
+                // As kubectl prints it: a waiting or terminated container's reason.
                 r.to_string()
             } else {
                 s(&status["phase"])
@@ -537,6 +568,42 @@ fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
                 json!(format!("{}/{replicas}", n("readyReplicas"))),
                 json!(n("updatedReplicas")),
                 json!(n("availableReplicas")),
+                age,
+            ]
+        }
+        Printer::ReplicaSet => {
+            let n = |f: &str| status[f].as_i64().unwrap_or(0);
+            vec![
+                name,
+                json!(spec["replicas"].as_i64().unwrap_or(0)),
+                json!(n("replicas")),
+                json!(n("readyReplicas")),
+                age,
+            ]
+        }
+        Printer::StatefulSet => {
+            let ready = status["readyReplicas"].as_i64().unwrap_or(0);
+            let replicas = spec["replicas"].as_i64().unwrap_or(0);
+            vec![name, json!(format!("{ready}/{replicas}")), age]
+        }
+        Printer::DaemonSet => {
+            let n = |f: &str| status[f].as_i64().unwrap_or(0);
+            let selector = spec["template"]["spec"]["nodeSelector"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", s(v)))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            vec![
+                name,
+                json!(n("desiredNumberScheduled")),
+                json!(n("currentNumberScheduled")),
+                json!(n("numberReady")),
+                json!(n("updatedNumberScheduled")),
+                json!(n("numberAvailable")),
+                json!(join_or(selector, "<none>")),
                 age,
             ]
         }

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::resource::{NameRule, ResourceType};
+use crate::selector::LabelSelector;
 
 fn is_label_char(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
@@ -167,7 +168,9 @@ pub(crate) fn object(rt: &ResourceType, obj: &Value) -> Vec<String> {
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Service") => service(obj, &mut causes),
         ("", "Pod") => pod(&obj["spec"], "spec", &mut causes),
-        ("apps", "Deployment") => deployment(obj, &mut causes),
+        ("apps", kind @ ("Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")) => {
+            workload(kind, obj, &mut causes);
+        }
         ("networking.k8s.io", "Ingress") => ingress(obj, &mut causes),
         ("discovery.k8s.io", "EndpointSlice") => endpoint_slice(obj, &mut causes),
         ("coordination.k8s.io", "Lease") => {
@@ -291,16 +294,43 @@ fn pod(spec: &Value, path: &str, causes: &mut Vec<String>) {
     }
 }
 
-fn deployment(obj: &Value, causes: &mut Vec<String>) {
+/// Deployments, ReplicaSets, StatefulSets and DaemonSets: a selector that selects the
+/// template's labels, non-negative replicas, a valid pod template.
+fn workload(kind: &str, obj: &Value, causes: &mut Vec<String>) {
     let spec = &obj["spec"];
-    let selector = &spec["selector"]["matchLabels"];
+    if let Some(r) = spec.get("replicas").filter(|r| !r.is_null()) {
+        match r.as_i64() {
+            Some(n) if n < 0 => causes.push(format!(
+                "spec.replicas: Invalid value: {n}: must be greater than or equal to 0"
+            )),
+            Some(_) => {}
+            None => causes.push(format!(
+                "spec.replicas: Invalid value: {r}: must be an integer"
+            )),
+        }
+    }
+    let labels = &spec["template"]["metadata"]["labels"];
     if !spec["selector"].is_object() {
         causes.push("spec.selector: Required value".to_string());
-    } else if let Some(sel) = selector.as_object() {
-        let labels = &spec["template"]["metadata"]["labels"];
-        if sel.iter().any(|(k, v)| labels.get(k) != Some(v)) {
-            causes.push("spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`".to_string());
+    } else {
+        match LabelSelector::from_object(&spec["selector"], "spec.selector") {
+            Err(why) => causes.push(why),
+            Ok(sel) if sel.is_empty() => causes.push(format!(
+                "spec.selector: Invalid value: {}: empty selector is invalid for {}",
+                spec["selector"],
+                kind.to_lowercase()
+            )),
+            Ok(sel) if !sel.matches(labels) => causes.push(format!(
+                "spec.template.metadata.labels: Invalid value: {labels}: `selector` does not match template `labels`"
+            )),
+            Ok(_) => {}
         }
+    }
+    let restart = spec["template"]["spec"]["restartPolicy"].as_str();
+    if let Some(policy) = restart.filter(|p| *p != "Always") {
+        causes.push(format!(
+            "spec.template.spec.restartPolicy: Unsupported value: {policy:?}: supported values: \"Always\""
+        ));
     }
     pod(&spec["template"]["spec"], "spec.template.spec", causes);
 }

@@ -14,14 +14,14 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-struct Kubectl {
+pub(crate) struct Kubectl {
     bin: String,
     kubeconfig: PathBuf,
     cache: PathBuf,
 }
 
 impl Kubectl {
-    fn new(kubeconfig: &Path, cache: &Path) -> Self {
+    pub(crate) fn new(kubeconfig: &Path, cache: &Path) -> Self {
         let bin = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string());
         Self {
             bin,
@@ -42,7 +42,7 @@ impl Kubectl {
     }
 
     /// Runs kubectl; returns (success, stdout, stderr).
-    async fn run(&self, args: &[&str]) -> (bool, String, String) {
+    pub(crate) async fn run(&self, args: &[&str]) -> (bool, String, String) {
         let out = tokio::time::timeout(Duration::from_secs(60), self.command(args).output())
             .await
             .unwrap_or_else(|_| panic!("kubectl {args:?} timed out"))
@@ -55,7 +55,7 @@ impl Kubectl {
     }
 
     /// Runs kubectl and expects success; returns stdout.
-    async fn ok(&self, args: &[&str]) -> String {
+    pub(crate) async fn ok(&self, args: &[&str]) -> String {
         let (ok, out, err) = self.run(args).await;
         assert!(ok, "kubectl {args:?} failed:\nstdout: {out}\nstderr: {err}");
         out

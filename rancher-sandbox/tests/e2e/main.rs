@@ -8,6 +8,7 @@ mod lease;
 mod patch;
 mod seed;
 mod watch;
+mod workloads;
 
 use rancher_sandbox::Sandbox;
 
