@@ -2,7 +2,7 @@
 //! [`Dataplane`] trait.
 //!
 //! The trait speaks the model's language (names, [`std::net`] addresses,
-//! [`ipnet`] prefixes, namespace paths); `LinuxDataplane` implements it over
+//! [`ipnet`] prefixes, namespace paths); [`LinuxDataplane`] implements it over
 //! netlink, `testing::MemoryDataplane` (feature `testing`) in memory.
 //!
 //! The trait is synchronous on purpose: the plugin is a short-lived process that
@@ -10,9 +10,9 @@
 //! runtime's worker threads would not follow it there. The agent calls it from
 //! `tokio::task::spawn_blocking`.
 
-// pub mod linux;
+pub mod linux;
 
-// pub use linux::LinuxDataplane;
+pub use linux::LinuxDataplane;
 
 use std::net::IpAddr;
 

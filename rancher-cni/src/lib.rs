@@ -31,6 +31,7 @@
 pub mod config;
 pub mod dataplane;
 pub mod ipam;
+pub mod plugin;
 pub mod model;
 pub mod protocol;
 #[cfg(any(test, feature = "testing"))]
