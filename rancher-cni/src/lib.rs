@@ -31,8 +31,8 @@
 pub mod config;
 pub mod dataplane;
 pub mod ipam;
-pub mod plugin;
 pub mod model;
+pub mod plugin;
 pub mod protocol;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

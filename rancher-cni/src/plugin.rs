@@ -23,8 +23,8 @@ use crate::{
     ipam::{self, FileStore, IpStore},
     model::{Attachment, Family, is_host_veth},
     protocol::{
-        CURRENT_VERSION, CniError, CniResult, Command, Env, Interface, IpConfig, PrevResult,
-        Route, code, supported, version_cmp, version_result,
+        CURRENT_VERSION, CniError, CniResult, Command, Env, Interface, IpConfig, PrevResult, Route,
+        code, supported, version_cmp, version_result,
     },
 };
 
@@ -75,18 +75,19 @@ pub fn main() -> i32 {
     let env = Env::from_lookup(|k| std::env::var(k).ok());
     let result = match env {
         Err(e) => Err(e),
-        Ok(env) => {
-            match std::io::stdin().read_to_end(&mut stdin).map(drop) {
-                Err(e) => Err(CniError::new(code::IO, format!("reading stdin failed: {e}"))),
-                Ok(()) if env.command == Command::Version => run(&env, &stdin, &NoDataplane, &|_| {
-                    Box::new(FileStore::new("/nonexistent"))
-                }),
-                Ok(()) => match LinuxDataplane::new() {
-                    Err(e) => Err(CniError::new(code::IO, e.to_string())),
-                    Ok(dp) => run(&env, &stdin, &dp, &|dir| Box::new(FileStore::new(dir))),
-                },
-            }
-        }
+        Ok(env) => match std::io::stdin().read_to_end(&mut stdin).map(drop) {
+            Err(e) => Err(CniError::new(
+                code::IO,
+                format!("reading stdin failed: {e}"),
+            )),
+            Ok(()) if env.command == Command::Version => run(&env, &stdin, &NoDataplane, &|_| {
+                Box::new(FileStore::new("/nonexistent"))
+            }),
+            Ok(()) => match LinuxDataplane::new() {
+                Err(e) => Err(CniError::new(code::IO, e.to_string())),
+                Ok(dp) => run(&env, &stdin, &dp, &|dir| Box::new(FileStore::new(dir))),
+            },
+        },
     };
     let mut out = std::io::stdout().lock();
     match result {
@@ -229,7 +230,12 @@ fn is_own_netns(netns: &str) -> bool {
     }
 }
 
-fn add(env: &Env, conf: &NetConf, dp: &dyn Dataplane, store: &dyn IpStore) -> Result<String, CniError> {
+fn add(
+    env: &Env,
+    conf: &NetConf,
+    dp: &dyn Dataplane,
+    store: &dyn IpStore,
+) -> Result<String, CniError> {
     let netns = env.netns.as_deref().unwrap_or_default();
     if is_own_netns(netns) {
         return Err(CniError::new(
@@ -279,7 +285,10 @@ fn add(env: &Env, conf: &NetConf, dp: &dyn Dataplane, store: &dyn IpStore) -> Re
     let network = PodNetwork {
         netns: netns.to_string(),
         ifname: env.ifname.clone(),
-        addresses: allocations.iter().map(|a| a.range.with_prefix(a.addr)).collect(),
+        addresses: allocations
+            .iter()
+            .map(|a| a.range.with_prefix(a.addr))
+            .collect(),
         routes: pod_routes(conf, &families),
     };
     let configured = dp.configure_pod(&network).map_err(dp_error).and_then(|()| {
@@ -352,7 +361,12 @@ fn del(env: &Env, conf: &NetConf, dp: &dyn Dataplane, store: &dyn IpStore) -> Re
     removed.map_err(dp_error)
 }
 
-fn check(env: &Env, conf: &NetConf, dp: &dyn Dataplane, store: &dyn IpStore) -> Result<(), CniError> {
+fn check(
+    env: &Env,
+    conf: &NetConf,
+    dp: &dyn Dataplane,
+    store: &dyn IpStore,
+) -> Result<(), CniError> {
     let netns = env.netns.as_deref().unwrap_or_default();
     let Some(prev) = &conf.prev_result else {
         return Err(CniError::new(
@@ -364,7 +378,10 @@ fn check(env: &Env, conf: &NetConf, dp: &dyn Dataplane, store: &dyn IpStore) -> 
     if !prev.sandbox_interfaces.contains(&env.ifname) {
         return Err(CniError::new(
             code::CHECK_FAILED,
-            format!("prevResult.interfaces: no interface {} in a sandbox", env.ifname),
+            format!(
+                "prevResult.interfaces: no interface {} in a sandbox",
+                env.ifname
+            ),
         ));
     }
     let attachment = Attachment::new(&env.container_id, &env.ifname);
@@ -376,11 +393,16 @@ fn check(env: &Env, conf: &NetConf, dp: &dyn Dataplane, store: &dyn IpStore) -> 
         if !held.contains(&ip.addr()) {
             return Err(CniError::new(
                 code::CHECK_FAILED,
-                format!("address {} is not reserved for {}/{}", ip.addr(), env.container_id, env.ifname),
+                format!(
+                    "address {} is not reserved for {}/{}",
+                    ip.addr(),
+                    env.container_id,
+                    env.ifname
+                ),
             ));
         }
     }
-    let families: Vec<Family> = prev.ips.iter().map(|n| Family::of_net(n)).collect();
+    let families: Vec<Family> = prev.ips.iter().map(Family::of_net).collect();
     let veth = veth_spec(env, conf, netns, pod_mtu(conf, dp));
     let network = PodNetwork {
         netns: netns.to_string(),

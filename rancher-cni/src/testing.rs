@@ -6,6 +6,8 @@
 //! ip_store_conformance(&MemoryStore::default());
 //! ```
 
+pub mod netns;
+
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
     net::IpAddr,

@@ -5,6 +5,7 @@
 mod support;
 
 mod cloud_controller;
+mod cni_plugin;
 mod credential_provider;
 mod dns;
 mod ingress_controller;

@@ -5,13 +5,7 @@
 mod masq;
 mod netlink;
 
-use std::{
-    collections::BTreeMap,
-    io,
-    net::IpAddr,
-    os::fd::AsRawFd,
-    path::Path,
-};
+use std::{collections::BTreeMap, io, net::IpAddr, os::fd::AsRawFd, path::Path};
 
 use ipnet::IpNet;
 use netlink_packet_core::NLM_F_DUMP;
@@ -149,7 +143,11 @@ impl LinuxDataplane {
         msg
     }
 
-    fn neighbours(nl: &mut Netlink, family: AddressFamily, index: u32) -> Result<Vec<(IpAddr, MacAddr)>> {
+    fn neighbours(
+        nl: &mut Netlink,
+        family: AddressFamily,
+        index: u32,
+    ) -> Result<Vec<(IpAddr, MacAddr)>> {
         let mut q = NeighbourMessage::default();
         q.header.family = family;
         let answers = nl
@@ -172,6 +170,14 @@ impl LinuxDataplane {
                     }
                     NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
                         ip = Some(IpAddr::V6(*v6));
+                    }
+                    // FDB entries (AF_BRIDGE) carry the destination as raw bytes.
+                    NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                        ip = match b.len() {
+                            4 => <[u8; 4]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+                            16 => <[u8; 16]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+                            _ => None,
+                        };
                     }
                     NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => {
                         let mut m = [0u8; 6];
@@ -199,10 +205,13 @@ impl Dataplane for LinuxDataplane {
             Some(link) => link,
             None => {
                 let mut msg = LinkMessage::default();
-                msg.attributes.push(LinkAttribute::IfName(spec.name.clone()));
+                msg.attributes
+                    .push(LinkAttribute::IfName(spec.name.clone()));
                 msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
                 msg.attributes
-                    .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+                    .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                        InfoKind::Bridge,
+                    )]));
                 match nl.request(RouteNetlinkMessage::NewLink(msg), CREATE_EXCL) {
                     Err(e) if !is_exists(&e) => {
                         return Err(kernel(format!("create bridge {}", spec.name))(e));
@@ -254,12 +263,14 @@ impl Dataplane for LinuxDataplane {
         nl.delete_link(&spec.host_veth)
             .map_err(kernel(format!("delete stale {}", spec.host_veth)))?;
         let mut peer = LinkMessage::default();
-        peer.attributes.push(LinkAttribute::IfName(spec.ifname.clone()));
+        peer.attributes
+            .push(LinkAttribute::IfName(spec.ifname.clone()));
         peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
         peer.attributes
             .push(LinkAttribute::NetNsFd(ns_file.as_raw_fd()));
         let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(spec.host_veth.clone()));
+        msg.attributes
+            .push(LinkAttribute::IfName(spec.host_veth.clone()));
         msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
         msg.attributes.push(LinkAttribute::Controller(bridge));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
@@ -288,12 +299,15 @@ impl Dataplane for LinuxDataplane {
             set.header.change_mask = LinkFlags::Up;
             set.attributes.push(LinkAttribute::LinkInfo(vec![
                 LinkInfo::PortKind(InfoPortKind::Bridge),
-                LinkInfo::PortData(InfoPortData::BridgePort(vec![
-                    InfoBridgePort::HairpinMode(spec.hairpin),
-                ])),
+                LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                    spec.hairpin,
+                )])),
             ]));
             nl.request(RouteNetlinkMessage::NewLink(set), 0)
-                .map_err(kernel(format!("set {} up (hairpin {})", spec.host_veth, spec.hairpin)))?;
+                .map_err(kernel(format!(
+                    "set {} up (hairpin {})",
+                    spec.host_veth, spec.hairpin
+                )))?;
             let inner = Self::link_index(&mut ns, &spec.ifname)?;
             ns.set_up(inner.header.index, false)
                 .map_err(kernel(format!("set {} up in {}", spec.ifname, spec.netns)))?;
@@ -312,14 +326,19 @@ impl Dataplane for LinuxDataplane {
         let (mut ns, _file) = Self::open_netns(&network.netns)?;
         let index = Self::link_index(&mut ns, &network.ifname)?.header.index;
         for net in &network.addresses {
-            ns.add_address(index, *net)
-                .map_err(kernel(format!("add {net} to {} in {}", network.ifname, network.netns)))?;
+            ns.add_address(index, *net).map_err(kernel(format!(
+                "add {net} to {} in {}",
+                network.ifname, network.netns
+            )))?;
         }
         for (dst, gw) in &network.routes {
             let msg = Netlink::route_message(index, *dst, Some(*gw), false);
             match ns.request(RouteNetlinkMessage::NewRoute(msg), CREATE_EXCL) {
                 Err(e) if !is_exists(&e) => {
-                    return Err(kernel(format!("add route {dst} via {gw} in {}", network.netns))(e));
+                    return Err(kernel(format!(
+                        "add route {dst} via {gw} in {}",
+                        network.netns
+                    ))(e));
                 }
                 _ => {}
             }
@@ -346,7 +365,10 @@ impl Dataplane for LinuxDataplane {
 
     fn bridge_ports(&self, bridge: &str) -> Result<Vec<String>> {
         let mut nl = self.host.lock();
-        let Some(br) = nl.link(bridge).map_err(kernel(format!("look up {bridge}")))? else {
+        let Some(br) = nl
+            .link(bridge)
+            .map_err(kernel(format!("look up {bridge}")))?
+        else {
             return Ok(Vec::new());
         };
         Ok(nl
@@ -377,7 +399,10 @@ impl Dataplane for LinuxDataplane {
             .link(&network.ifname)
             .map_err(kernel(format!("look up {}", network.ifname)))?
             .ok_or_else(|| {
-                Error::Missing(format!("{} is missing in {}", network.ifname, network.netns))
+                Error::Missing(format!(
+                    "{} is missing in {}",
+                    network.ifname, network.netns
+                ))
             })?;
         if mtu_of(&link) != veth.mtu {
             return Err(Error::Missing(format!(
@@ -424,7 +449,9 @@ impl Dataplane for LinuxDataplane {
                     .find_map(|v6| {
                         routes
                             .iter()
-                            .find(|(d, _, oif)| d.prefix_len() == 0 && d.addr().is_ipv6() == *v6 && *oif != 0)
+                            .find(|(d, _, oif)| {
+                                d.prefix_len() == 0 && d.addr().is_ipv6() == *v6 && *oif != 0
+                            })
                             .map(|(_, _, oif)| *oif)
                     })
                     .ok_or_else(|| {
@@ -478,7 +505,8 @@ impl Dataplane for LinuxDataplane {
                     IpAddr::V6(v6) => InfoVxlan::Local6(v6),
                 });
                 let mut msg = LinkMessage::default();
-                msg.attributes.push(LinkAttribute::IfName(spec.name.clone()));
+                msg.attributes
+                    .push(LinkAttribute::IfName(spec.name.clone()));
                 msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
                 if let Some(mac) = spec.mac {
                     msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
@@ -521,7 +549,10 @@ impl Dataplane for LinuxDataplane {
             let hop = overlay_next_hop(range);
             let neigh = Self::neighbour(index, hop, peer.vtep_mac, false);
             nl.request(RouteNetlinkMessage::NewNeighbour(neigh), CREATE_REPLACE)
-                .map_err(kernel(format!("add neighbour {hop} at {} on {device}", peer.vtep_mac)))?;
+                .map_err(kernel(format!(
+                    "add neighbour {hop} at {} on {device}",
+                    peer.vtep_mac
+                )))?;
         }
         // Routes last: by then the kernel knows where the next hop is.
         for range in &peer.ranges {
@@ -535,7 +566,10 @@ impl Dataplane for LinuxDataplane {
 
     fn remove_peer(&self, device: &str, peer: &Peer) -> Result<()> {
         let mut nl = self.host.lock();
-        let Some(link) = nl.link(device).map_err(kernel(format!("look up {device}")))? else {
+        let Some(link) = nl
+            .link(device)
+            .map_err(kernel(format!("look up {device}")))?
+        else {
             return Ok(());
         };
         let index = link.header.index;
@@ -565,7 +599,10 @@ impl Dataplane for LinuxDataplane {
 
     fn peers(&self, device: &str) -> Result<Vec<Peer>> {
         let mut nl = self.host.lock();
-        let Some(link) = nl.link(device).map_err(kernel(format!("look up {device}")))? else {
+        let Some(link) = nl
+            .link(device)
+            .map_err(kernel(format!("look up {device}")))?
+        else {
             return Ok(Vec::new());
         };
         let index = link.header.index;
@@ -574,18 +611,23 @@ impl Dataplane for LinuxDataplane {
         for fam in [AddressFamily::Inet, AddressFamily::Inet6] {
             neighbours.extend(Self::neighbours(&mut nl, fam, index)?);
         }
-        let fdb: BTreeMap<MacAddr, IpAddr> = Self::neighbours(&mut nl, AddressFamily::Bridge, index)?
-            .into_iter()
-            .map(|(ip, mac)| (mac, ip))
-            .collect();
+        let fdb: BTreeMap<MacAddr, IpAddr> =
+            Self::neighbours(&mut nl, AddressFamily::Bridge, index)?
+                .into_iter()
+                .map(|(ip, mac)| (mac, ip))
+                .collect();
         let mut by_mac: BTreeMap<MacAddr, Peer> = BTreeMap::new();
         for (dst, gw, oif) in routes {
             let Some(gw) = gw else { continue };
             if oif != index || dst.prefix_len() == 0 {
                 continue;
             }
-            let Some(mac) = neighbours.get(&gw) else { continue };
-            let Some(underlay) = fdb.get(mac) else { continue };
+            let Some(mac) = neighbours.get(&gw) else {
+                continue;
+            };
+            let Some(underlay) = fdb.get(mac) else {
+                continue;
+            };
             by_mac
                 .entry(*mac)
                 .or_insert_with(|| Peer {

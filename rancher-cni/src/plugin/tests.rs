@@ -81,7 +81,10 @@ fn add_check_del_dual_stack() {
     assert_eq!(ifaces[0]["name"], "cni0");
     assert_eq!(ifaces[2]["name"], "eth0");
     assert_eq!(ifaces[2]["sandbox"], "/run/netns/pod1");
-    assert_eq!(ifaces[2]["mtu"], 1450, "underlay 1500 minus the VXLAN overhead");
+    assert_eq!(
+        ifaces[2]["mtu"], 1450,
+        "underlay 1500 minus the VXLAN overhead"
+    );
     assert_eq!(result["ips"][0]["address"], "10.42.3.2/24");
     assert_eq!(result["ips"][0]["gateway"], "10.42.3.1");
     assert_eq!(result["ips"][0]["interface"], 2);
@@ -90,7 +93,11 @@ fn add_check_del_dual_stack() {
     assert_eq!(result["routes"][1]["dst"], "::/0");
     assert_eq!(result["dns"]["nameservers"][0], "10.43.0.10");
     let host_veth = Attachment::new("c1", "eth0").host_veth();
-    assert_eq!(h.dp.hairpin(&host_veth), Some(true), "hairpin on by default");
+    assert_eq!(
+        h.dp.hairpin(&host_veth),
+        Some(true),
+        "hairpin on by default"
+    );
 
     let mut with_prev = conf();
     with_prev["prevResult"] = result.clone();
@@ -192,8 +199,15 @@ fn gc_releases_what_is_not_valid() {
     assert!(left.iter().all(|r| r.attachment.container_id == "c2"));
     assert_eq!(left.len(), 2);
     drop(tx);
-    assert!(!h.dp.host_links().contains(&Attachment::new("c1", "eth0").host_veth()));
-    assert!(h.dp.host_links().contains(&Attachment::new("c2", "eth0").host_veth()));
+    assert!(
+        !h.dp
+            .host_links()
+            .contains(&Attachment::new("c1", "eth0").host_veth())
+    );
+    assert!(
+        h.dp.host_links()
+            .contains(&Attachment::new("c2", "eth0").host_veth())
+    );
     // Without the list, GC refuses rather than releasing everything.
     let err = h.call(&[("CNI_COMMAND", "GC")], &conf()).unwrap_err();
     assert_eq!(err.code, code::INVALID_CONFIG);
@@ -202,9 +216,15 @@ fn gc_releases_what_is_not_valid() {
 #[test]
 fn version_status_and_bad_input() {
     let h = Harness::new();
-    let out = h.call(&[("CNI_COMMAND", "VERSION")], &json!({})).unwrap().unwrap();
+    let out = h
+        .call(&[("CNI_COMMAND", "VERSION")], &json!({}))
+        .unwrap()
+        .unwrap();
     let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["supportedVersions"], json!(["0.3.1", "0.4.0", "1.0.0", "1.1.0"]));
+    assert_eq!(
+        v["supportedVersions"],
+        json!(["0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+    );
     assert_eq!(h.call(&[("CNI_COMMAND", "STATUS")], &conf()), Ok(None));
     let mut c = conf();
     c["cniVersion"] = json!("9.0.0");
@@ -245,5 +265,8 @@ fn ip_masq_and_promisc() {
     let masq = h.dp.masquerades();
     assert_eq!(masq.len(), 1);
     assert_eq!(masq[0].1.len(), 2);
-    assert_eq!(h.dp.hairpin(&Attachment::new("c1", "eth0").host_veth()), Some(false));
+    assert_eq!(
+        h.dp.hairpin(&Attachment::new("c1", "eth0").host_veth()),
+        Some(false)
+    );
 }

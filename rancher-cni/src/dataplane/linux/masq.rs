@@ -18,9 +18,7 @@ fn run(tool: &str, args: &[&str]) -> Result<bool> {
         .args(args)
         .output()
         .map_err(|e| {
-            Error::Unsupported(format!(
-                "ipMasq needs {tool}, which could not be run: {e}"
-            ))
+            Error::Unsupported(format!("ipMasq needs {tool}, which could not be run: {e}"))
         })?;
     Ok(out.status.success())
 }

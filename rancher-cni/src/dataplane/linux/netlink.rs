@@ -4,13 +4,7 @@
 //! for its whole life; [`Netlink::in_netns`] opens one inside a container's
 //! namespace and comes straight back, so no other work ever runs there.
 
-use std::{
-    fs::File,
-    io,
-    net::IpAddr,
-    os::fd::AsFd,
-    path::Path,
-};
+use std::{fs::File, io, net::IpAddr, os::fd::AsFd, path::Path};
 
 use ipnet::IpNet;
 use netlink_packet_core::{
@@ -106,8 +100,9 @@ impl Netlink {
             let mut offset = 0;
             while offset < size {
                 let bytes = &self.buf[offset..size];
-                let msg: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(bytes)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let msg: NetlinkMessage<RouteNetlinkMessage> =
+                    NetlinkMessage::deserialize(bytes)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
                 let len = msg.header.length as usize;
                 if len == 0 {
                     break;
@@ -134,7 +129,10 @@ impl Netlink {
     /// A dump of links.
     pub(crate) fn links(&mut self) -> io::Result<Vec<LinkMessage>> {
         Ok(self
-            .request(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP)?
+            .request(
+                RouteNetlinkMessage::GetLink(LinkMessage::default()),
+                NLM_F_DUMP,
+            )?
             .into_iter()
             .filter_map(|m| match m {
                 RouteNetlinkMessage::NewLink(l) => Some(l),
@@ -251,10 +249,13 @@ impl Netlink {
         }
         if dst.prefix_len() > 0 {
             msg.attributes
-                .push(RouteAttribute::Destination(RouteAddress::from(dst.network())));
+                .push(RouteAttribute::Destination(RouteAddress::from(
+                    dst.network(),
+                )));
         }
         if let Some(gw) = gw {
-            msg.attributes.push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+            msg.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
         }
         msg.attributes.push(RouteAttribute::Oif(index));
         msg
@@ -289,7 +290,9 @@ impl Netlink {
                 }
                 let dst = match dst {
                     Some(d) => IpNet::new(d, r.header.destination_prefix_length).ok(),
-                    None if fam == AddressFamily::Inet => IpNet::new(IpAddr::from([0, 0, 0, 0]), 0).ok(),
+                    None if fam == AddressFamily::Inet => {
+                        IpNet::new(IpAddr::from([0, 0, 0, 0]), 0).ok()
+                    }
                     None => IpNet::new(IpAddr::from([0u16; 8]), 0).ok(),
                 };
                 if let Some(dst) = dst {
