@@ -21,6 +21,12 @@
 //!   cluster), so `kubectl` keeps working while Rancher is down.
 //! - [`cache`]: bounded caches with separate positive and negative TTLs and single flight
 //!   ([`CachingAuthenticator`](cache::CachingAuthenticator)).
+//! - `rancher` (feature `rancher`): `RancherAuthenticator`, which resolves a Rancher API key
+//!   to a member of the environment the cluster is, as Rancher's own 2017 webhook did.
+//! - [`kubeconfig`]: kubeconfigs for users ([`ClusterInfo`](kubeconfig::ClusterInfo)).
+//! - `server` (feature `server`): the webhook server, `POST /authenticate`, `POST
+//!   /authorize` and `GET /kubeconfig` over HTTPS, with certificates reloaded when their
+//!   files change.
 //! - [`review`]: the TokenReview and SubjectAccessReview wire formats
 //!   (`authentication.k8s.io/v1` and `v1beta1`, `authorization.k8s.io/v1` and `v1beta1`),
 //!   strict on input.
@@ -68,6 +74,8 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
+//! | `server` | yes | [`server`]: the HTTPS webhook server on axum and tokio-rustls (ring), with certificate reload and metrics |
+//! | `rancher` | yes | [`rancher::RancherAuthenticator`]: Rancher API keys of an environment's members, through `rancher-client` |
 //! | `testing` | no | [`testing`]: fake authenticator and authorizer, conformance batteries |
 
 pub mod authn;
@@ -76,9 +84,14 @@ pub mod cache;
 pub mod environment;
 pub mod error;
 pub mod identity;
+pub mod kubeconfig;
 pub mod local;
+#[cfg(feature = "rancher")]
+pub mod rancher;
 pub mod review;
 pub mod roles;
+#[cfg(feature = "server")]
+pub mod server;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -59,6 +59,11 @@ impl FakeAuthenticator {
         self
     }
 
+    /// Waits this long before each answer from now on (`None`: answers at once).
+    pub fn set_delay(&self, delay: Option<Duration>) {
+        *self.delay.lock() = delay;
+    }
+
     /// Knows `token` as `user` from now on.
     pub fn add_token(&self, token: &str, user: UserInfo) {
         self.tokens.lock().insert(token.to_owned(), user);
