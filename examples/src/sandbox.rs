@@ -52,7 +52,7 @@ use rancher_ingress::nodes::{self, NodeHosts};
 use rancher_ingress::run::IngressArgs;
 use rancher_lb::driver::Driver;
 use rancher_lb::haproxy::{HaproxyConfig, HaproxyDriver};
-use rancher_runtime::admin::{AdminServer, AdminState};
+use rancher_runtime::admin::{AdminArgs, AdminState};
 use rancher_runtime::index;
 use rancher_runtime::lease::Leadership;
 use rancher_runtime::ready::Readiness;
@@ -72,6 +72,10 @@ pub const COMMAND_PREFIX: &str = "  $ ";
 
 /// How long to wait for the demo's Ingresses and Services to get addresses.
 const STATUS_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The sandbox's admin port (`--admin`, on loopback): its own, so that it runs beside
+/// the binaries it stands in for (see the port table in `deploy/README.md`).
+pub const ADMIN_PORT: u16 = 9993;
 
 /// Settings of the sandbox, as command-line flags.
 #[derive(Clone, Debug, clap::Args)]
@@ -103,7 +107,7 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5355")]
     pub federation_dns_listen: SocketAddr,
     /// Address of the admin server (`/livez`, `/readyz`, `/metrics`).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9990")]
+    #[arg(long, value_name = "ADDR", default_value_t = SocketAddr::from(([127, 0, 0, 1], ADMIN_PORT)))]
     pub admin: SocketAddr,
     /// Run the Rancher load balancer driver against an in-process fake Rancher
     /// server instead of HAProxy (statuses only: no traffic is served).
@@ -232,6 +236,7 @@ async fn run_parts(
     // 4. DNS.
     let dns_args = DnsArgs {
         listen: args.dns_listen,
+        listen_flag: "--dns-listen",
         upstreams: args.dns_upstreams.clone(),
         udp_threads: 1,
         ..DnsArgs::default()
@@ -245,7 +250,7 @@ async fn run_parts(
         shutdown.token(),
     )
     .await
-    .with_context(|| format!("starting DNS on {}", args.dns_listen))?;
+    .context("starting DNS")?;
     announce(
         &readiness,
         "dns",
@@ -389,9 +394,9 @@ async fn run_controllers(
     );
 
     // The admin server.
-    let admin = AdminServer::bind(args.admin, AdminState::new(readiness.clone(), registry))
-        .await
-        .with_context(|| format!("binding the admin server on {}", args.admin))?;
+    let admin = AdminArgs::<ADMIN_PORT> { addr: args.admin }
+        .bind(AdminState::new(readiness.clone(), registry))
+        .await?;
     shutdown.spawn(admin.serve(shutdown.token()));
     say(format_args!(
         "✓ admin server on http://{} (/readyz, /metrics)",
@@ -454,7 +459,7 @@ async fn start_federation(
     .await
     .with_context(|| {
         format!(
-            "starting the federation demo's DNS on {}",
+            "starting the federation demo's DNS on {} (--federation-dns-listen)",
             args.federation_dns_listen
         )
     })?;

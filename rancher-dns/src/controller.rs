@@ -40,6 +40,10 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A socket could not be bound: names the address and the flag it came
+    /// from ([`DnsArgs::listen_flag`]).
+    #[error(transparent)]
+    Listen(#[from] rancher_runtime::listen::BindError),
     /// The server could not start.
     #[error("starting the dns server failed")]
     Server(#[from] server::Error),
@@ -54,6 +58,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// EndpointSlices per list page while the controller lists them.
 pub const SLICE_PAGE: u32 = 100;
 
+/// The flag of [`DnsArgs::listen`].
+pub const LISTEN_FLAG: &str = "--listen";
+
 /// Command-line settings of the DNS server and controller.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "clap", derive(clap::Args))]
@@ -61,6 +68,11 @@ pub struct DnsArgs {
     /// UDP and TCP address to serve DNS on.
     #[cfg_attr(feature = "clap", arg(long, default_value = server::DEFAULT_LISTEN))]
     pub listen: SocketAddr,
+    /// The flag `listen` came from, named when it cannot be bound:
+    /// [`LISTEN_FLAG`] unless a program embeds the server under a flag of
+    /// its own (the sandbox's `--dns-listen`).
+    #[cfg_attr(feature = "clap", arg(skip = LISTEN_FLAG))]
+    pub listen_flag: &'static str,
     /// The cluster domain.
     #[cfg_attr(feature = "clap", arg(long, default_value = crate::model::DEFAULT_CLUSTER_DOMAIN))]
     pub cluster_domain: String,
@@ -99,6 +111,7 @@ impl Default for DnsArgs {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 53)),
+            listen_flag: LISTEN_FLAG,
             cluster_domain: crate::model::DEFAULT_CLUSTER_DOMAIN.to_owned(),
             upstreams: Vec::new(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
@@ -314,7 +327,25 @@ impl Dns {
         let metrics = Metrics::register(registry);
         let server_backend = Arc::new(ServerBackend::new(&options, metrics.clone()));
         let snapshots = server_backend.snapshots();
-        let server = Server::start(&config, snapshots.clone(), metrics.clone())?;
+        let server = Server::start(&config, snapshots.clone(), metrics.clone()).map_err(
+            |error| match error {
+                server::Error::Bind {
+                    protocol,
+                    addr,
+                    source,
+                } => Error::Listen(rancher_runtime::listen::BindError::new(
+                    if protocol == "tcp" {
+                        "dns server (tcp)"
+                    } else {
+                        "dns server (udp)"
+                    },
+                    addr,
+                    Some(args.listen_flag),
+                    source,
+                )),
+                other => Error::Server(other),
+            },
+        )?;
         let mut backends: Vec<Arc<dyn DnsBackend>> = vec![server_backend];
         if let Some(path) = &args.answers_file {
             backends.push(Arc::new(AnswersBackend::new(AnswersConfig {

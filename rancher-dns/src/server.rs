@@ -34,9 +34,12 @@ use crate::wire::{self, ParseError, Query, RA, Rcode};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Binding a socket failed.
-    #[error("binding {addr} failed")]
+    /// Binding a socket failed: the address is taken (by another process,
+    /// another rancher-dns included), not local, or needs privileges.
+    #[error("binding the dns server ({protocol}) to {addr}")]
     Bind {
+        /// `udp` or `tcp`.
+        protocol: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The cause.
@@ -385,8 +388,10 @@ pub struct Server {
 }
 
 /// A UDP socket; `share` sets `SO_REUSEPORT` so that one socket per core
-/// can bind the same address (only then: a shared port can also be joined
-/// by any other socket of the same user that asks for it).
+/// can bind the same address. A shared port can also be joined by any other
+/// socket of the same user that asks for it, a second rancher-dns included:
+/// [`Server::start`] first binds the address without `SO_REUSEPORT` to prove
+/// that nobody holds it.
 fn udp_socket(addr: SocketAddr, share: bool) -> io::Result<StdUdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_port(share)?;
@@ -415,34 +420,53 @@ impl Server {
         metrics: Metrics,
     ) -> Result<Self> {
         let handler = Arc::new(Handler::new(snapshot, config, metrics));
-        let bind_err = |addr| move |source| Error::Bind { addr, source };
+        let bind_err = |protocol, addr| {
+            move |source| Error::Bind {
+                protocol,
+                addr,
+                source,
+            }
+        };
         let threads = match config.udp_threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
-        // With port 0 the kernel picks a free UDP port; TCP takes the same
-        // number, so try again when that is taken for TCP.
+        // The address must be free for UDP and TCP: an exclusive UDP socket
+        // (no SO_REUSEPORT) proves that no other process holds the UDP port,
+        // even one that would let us share it, and the TCP listener, held from
+        // here on, keeps a second rancher-dns from passing the same check
+        // while the exclusive socket makes way for the shared ones. With port
+        // 0 the kernel picks a free UDP port; TCP takes the same number, so
+        // try again when that is taken for TCP.
         let attempts = if config.listen.port() == 0 { 20 } else { 1 };
         let mut bound = None;
         for attempt in 1..=attempts {
-            let first = udp_socket(config.listen, threads > 1).map_err(bind_err(config.listen))?;
-            let local_addr = first.local_addr().map_err(bind_err(config.listen))?;
+            let probe = udp_socket(config.listen, false).map_err(bind_err("udp", config.listen))?;
+            let local_addr = probe.local_addr().map_err(bind_err("udp", config.listen))?;
             match tcp_listener(local_addr).and_then(TcpListener::from_std) {
                 Ok(listener) => {
-                    bound = Some((first, local_addr, listener));
+                    bound = Some((probe, local_addr, listener));
                     break;
                 }
                 Err(e) if attempt < attempts && e.kind() == io::ErrorKind::AddrInUse => continue,
-                Err(e) => return Err(bind_err(local_addr)(e)),
+                Err(e) => return Err(bind_err("tcp", local_addr)(e)),
             }
         }
-        let Some((first, local_addr, listener)) = bound else {
-            return Err(bind_err(config.listen)(io::ErrorKind::AddrInUse.into()));
+        let Some((probe, local_addr, listener)) = bound else {
+            return Err(bind_err("tcp", config.listen)(
+                io::ErrorKind::AddrInUse.into(),
+            ));
         };
-        let mut sockets = vec![first];
-        for _ in 1..threads {
-            sockets.push(udp_socket(local_addr, true).map_err(bind_err(local_addr))?);
-        }
+        let sockets = if threads > 1 {
+            drop(probe);
+            let mut sockets = Vec::with_capacity(threads);
+            for _ in 0..threads {
+                sockets.push(udp_socket(local_addr, true).map_err(bind_err("udp", local_addr))?);
+            }
+            sockets
+        } else {
+            vec![probe]
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let runtime = tokio::runtime::Handle::current();
         let mut handles = Vec::new();

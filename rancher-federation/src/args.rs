@@ -139,7 +139,7 @@ mod tests {
         #[command(flatten)]
         leader: rancher_runtime::lease::LeaderArgs,
         #[command(flatten)]
-        admin: rancher_runtime::admin::AdminArgs,
+        admin: rancher_runtime::admin::AdminArgs<9100>,
         #[command(flatten)]
         log: rancher_runtime::log::LogArgs,
     }

@@ -16,31 +16,80 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{lease::Leadership, ready::Readiness};
+use crate::{
+    lease::Leadership,
+    listen::{self, BindError},
+    ready::Readiness,
+};
 
 /// The content type of `/metrics`.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Admin server settings.
+/// The flag that sets the admin server's address.
+pub const ADMIN_FLAG: &str = "--admin";
+
+/// Admin server settings, with the binary's default port as `PORT`.
+///
+/// Each binary has a port of its own, so that several can run on one host
+/// (on host network, as `deploy/` runs rancher-dns and the ingress
+/// controller). A binary declares it once and flattens the arguments:
+///
+/// ```
+/// # #[cfg(feature = "clap")] {
+/// use clap::Parser;
+/// use rancher_runtime::admin::AdminArgs;
+///
+/// /// `rancher-dns`'s admin port (CoreDNS's metrics port).
+/// const ADMIN_PORT: u16 = 9153;
+///
+/// #[derive(Parser)]
+/// struct Args {
+///     #[command(flatten)]
+///     admin: AdminArgs<ADMIN_PORT>,
+/// }
+///
+/// let args = Args::parse_from(["rancher-dns"]);
+/// assert_eq!(args.admin.addr.to_string(), "0.0.0.0:9153");
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "clap", derive(clap::Args))]
-pub struct AdminArgs {
+pub struct AdminArgs<const PORT: u16> {
     /// The address of the admin server (`/livez`, `/readyz`, `/metrics`).
     #[cfg_attr(
         feature = "clap",
-        arg(long = "admin", value_name = "ADDR", default_value = "0.0.0.0:9990")
+        arg(
+            long = "admin",
+            value_name = "ADDR",
+            default_value_t = SocketAddr::from(([0, 0, 0, 0], PORT))
+        )
     )]
     pub addr: SocketAddr,
 }
 
-impl Default for AdminArgs {
+impl<const PORT: u16> Default for AdminArgs<PORT> {
     fn default() -> Self {
         Self {
-            addr: SocketAddr::from(([0, 0, 0, 0], 9990)),
+            addr: SocketAddr::from(([0, 0, 0, 0], PORT)),
         }
     }
 }
+
+impl<const PORT: u16> AdminArgs<PORT> {
+    /// The default address: all interfaces, port `PORT`.
+    pub const DEFAULT_PORT: u16 = PORT;
+
+    /// Binds the admin server to the address; a failure names it and
+    /// [`ADMIN_FLAG`].
+    pub async fn bind(&self, state: AdminState) -> Result<AdminServer, BindError> {
+        let listener = listen::tcp(WHAT, self.addr, Some(ADMIN_FLAG)).await?;
+        Ok(AdminServer { listener, state })
+    }
+}
+
+/// What the admin server is called in bind errors.
+const WHAT: &str = "admin server";
 
 /// What the admin server reports.
 #[derive(Clone, Debug)]
@@ -135,9 +184,10 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
-    /// Binds `addr` (port 0 picks a free port).
-    pub async fn bind(addr: SocketAddr, state: AdminState) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
+    /// Binds `addr` (port 0 picks a free port). Binaries bind through
+    /// [`AdminArgs::bind`], whose errors also name the flag.
+    pub async fn bind(addr: SocketAddr, state: AdminState) -> Result<Self, BindError> {
+        let listener = listen::tcp(WHAT, addr, None).await?;
         Ok(Self { listener, state })
     }
 

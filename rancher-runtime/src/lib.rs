@@ -21,7 +21,10 @@
 //! - [`lease`]: leader election on a `coordination.k8s.io/v1` Lease, so only one
 //!   replica writes status.
 //! - [`admin`]: `/livez`, `/readyz` and `/metrics` (Prometheus text from a
-//!   [`prometheus_client`] registry the plugins register into).
+//!   [`prometheus_client`] registry the plugins register into), on a port each
+//!   binary chooses ([`AdminArgs<PORT>`](admin::AdminArgs)).
+//! - [`listen::BindError`]: a socket that cannot be bound names its address and
+//!   the flag it came from.
 //! - [`shutdown::Shutdown`]: SIGTERM/SIGINT stop the watches, let in-flight work
 //!   finish within a deadline, and release the Lease.
 //! - [`status::patch_status`] and [`events::Recorder`]: status subresource patches
@@ -119,7 +122,7 @@
 //! // /livez, /readyz, /metrics.
 //! let state = AdminState::new(readiness.clone(), Default::default())
 //!     .with_leadership(leadership.clone());
-//! let admin = AdminServer::bind(AdminArgs::default().addr, state).await?;
+//! let admin = AdminArgs::<9999>::default().bind(state).await?;
 //! shutdown.spawn(admin.serve(shutdown.token()));
 //!
 //! // The controller: act only while leading.
@@ -151,6 +154,7 @@ pub mod duration;
 pub mod events;
 pub mod index;
 pub mod lease;
+pub mod listen;
 pub mod log;
 pub mod queue;
 pub mod ready;
@@ -167,3 +171,8 @@ pub fn install_crypto_provider() {
     // An error means a provider is installed already, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

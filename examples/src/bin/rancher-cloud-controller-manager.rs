@@ -7,9 +7,13 @@ use std::time::Duration;
 use clap::Parser;
 use prometheus_client::registry::Registry;
 use rancher_cloudprovider::{controller::Controller, rancher::args::RancherArgs};
-use rancher_runtime::admin::{AdminArgs, AdminServer, AdminState};
+use rancher_runtime::admin::{AdminArgs, AdminState};
 use rancher_runtime::{client::ClientArgs, lease::LeaderArgs, log::LogArgs};
 use rancher_runtime::{ready::Readiness, shutdown::Shutdown};
+
+/// The admin server's default port (`--admin`): the port every binary used before each got
+/// its own; the port table in `deploy/README.md` lists every binary's.
+const ADMIN_PORT: u16 = 9990;
 
 /// Cloud controller manager for Rancher load balancers.
 #[derive(Parser)]
@@ -22,7 +26,7 @@ struct Args {
     #[command(flatten)]
     leader: LeaderArgs,
     #[command(flatten)]
-    admin: AdminArgs,
+    admin: AdminArgs<ADMIN_PORT>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -49,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let controller = Controller::new(client, built.cloud, built.config).with_metrics(&mut registry);
     let state = AdminState::new(readiness.clone(), registry).with_leadership(leadership.clone());
-    let admin = AdminServer::bind(args.admin.addr, state).await?;
+    let admin = args.admin.bind(state).await?;
     shutdown.spawn(admin.serve(shutdown.token()));
     controller.run(leadership, readiness, &shutdown).await;
     if let Some(haproxy) = built.haproxy {

@@ -6,8 +6,13 @@ use std::time::Duration;
 use clap::Parser;
 use prometheus_client::registry::Registry;
 use rancher_dns::controller::{Dns, DnsArgs};
-use rancher_runtime::admin::{AdminArgs, AdminServer, AdminState};
+use rancher_runtime::admin::{AdminArgs, AdminState};
 use rancher_runtime::{client::ClientArgs, log::LogArgs, ready::Readiness, shutdown::Shutdown};
+
+/// The admin server's default port (`--admin`): CoreDNS's metrics port, which deployments
+/// that swap kube-dns for rancher-dns already scrape; the port table in `deploy/README.md`
+/// lists every binary's.
+const ADMIN_PORT: u16 = 9153;
 
 /// Kubernetes cluster DNS (DNS-Based Service Discovery 1.1.0).
 #[derive(Parser)]
@@ -18,7 +23,7 @@ struct Args {
     #[command(flatten)]
     dns: DnsArgs,
     #[command(flatten)]
-    admin: AdminArgs,
+    admin: AdminArgs<ADMIN_PORT>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -40,7 +45,10 @@ async fn main() -> anyhow::Result<()> {
         shutdown.token(),
     )
     .await?;
-    let admin = AdminServer::bind(args.admin.addr, AdminState::new(readiness, registry)).await?;
+    let admin = args
+        .admin
+        .bind(AdminState::new(readiness, registry))
+        .await?;
     shutdown.spawn(admin.serve(shutdown.token()));
     shutdown.triggered().await;
     dns.stopped().await;

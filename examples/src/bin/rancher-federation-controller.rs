@@ -7,10 +7,14 @@ use std::time::Duration;
 use clap::Parser;
 use prometheus_client::registry::Registry;
 use rancher_federation::{args::ControllerArgs, controller::Controller, metrics::Metrics};
-use rancher_runtime::admin::{AdminArgs, AdminServer, AdminState};
+use rancher_runtime::admin::{AdminArgs, AdminState};
 use rancher_runtime::{
     client::ClientArgs, lease::LeaderArgs, log::LogArgs, ready::Readiness, shutdown::Shutdown,
 };
+
+/// The admin server's default port (`--admin`): the port `deploy/federation/` exposes; the
+/// port table in `deploy/README.md` lists every binary's.
+const ADMIN_PORT: u16 = 9100;
 
 /// Services federated across clusters, with public DNS names.
 #[derive(Parser)]
@@ -23,7 +27,7 @@ struct Args {
     #[command(flatten)]
     leader: LeaderArgs,
     #[command(flatten)]
-    admin: AdminArgs,
+    admin: AdminArgs<ADMIN_PORT>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -47,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
     let mut registry = Registry::with_prefix("rancher_federation");
     let metrics = Metrics::register(&mut registry);
     let state = AdminState::new(readiness.clone(), registry).with_leadership(leadership.clone());
-    let admin = AdminServer::bind(args.admin.addr, state).await?;
+    let admin = args.admin.bind(state).await?;
     shutdown.spawn(admin.serve(shutdown.token()));
     let controller = Controller::new(client, args.federation.config(), provider)
         .with_leadership(leadership)

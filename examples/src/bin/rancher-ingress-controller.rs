@@ -7,13 +7,18 @@ use clap::Parser;
 use prometheus_client::registry::Registry;
 use rancher_ingress::run::{self, DriverArgs, IngressArgs};
 use rancher_runtime::{
-    admin::{AdminArgs, AdminServer, AdminState},
+    admin::{AdminArgs, AdminState},
     client::ClientArgs,
     lease::LeaderArgs,
     log::LogArgs,
     ready::Readiness,
     shutdown::Shutdown,
 };
+
+/// The admin server's default port (`--admin`): the ingress-nginx controller's port, which
+/// ingress dashboards and probes already use; the port table in `deploy/README.md` lists
+/// every binary's.
+const ADMIN_PORT: u16 = 10254;
 
 /// Kubernetes Ingress controller for the Rancher load balancer.
 #[derive(Parser)]
@@ -28,7 +33,7 @@ struct Args {
     #[command(flatten)]
     leader: LeaderArgs,
     #[command(flatten)]
-    admin: AdminArgs,
+    admin: AdminArgs<ADMIN_PORT>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -65,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
         &shutdown,
     );
     let state = AdminState::new(readiness, registry).with_leadership(leadership);
-    let admin = AdminServer::bind(args.admin.addr, state).await?;
+    let admin = args.admin.bind(state).await?;
     shutdown.spawn(admin.serve(shutdown.token()));
     shutdown.triggered().await;
     shutdown.drain(Duration::from_secs(15)).await?;

@@ -9,4 +9,5 @@ mod cni_plugin;
 mod credential_provider;
 mod dns;
 mod ingress_controller;
+mod ports;
 mod sandbox;
