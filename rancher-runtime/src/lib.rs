@@ -72,7 +72,7 @@
 //! use kube::{Api, ResourceExt, runtime::watcher};
 //! use parking_lot::RwLock;
 //! use rancher_runtime::{
-//!     admin::{AdminArgs, AdminServer, AdminState},
+//!     admin::{AdminArgs, AdminState},
 //!     client::ClientArgs,
 //!     index::{self, IndexNamespacedResource},
 //!     lease::LeaderArgs,
