@@ -19,7 +19,8 @@
 //!   one real HAProxy (master-worker) per host address, each serving every
 //!   load balancer placed on that host. Routing goes through map files (exact
 //!   host, wildcard host, then exact path, exact prefix and a case-sensitive
-//!   `map_beg` prefix map, so the longest path wins), certificates through a
+//!   `map_beg` prefix map, so the longest path wins, then the host's default
+//!   backend), certificates through a
 //!   crt-list chosen by SNI, endpoint changes through the runtime API without a
 //!   reload, and other changes through `haproxy -c` and a hitless reload.
 //! - `rancher` (feature `rancher`): `RancherDriver` maps a load balancer

@@ -201,6 +201,12 @@ pub struct LoadBalancerSpec {
     pub listeners: Vec<ListenerSpec>,
     /// Host and path routes on HTTP/HTTPS listeners.
     pub http_routes: Vec<HttpRouteSpec>,
+    /// The backend answering HTTP requests that no route of the request's
+    /// host matches (an Ingress's `defaultBackend`), on every HTTP/HTTPS
+    /// listener: a host of this load balancer tries its own paths, then this
+    /// backend; any other host tries the routes without a host, then this
+    /// backend. `None`: such requests get 404.
+    pub default_backend: Option<String>,
     /// Routes on TCP/TLS listeners (one per listener).
     pub tcp_routes: Vec<TcpRouteSpec>,
     /// Named groups of endpoints.
@@ -480,6 +486,7 @@ pub struct LoadBalancer {
     id: LbId,
     listeners: Vec<Listener>,
     http_routes: Vec<HttpRoute>,
+    default_backend: Option<Name>,
     tcp_routes: Vec<TcpRoute>,
     backends: Vec<Backend>,
     certificates: Vec<Certificate>,
@@ -509,6 +516,11 @@ impl LoadBalancer {
     /// HTTP routes.
     pub fn http_routes(&self) -> &[HttpRoute] {
         &self.http_routes
+    }
+    /// The backend for HTTP requests no route of their host matches; see
+    /// [`LoadBalancerSpec::default_backend`].
+    pub fn default_backend(&self) -> Option<&Name> {
+        self.default_backend.as_ref()
     }
     /// TCP routes.
     pub fn tcp_routes(&self) -> &[TcpRoute] {
@@ -565,6 +577,7 @@ impl LoadBalancer {
         self.id == other.id
             && self.listeners == other.listeners
             && self.http_routes == other.http_routes
+            && self.default_backend == other.default_backend
             && self.tcp_routes == other.tcp_routes
             && self.certificates == other.certificates
             && self.scale == other.scale
@@ -699,6 +712,19 @@ impl Validator<'_> {
             http_routes.push(route);
         }
 
+        let default_backend = match &spec.default_backend {
+            None => None,
+            Some(name) => {
+                if !listeners.iter().any(|l| l.protocol.is_http()) {
+                    return Err(self.err(
+                        "default_backend",
+                        "a default backend needs an http or https listener",
+                    ));
+                }
+                Some(backend_ref("default_backend".to_owned(), name)?)
+            }
+        };
+
         let mut tcp_routes: Vec<TcpRoute> = Vec::with_capacity(spec.tcp_routes.len());
         for (i, r) in spec.tcp_routes.iter().enumerate() {
             let at = |f: &str| format!("tcp_routes[{i}].{f}");
@@ -802,6 +828,7 @@ impl Validator<'_> {
             id,
             listeners,
             http_routes,
+            default_backend,
             tcp_routes,
             backends,
             certificates,

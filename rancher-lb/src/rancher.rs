@@ -23,7 +23,9 @@
 //!   and one per TCP route (`sourcePort`, `protocol`, `hostname`, `path`,
 //!   `targetPort`, the target service from [`RancherConfig::resolve`] or a
 //!   selector `rancher-lb.backend=<lb>.<backend>`), each naming its load
-//!   balancer in `backendName` (`<lb>_<backend>`), with explicit priorities:
+//!   balancer in `backendName` (`<lb>_<backend>`), and for a default backend
+//!   one rule per host without a rule for all its paths plus one without a
+//!   host, so a host's unmatched paths reach it; with explicit priorities:
 //!   per port, exact hosts before wildcard hosts before any host, longer
 //!   paths first. Where two members route the same port, host and path, the
 //!   one that joined first keeps it and the other gets a `RouteConflict`

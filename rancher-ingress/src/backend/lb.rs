@@ -149,14 +149,12 @@ pub fn to_model(lb: &LoadBalancer) -> Result<LbModel> {
             preferred_hosts: Vec::new(),
         },
         snippet: lb.snippet.clone(),
+        // Without a listener there is nothing to serve it on.
+        default_backend: lb.default_backend.clone().filter(|_| !listeners.is_empty()),
         ..LoadBalancerSpec::default()
     };
     for listener in &listeners {
-        let mut has_catch_all = false;
         for route in &lb.routes {
-            has_catch_all |= route.host == Host::Any
-                && route.path.kind() == PathKind::Prefix
-                && route.path.path() == "/";
             spec.http_routes.push(HttpRouteSpec {
                 port: listener.port,
                 host: (route.host != Host::Any).then(|| route.host.to_string()),
@@ -166,15 +164,6 @@ pub fn to_model(lb: &LoadBalancer) -> Result<LbModel> {
                     PathKind::Prefix => PathMatch::Prefix,
                 },
                 backend: route.backend.clone(),
-            });
-        }
-        if let (Some(default), false) = (&lb.default_backend, has_catch_all) {
-            spec.http_routes.push(HttpRouteSpec {
-                port: listener.port,
-                host: None,
-                path: None,
-                path_match: PathMatch::Prefix,
-                backend: default.clone(),
             });
         }
     }
@@ -393,8 +382,13 @@ mod tests {
         let model = to_model(lb).unwrap();
         assert_eq!(model.scale(), 2);
         assert_eq!(model.listeners().len(), 2);
-        // Two listeners × (two routes + the default backend).
-        assert_eq!(model.http_routes().len(), 6);
+        // Two listeners × two routes; the default backend serves both
+        // listeners' unmatched requests.
+        assert_eq!(model.http_routes().len(), 4);
+        assert_eq!(
+            model.default_backend().map(|b| b.as_str()),
+            lb.default_backend.as_deref()
+        );
         assert_eq!(model.certificates().len(), 2);
 
         let backend = backend();

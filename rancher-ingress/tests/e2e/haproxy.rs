@@ -193,6 +193,98 @@ async fn path_types_follow_the_ingress_rules() {
     h.stop().await;
 }
 
+/// `ingress` with `spec.defaultBackend` set to port 80 of Service `service`.
+fn with_default_backend(
+    mut ingress: k8s_openapi::api::networking::v1::Ingress,
+    service: &str,
+) -> k8s_openapi::api::networking::v1::Ingress {
+    let spec = ingress.spec.get_or_insert_with(Default::default);
+    spec.default_backend = Some(
+        serde_json::from_value(serde_json::json!({
+            "service": {"name": service, "port": {"number": 80}}
+        }))
+        .expect("backend"),
+    );
+    ingress
+}
+
+#[tokio::test]
+async fn the_default_backend_answers_a_host_whose_paths_do_not_match() {
+    let mut h = Haproxy::start().await;
+    for name in ["dflt", "aaa"] {
+        h.echo_service(name).await;
+    }
+    let (port, other_port) = (free_port().await, free_port().await);
+    let (port_text, other_port_text) = (port.to_string(), other_port.to_string());
+    h.running
+        .apply(with_default_backend(
+            ingress(
+                "dflt",
+                "rancher",
+                &[("http.port", &port_text)],
+                &[("b-dflt", "/aaa", "Prefix", "aaa", 80)],
+            ),
+            "dflt",
+        ))
+        .await;
+    // A host without a default backend, on a load balancer of its own.
+    h.running
+        .apply(ingress(
+            "no-dflt",
+            "rancher",
+            &[("http.port", &other_port_text)],
+            &[("n-dflt", "/aaa", "Prefix", "aaa", 80)],
+        ))
+        .await;
+    // Each load balancer on a host of its own (scale 1, spread).
+    let running = &h.running;
+    let addr = wait_for("dflt to get an address", || async {
+        running.addresses("dflt").await.pop()
+    })
+    .await;
+    let other_addr = wait_for("no-dflt to get an address", || async {
+        running.addresses("no-dflt").await.pop()
+    })
+    .await;
+    wait_served(&addr, port, "b-dflt", "/aaa", 200, "aaa /aaa").await;
+    wait_served(&other_addr, other_port, "n-dflt", "/aaa", 200, "aaa /aaa").await;
+    for (addr, port, host, path, code, body) in [
+        // The host's own paths first.
+        (&addr, port, "b-dflt", "/aaa/x", 200, "aaa /aaa/x"),
+        // The host matched, no path did: the Ingress's default backend.
+        (&addr, port, "b-dflt", "/ccc", 200, "dflt /ccc"),
+        (&addr, port, "B-Dflt", "/", 200, "dflt /"),
+        // No host matched.
+        (&addr, port, "other.example.org", "/aaa", 200, "dflt /aaa"),
+        // Without a default backend: 404.
+        (
+            &other_addr,
+            other_port,
+            "n-dflt",
+            "/aaa/x",
+            200,
+            "aaa /aaa/x",
+        ),
+        (&other_addr, other_port, "n-dflt", "/ccc", 404, ""),
+        (
+            &other_addr,
+            other_port,
+            "other.example.org",
+            "/aaa",
+            404,
+            "",
+        ),
+    ] {
+        let (have_code, have_body) = curl(addr, port, host, path).await;
+        assert_eq!(have_code, code, "{host}{path} on port {port}: {have_body}");
+        assert!(
+            have_body.starts_with(body),
+            "{host}{path} on port {port}: {have_body}"
+        );
+    }
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn two_certificates_by_sni_and_a_rotated_secret_is_served() {
     let mut h = Haproxy::start().await;

@@ -2,8 +2,12 @@
 //!
 //! Pure functions: the same input gives the same bytes. Routing uses map files
 //! (see the crate docs): exact host, then wildcard host (first label
-//! stripped), then any host; then the exact-path map, the exact-prefix map and
-//! the prefix map (`map_beg`, case-sensitive, so the longest prefix wins).
+//! stripped), then any host, giving the host key; then the exact-path map, the
+//! exact-prefix map and the prefix map (`map_beg`, case-sensitive, so the
+//! longest prefix wins); then the default map, which gives the host key's
+//! default backend: the default backend of the load balancer that routes
+//! that host (for the any-host key, of the first load balancer on the port
+//! that has one). No match gives 404.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -122,14 +126,18 @@ struct Maps {
     exact: BTreeMap<String, String>,
     prefix_exact: BTreeMap<String, String>,
     prefix: BTreeMap<String, String>,
+    /// Host key → the default backend of that host's load balancer.
+    default: BTreeMap<String, String>,
 }
 
+/// Inserts `key` unless another load balancer (an earlier id) has it; the
+/// loser gets a conflict saying `what` is shadowed.
 fn insert_unique(
     map: &mut BTreeMap<String, String>,
     key: String,
     value: String,
     lb: &LoadBalancer,
-    what: &HttpRoute,
+    what: impl FnOnce() -> String,
     conflicts: &mut Vec<Conflict>,
 ) {
     match map.get(&key) {
@@ -139,12 +147,13 @@ fn insert_unique(
         Some(existing) if *existing == value => {}
         Some(existing) => conflicts.push(Conflict {
             lb: lb.id().clone(),
-            message: format!(
-                "route {}{} on port {} is shadowed by {existing}",
-                what.host, what.path, what.port
-            ),
+            message: format!("{} is shadowed by {existing}", what()),
         }),
     }
+}
+
+fn route_text(r: &HttpRoute) -> String {
+    format!("route {}{} on port {}", r.host, r.path, r.port)
 }
 
 fn map_file(map: &BTreeMap<String, String>) -> String {
@@ -311,7 +320,7 @@ pub fn render(
                                 format!("{hk}{path}"),
                                 be,
                                 lb,
-                                r,
+                                || route_text(r),
                                 conflicts,
                             );
                         }
@@ -323,7 +332,7 @@ pub fn render(
                                     format!("{hk}{trimmed}"),
                                     be.clone(),
                                     lb,
-                                    r,
+                                    || route_text(r),
                                     conflicts,
                                 );
                             }
@@ -332,12 +341,13 @@ pub fn render(
                                 format!("{hk}{trimmed}/"),
                                 be,
                                 lb,
-                                r,
+                                || route_text(r),
                                 conflicts,
                             );
                         }
                     }
                 }
+                default_entries(&mut maps, lb, *port, &mut http_backends, &mut out.conflicts);
             }
             let map = |name: &str| format!("{gen_dir}/maps/{name}-{port}.map");
             let _ = write!(
@@ -357,6 +367,7 @@ pub fn render(
                  \x20 http-request set-var(txn.be) var(txn.key),map({exact_map})\n\
                  \x20 http-request set-var(txn.be) var(txn.key),map({pe_map}) if !{{ var(txn.be) -m found }}\n\
                  \x20 http-request set-var(txn.be) var(txn.key),map_beg({prefix_map}) if !{{ var(txn.be) -m found }}\n\
+                 \x20 http-request set-var(txn.be) var(txn.hk),map({default_map}) if !{{ var(txn.be) -m found }}\n\
                  \x20 use_backend %[var(txn.be)] if {{ var(txn.be) -m found }}\n\
                  \x20 default_backend {NOT_FOUND_BACKEND}\n",
                 host_map = map("host"),
@@ -364,6 +375,7 @@ pub fn render(
                 exact_map = map("path-exact"),
                 pe_map = map("path-prefix-exact"),
                 prefix_map = map("path-prefix"),
+                default_map = map("default"),
             );
             for (name, m) in [
                 ("host", &maps.host),
@@ -371,6 +383,7 @@ pub fn render(
                 ("path-exact", &maps.exact),
                 ("path-prefix-exact", &maps.prefix_exact),
                 ("path-prefix", &maps.prefix),
+                ("default", &maps.default),
             ] {
                 out.files.push(File {
                     path: format!("maps/{name}-{port}.map"),
@@ -418,6 +431,50 @@ pub fn render(
         }
     }
     out
+}
+
+/// The default map entries of `lb` on `port`: its default backend for each
+/// host key it routes, and for the any-host key.
+fn default_entries<'a>(
+    maps: &mut Maps,
+    lb: &'a LoadBalancer,
+    port: u16,
+    http_backends: &mut BTreeMap<String, (&'a LoadBalancer, &'a Backend)>,
+    conflicts: &mut Vec<Conflict>,
+) {
+    let Some(name) = lb.default_backend() else {
+        return;
+    };
+    let Some(b) = lb.backend(name) else { return };
+    let be = backend_name(lb.id(), name, true);
+    http_backends.insert(be.clone(), (lb, b));
+    let mut keys: Vec<String> = lb
+        .http_routes()
+        .iter()
+        .filter(|r| r.port == port)
+        .map(|r| host_key(&r.host))
+        .collect();
+    keys.push(ANY_HOST_KEY.to_owned());
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let what = || {
+            let host = if key == ANY_HOST_KEY {
+                "other hosts".to_owned()
+            } else {
+                format!("host {key}")
+            };
+            format!("default backend {name} for {host} on port {port}")
+        };
+        insert_unique(
+            &mut maps.default,
+            key.clone(),
+            be.clone(),
+            lb,
+            what,
+            conflicts,
+        );
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -223,6 +223,26 @@ fn references_are_checked() {
         ..s.http_routes[0].clone()
     });
     assert_eq!(invalid_field(&s), "http_routes[1].path");
+
+    let mut s = spec();
+    s.default_backend = Some("missing".into());
+    assert_eq!(invalid_field(&s), "default_backend");
+    s.default_backend = Some("api".into());
+    assert_eq!(
+        LoadBalancer::new(&s)
+            .unwrap()
+            .default_backend()
+            .map(Name::as_str),
+        Some("api")
+    );
+    // Only HTTP listeners have a use for it.
+    s.listeners[0].protocol = Protocol::Tcp;
+    s.http_routes.clear();
+    s.tcp_routes.push(TcpRouteSpec {
+        port: 80,
+        backend: "api".into(),
+    });
+    assert_eq!(invalid_field(&s), "default_backend");
 }
 
 #[test]
@@ -332,5 +352,8 @@ fn endpoint_only_changes_are_recognised() {
     assert!(!lb.differs_only_in_endpoints(&lb.clone().with_scale(2)));
     let mut other = spec();
     other.http_routes[0].path = Some("/other".into());
+    assert!(!lb.differs_only_in_endpoints(&LoadBalancer::new(&other).unwrap()));
+    let mut other = spec();
+    other.default_backend = Some("api".into());
     assert!(!lb.differs_only_in_endpoints(&LoadBalancer::new(&other).unwrap()));
 }

@@ -299,6 +299,7 @@ pub(super) fn rules(config: &RancherConfig, lb: &LoadBalancer) -> Vec<PortRule> 
             ..Default::default()
         });
     }
+    rules.extend(default_rules(config, lb));
     for r in lb.tcp_routes() {
         let protocol = lb.listener(r.port).map_or(Protocol::Tcp, |l| l.protocol);
         let (service_id, selector, target_port) = target(config, lb, &r.backend);
@@ -311,6 +312,46 @@ pub(super) fn rules(config: &RancherConfig, lb: &LoadBalancer) -> Vec<PortRule> 
             backend_name: backend_name(&r.backend),
             ..Default::default()
         });
+    }
+    rules
+}
+
+/// The default backend's rules on every HTTP listener of `lb`: one per host
+/// of `lb` without a rule for all its paths, and one without a host (unless
+/// a route without a host covers every path). A hostname-only rule sorts
+/// after the host's path rules and before every rule without a host (see
+/// [`rule_order`]), so a host's unmatched paths reach the default backend,
+/// not another route, as on the HAProxy driver.
+fn default_rules(config: &RancherConfig, lb: &LoadBalancer) -> Vec<PortRule> {
+    let Some(default) = lb.default_backend() else {
+        return Vec::new();
+    };
+    let (service_id, selector, target_port) = target(config, lb, default);
+    let mut rules = Vec::new();
+    for l in lb.listeners().iter().filter(|l| l.protocol.is_http()) {
+        let routes = || lb.http_routes().iter().filter(|r| r.port == l.port);
+        let mut hosts: Vec<&HostMatch> = routes().map(|r| &r.host).collect();
+        hosts.push(&HostMatch::Any);
+        hosts.sort_by_key(|h| h.to_string());
+        hosts.dedup();
+        for host in hosts {
+            let covered = routes().any(|r| {
+                &r.host == host && r.path_match == PathMatch::Prefix && r.path.as_str() == "/"
+            });
+            if covered {
+                continue;
+            }
+            rules.push(PortRule {
+                source_port: l.port,
+                target_port,
+                protocol: rprotocol(l.protocol),
+                hostname: (*host != HostMatch::Any).then(|| host.to_string()),
+                service_id: service_id.clone(),
+                selector: selector.clone(),
+                backend_name: Some(format!("{}{BACKEND_SEPARATOR}{default}", lb.id())),
+                ..Default::default()
+            });
+        }
     }
     rules
 }

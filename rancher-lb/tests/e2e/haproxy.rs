@@ -287,6 +287,163 @@ async fn route_changes_go_through_the_runtime_api_without_reload() {
     h.finish().await;
 }
 
+/// Asserts each `(host, path, status, body)`; the body only for 200.
+async fn expect_served(addr: IpAddr, port: u16, cases: &[(&str, &str, u16, &str)]) {
+    for (host_header, path, want_status, want_body) in cases {
+        let (status, got) = body(addr, port, host_header, path).await;
+        assert_eq!(status, *want_status, "{host_header}{path}: {got}");
+        if *want_status == 200 {
+            assert_eq!(got, format!("{want_body} http"), "{host_header}{path}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_paths_do_not_match_gets_the_default_backend_also_after_runtime_changes() {
+    let h = Harness::new(1).await;
+    let port = free_port().await;
+    let (dflt, aaa, other, extra) = (
+        http_echo("dflt").await,
+        http_echo("aaa").await,
+        http_echo("other").await,
+        http_echo("extra").await,
+    );
+    type Route<'a> = (Option<&'a str>, &'a str, PathMatch, &'a str);
+    let lb = |routes: &[Route<'_>], default: Option<&str>, with_extra: bool| {
+        let mut backends = vec![
+            backend("dflt", &[dflt.addr]),
+            backend("aaa", &[aaa.addr]),
+            backend("other", &[other.addr]),
+        ];
+        if with_extra {
+            backends.push(backend("extra", &[extra.addr]));
+        }
+        LoadBalancer::new(&LoadBalancerSpec {
+            id: "dflt".into(),
+            listeners: vec![http_listener(port)],
+            http_routes: routes
+                .iter()
+                .map(|(host, path, kind, be)| route(port, *host, path, *kind, be))
+                .collect(),
+            default_backend: default.map(Into::into),
+            backends,
+            scale: 1,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let a = host(2);
+    let mut routes: Vec<Route<'_>> = vec![
+        (Some("b-dflt"), "/aaa", PathMatch::Prefix, "aaa"),
+        (None, "/other", PathMatch::Prefix, "other"),
+        // Keeps every backend routed to, so that moving the default between
+        // them changes map entries only.
+        (Some("keep.example.org"), "/", PathMatch::Prefix, "dflt"),
+    ];
+    h.driver
+        .ensure(&lb(&routes, Some("dflt"), false))
+        .await
+        .unwrap();
+    expect_served(
+        a,
+        port,
+        &[
+            // The host's own paths win, then the default backend.
+            ("b-dflt", "/aaa/x", 200, "aaa /aaa/x"),
+            ("b-dflt", "/ccc", 200, "dflt /ccc"),
+            ("B-DFLT:80", "/", 200, "dflt /"),
+            // The host is strict: not a route without a host.
+            ("b-dflt", "/other", 200, "dflt /other"),
+            // Other hosts: the routes without a host, then the default.
+            ("x.example.org", "/other/1", 200, "other /other/1"),
+            ("x.example.org", "/zzz", 200, "dflt /zzz"),
+        ],
+    )
+    .await;
+    let counters = h.driver.counters().await;
+    let before = h.driver.instance_info(a).await.unwrap();
+
+    // A new host with a path: its path, host and default entries go in
+    // through the runtime API.
+    routes.push((Some("new.example.org"), "/n", PathMatch::Prefix, "other"));
+    h.driver
+        .ensure(&lb(&routes, Some("dflt"), false))
+        .await
+        .unwrap();
+    expect_served(
+        a,
+        port,
+        &[
+            ("new.example.org", "/n/1", 200, "other /n/1"),
+            ("new.example.org", "/q", 200, "dflt /q"),
+        ],
+    )
+    .await;
+
+    // The default moved to another backend already routed to.
+    h.driver
+        .ensure(&lb(&routes, Some("aaa"), false))
+        .await
+        .unwrap();
+    expect_served(
+        a,
+        port,
+        &[
+            ("b-dflt", "/ccc", 200, "aaa /ccc"),
+            ("new.example.org", "/q", 200, "aaa /q"),
+            ("x.example.org", "/zzz", 200, "aaa /zzz"),
+            ("x.example.org", "/other", 200, "other /other"),
+        ],
+    )
+    .await;
+
+    // No default backend: 404 where no route matches.
+    h.driver.ensure(&lb(&routes, None, false)).await.unwrap();
+    expect_served(
+        a,
+        port,
+        &[
+            ("b-dflt", "/ccc", 404, ""),
+            ("b-dflt", "/aaa", 200, "aaa /aaa"),
+            ("x.example.org", "/zzz", 404, ""),
+            ("new.example.org", "/q", 404, ""),
+        ],
+    )
+    .await;
+
+    // Back to the first default, and a host removed.
+    routes.retain(|r| r.0 != Some("new.example.org"));
+    h.driver
+        .ensure(&lb(&routes, Some("dflt"), false))
+        .await
+        .unwrap();
+    let back = [
+        ("b-dflt", "/ccc", 200, "dflt /ccc"),
+        ("new.example.org", "/n", 200, "dflt /n"),
+        ("x.example.org", "/other", 200, "other /other"),
+    ];
+    expect_served(a, port, &back).await;
+
+    let after = h.driver.instance_info(a).await.unwrap();
+    assert_eq!(after.master_pid, before.master_pid);
+    assert_eq!(after.reloads, before.reloads, "no reload for these changes");
+    let c = h.driver.counters().await;
+    assert_eq!(c.reloads, counters.reloads);
+    assert_eq!(c.runtime_updates, counters.runtime_updates + 4);
+
+    // A new backend changes the structure: the reload reads the map files
+    // the runtime changes were written to.
+    routes.push((Some("extra.example.org"), "/", PathMatch::Prefix, "extra"));
+    h.driver
+        .ensure(&lb(&routes, Some("dflt"), true))
+        .await
+        .unwrap();
+    assert_eq!(h.driver.counters().await.reloads, counters.reloads + 1);
+    expect_served(a, port, &back).await;
+    expect_served(a, port, &[("extra.example.org", "/e", 200, "extra /e")]).await;
+    h.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_ensures_share_reloads_and_a_bad_one_fails_alone() {
     let h = Harness::with(1, |c| c.with_snippets(true)).await;

@@ -730,3 +730,70 @@ async fn concurrent_ensures_make_one_stack_and_one_service() {
     );
     assert_eq!(services.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_backend_answers_unmatched_paths_of_each_host() {
+    let fake = fake().await;
+    let driver = RancherDriver::new(fake.client(), RancherConfig::new());
+    let mut s = spec(1);
+    s.backends.push(BackendSpec {
+        name: "dflt".into(),
+        endpoints: vec![EndpointSpec {
+            address: "10.42.0.7".into(),
+            port: 8081,
+        }],
+        ..Default::default()
+    });
+    s.default_backend = Some("dflt".into());
+    let lb = LoadBalancer::new(&s).unwrap();
+    driver.ensure(&lb).await.unwrap();
+    let svc = &live(&fake)[0];
+    let rules = &svc.lb_config.as_ref().unwrap().port_rules;
+    let defaults: Vec<_> = rules
+        .iter()
+        .filter(|r| r.backend_name.as_deref() == Some("default.web_dflt"))
+        .map(|r| {
+            (
+                r.source_port,
+                r.protocol,
+                r.hostname.clone(),
+                r.path.clone(),
+                r.target_port,
+                r.selector.clone(),
+            )
+        })
+        .collect();
+    let dflt = || Some("rancher-lb.backend=default.web.dflt".to_owned());
+    // www.example.org has /api only: a rule for its other paths. *.example.net
+    // has a rule for all its paths on 443 already.
+    assert_eq!(
+        defaults,
+        vec![
+            (
+                80,
+                RProtocol::Http,
+                Some("www.example.org".into()),
+                None,
+                Some(8081),
+                dflt()
+            ),
+            (80, RProtocol::Http, None, None, Some(8081), dflt()),
+            (443, RProtocol::Https, None, None, Some(8081), dflt()),
+        ]
+    );
+    // First match by priority: the host's path, then the host's default, then
+    // the rule without a host.
+    let priority = |host: Option<&str>, path: Option<&str>| {
+        rules
+            .iter()
+            .find(|r| {
+                r.source_port == 80 && r.hostname.as_deref() == host && r.path.as_deref() == path
+            })
+            .and_then(|r| r.priority)
+            .unwrap()
+    };
+    assert!(
+        priority(Some("www.example.org"), Some("/api")) < priority(Some("www.example.org"), None)
+    );
+    assert!(priority(Some("www.example.org"), None) < priority(None, None));
+}

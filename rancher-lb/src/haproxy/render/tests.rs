@@ -123,6 +123,12 @@ fn lookup(r: &Rendered, host: &str, path: &str) -> Option<String> {
         .filter(|(k, _)| key.starts_with(k.as_str()))
         .max_by_key(|(k, _)| k.len())
         .map(|(_, v)| v)
+        .or_else(|| {
+            m("default")
+                .into_iter()
+                .find(|(k, _)| *k == hk)
+                .map(|(_, v)| v)
+        })
 }
 
 fn be(lb: &str, name: &str) -> Option<String> {
@@ -442,4 +448,101 @@ fn ipv6_endpoints_are_bracketed() {
         "{}",
         r.config
     );
+}
+
+#[test]
+fn a_host_without_a_matching_path_gets_its_load_balancers_default_backend() {
+    use PathMatch::{Exact, Prefix};
+    let with_default = |id: &str, routes: Vec<HttpRouteSpec>, default: &str| {
+        let mut names: Vec<String> = routes.iter().map(|r| r.backend.clone()).collect();
+        names.push(default.to_owned());
+        names.sort();
+        names.dedup();
+        LoadBalancer::new(&LoadBalancerSpec {
+            id: id.into(),
+            listeners: vec![ListenerSpec {
+                port: 8080,
+                protocol: Protocol::Http,
+            }],
+            http_routes: routes,
+            default_backend: Some(default.into()),
+            backends: names.iter().map(|n| backend(n)).collect(),
+            scale: 1,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let a = with_default(
+        "a",
+        vec![
+            route(Some("b-dflt"), "/aaa", Prefix, "aaa"),
+            route(Some("*.example.org"), "/x", Exact, "wild"),
+            route(None, "/only", Prefix, "any"),
+        ],
+        "dflt",
+    );
+    // Another load balancer on the port, without a default backend.
+    let b = http_lb("b", vec![route(Some("o.example.org"), "/p", Prefix, "p")]);
+    let lbs = [&a, &b];
+    let r = render(
+        HOST,
+        &lbs,
+        &slots_for(&lbs, 1),
+        &paths(),
+        &settings(false),
+        true,
+    );
+    let cases: &[(&str, &str, Option<String>)] = &[
+        // The host's own paths win, then its load balancer's default backend.
+        ("b-dflt", "/aaa/x", be("a", "aaa")),
+        ("b-dflt", "/ccc", be("a", "dflt")),
+        ("B-DFLT:8080", "/", be("a", "dflt")),
+        // Not a route without a host: the host is strict.
+        ("b-dflt", "/only", be("a", "dflt")),
+        ("w.example.org", "/x", be("a", "wild")),
+        ("w.example.org", "/y", be("a", "dflt")),
+        // Other hosts: the routes without a host, then the default backend.
+        ("unknown.example.net", "/only/1", be("a", "any")),
+        ("unknown.example.net", "/zzz", be("a", "dflt")),
+        // A host of a load balancer without a default backend: 404.
+        ("o.example.org", "/p", be("b", "p")),
+        ("o.example.org", "/q", None),
+    ];
+    for (host, path, want) in cases {
+        assert_eq!(&lookup(&r, host, path), want, "{host}{path}");
+    }
+    assert!(r.conflicts.is_empty(), "{:?}", r.conflicts);
+    assert!(r.config.contains("\nbackend be:h:a:dflt\n"), "{}", r.config);
+    assert_eq!(
+        file(&r, "maps/default-8080.map"),
+        "* be:h:a:dflt\n*.example.org be:h:a:dflt\nb-dflt be:h:a:dflt\n"
+    );
+
+    // A later load balancer with its own default for the same host and for
+    // other hosts loses both, and is told.
+    let c = with_default(
+        "c",
+        vec![route(Some("b-dflt"), "/ccc/d", Prefix, "d")],
+        "other",
+    );
+    let lbs = [&a, &b, &c];
+    let r = render(
+        HOST,
+        &lbs,
+        &slots_for(&lbs, 1),
+        &paths(),
+        &settings(false),
+        true,
+    );
+    assert_eq!(lookup(&r, "b-dflt", "/ccc/d"), be("c", "d"));
+    assert_eq!(lookup(&r, "b-dflt", "/ccc"), be("a", "dflt"));
+    let messages: Vec<&str> = r.conflicts.iter().map(|c| c.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "default backend other for other hosts on port 8080 is shadowed by be:h:a:dflt",
+            "default backend other for host b-dflt on port 8080 is shadowed by be:h:a:dflt",
+        ]
+    );
+    assert!(r.conflicts.iter().all(|c| c.lb.as_str() == "c"));
 }
