@@ -28,10 +28,13 @@
 //! | `clap` | `clap::Args` on the agent's arguments |
 //! | `testing` | `MemoryStore`, `MemoryDataplane` and the conformance batteries |
 
+#[cfg(feature = "runtime")]
+pub mod agent;
 pub mod config;
 pub mod dataplane;
 pub mod ipam;
 pub mod model;
+pub mod overlay;
 pub mod plugin;
 pub mod protocol;
 #[cfg(any(test, feature = "testing"))]

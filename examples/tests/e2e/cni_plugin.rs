@@ -415,7 +415,10 @@ fn plugin_killed_mid_add_leaves_nothing_del_or_add_cannot_clean() {
             let _ = input.write_all(stdin.as_bytes());
         }
         // The kill point, not a wait for a condition (and no async runtime here).
-        #[expect(clippy::disallowed_methods, reason = "a kill point in a synchronous test")]
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a kill point in a synchronous test"
+        )]
         std::thread::sleep(Duration::from_micros(delay_us));
         let _ = child.kill();
         let _ = child.wait();

@@ -5,6 +5,7 @@
 mod support;
 
 mod cloud_controller;
+mod cni_overlay;
 mod cni_plugin;
 mod credential_provider;
 mod dns;
