@@ -13,9 +13,12 @@
 //! 3. propagation: every `FederatedService` of `F` is created or updated in each
 //!    healthy member, owned by the label `federation.rancher.io/federation: F`;
 //!    a Service of the same name without that label is the user's and is left
-//!    alone (reported as `NameCollision`). Managed Services whose
+//!    alone (reported as `NameCollision`). A namespace the member lacks is
+//!    created, labelled as the federation's (reported as
+//!    `NamespaceCreationFailed` when it cannot be). Managed Services whose
 //!    `FederatedService` is gone are deleted, also in members that were down
-//!    when it was deleted;
+//!    when it was deleted, and so are the namespaces the federation made once
+//!    nothing is left in them;
 //! 4. collection: each member Service's `status.loadBalancer` and ready
 //!    endpoint count go into the `FederatedService` status per cluster, region
 //!    and zone;
@@ -65,6 +68,7 @@ use crate::{
 };
 
 mod discovery;
+mod namespace;
 mod propagate;
 mod trigger;
 
@@ -410,12 +414,11 @@ impl Controller {
             .iter()
             .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
             .collect();
-        join_all(
-            members
-                .iter()
-                .filter(|m| m.healthy)
-                .map(|m| sweep_orphans(name, m, &keep, timeout)),
-        )
+        let keep_namespaces: BTreeSet<String> = keep.iter().map(|(ns, _)| ns.clone()).collect();
+        join_all(members.iter().filter(|m| m.healthy).map(|m| async {
+            sweep_orphans(name, m, &keep, timeout).await;
+            namespace::sweep(name, m, &keep_namespaces, timeout).await;
+        }))
         .await;
 
         // 5. DNS: one writer for every shard of every service.
@@ -575,13 +578,11 @@ impl Controller {
             .filter(|c| c.spec.federation == name)
             .collect();
         let members = join_all(clusters.iter().map(|c| self.check_member(c, timeout))).await;
-        let none = BTreeSet::new();
-        join_all(
-            members
-                .iter()
-                .filter(|m| m.healthy)
-                .map(|m| sweep_orphans(&name, m, &none, timeout)),
-        )
+        let (none, no_namespaces) = (BTreeSet::new(), BTreeSet::new());
+        join_all(members.iter().filter(|m| m.healthy).map(|m| async {
+            sweep_orphans(&name, m, &none, timeout).await;
+            namespace::sweep(&name, m, &no_namespaces, timeout).await;
+        }))
         .await;
         for cluster in clusters.iter().filter(|c| member::is_discovered(c)) {
             match clusters_api
@@ -833,10 +834,17 @@ impl Controller {
                     member.name
                 );
                 status.message = Some(note);
+                status.reason = Some(reason::NAME_COLLISION.to_owned());
                 return (status, None);
             }
-            Err(Propagation::Failed(reason)) => {
-                status.message = Some(format!("cluster {}: {reason}", member.name));
+            Err(Propagation::Namespace(why)) => {
+                status.message = Some(format!("cluster {}: {why}", member.name));
+                status.reason = Some(reason::NAMESPACE_CREATION_FAILED.to_owned());
+                return (status, None);
+            }
+            Err(Propagation::Failed(why)) => {
+                status.message = Some(format!("cluster {}: {why}", member.name));
+                status.reason = Some(reason::PROPAGATION_FAILED.to_owned());
                 return (status, None);
             }
         };
@@ -953,23 +961,32 @@ impl Controller {
                 .collect(),
             conditions: before.conditions.clone(),
         };
-        let problems: Vec<&str> = status
+        let problems: Vec<(&str, &str)> = status
             .clusters
             .iter()
             .filter(|c| members.iter().any(|m| m.name == c.cluster && m.healthy))
-            .filter_map(|c| c.message.as_deref())
+            .filter_map(|c| {
+                let why = c.reason.as_deref().unwrap_or(reason::PROPAGATION_FAILED);
+                c.message.as_deref().map(|message| (why, message))
+            })
             .collect();
-        let collision = problems.iter().any(|p| p.contains("left alone"));
         let propagated = problems.is_empty();
         let (why, message) = if propagated {
             (
                 reason::PROPAGATED,
                 "the service exists in every healthy member".to_owned(),
             )
-        } else if collision {
-            (reason::NAME_COLLISION, problems.join("; "))
         } else {
-            (reason::PROPAGATION_FAILED, problems.join("; "))
+            // The reason every problem shares (a collision, a namespace that
+            // could not be made), else the general one.
+            let first = problems[0].0;
+            let why = if problems.iter().all(|(w, _)| *w == first) {
+                first
+            } else {
+                reason::PROPAGATION_FAILED
+            };
+            let messages: Vec<&str> = problems.iter().map(|(_, m)| *m).collect();
+            (why, messages.join("; "))
         };
         let previous = before
             .conditions

@@ -203,6 +203,11 @@ pub struct ClusterServiceStatus {
     /// What went wrong, if anything (collision, unreachable member, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Why, as a reason word, when the Service could not be propagated to a
+    /// healthy member: `NameCollision`, `NamespaceCreationFailed` or
+    /// `PropagationFailed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The healthy addresses of one region or zone.

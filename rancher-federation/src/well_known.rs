@@ -77,6 +77,9 @@ pub mod reason {
     pub const NAME_COLLISION: &str = "NameCollision";
     /// Creating or updating a member Service failed.
     pub const PROPAGATION_FAILED: &str = "PropagationFailed";
+    /// The federated Service's namespace is missing in a member and creating
+    /// it failed; the message names the member and the namespace.
+    pub const NAMESPACE_CREATION_FAILED: &str = "NamespaceCreationFailed";
     /// Every healthy member has the Service.
     pub const PROPAGATED: &str = "Propagated";
     /// The DNS provider holds the desired records.

@@ -10,7 +10,7 @@ use kube::{
 };
 use rancher_runtime::events::error_chain;
 
-use super::MemberState;
+use super::{MemberState, namespace};
 use crate::{
     crd::FederatedService,
     well_known::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL},
@@ -18,6 +18,8 @@ use crate::{
 
 pub(super) enum Propagation {
     Collision,
+    /// The namespace was missing and could not be created.
+    Namespace(String),
     Failed(String),
 }
 
@@ -61,10 +63,24 @@ pub(super) async fn ensure_member_service(
         .await
         .map_err(|error| failed("reading the service", error))?;
     let Some(existing) = existing else {
-        return api
-            .create(&PostParams::default(), &desired)
-            .await
-            .map_err(|error| failed("creating the service", error));
+        return match api.create(&PostParams::default(), &desired).await {
+            // Creating a namespaced object answers 404 when its namespace is
+            // missing: make it, labelled as the federation's, and retry.
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                namespace::ensure(federation, client, ns)
+                    .await
+                    .map_err(|error| {
+                        Propagation::Namespace(format!(
+                            "creating namespace {ns} failed: {}",
+                            error_chain(&error)
+                        ))
+                    })?;
+                api.create(&PostParams::default(), &desired)
+                    .await
+                    .map_err(|error| failed("creating the service", error))
+            }
+            other => other.map_err(|error| failed("creating the service", error)),
+        };
     };
     if existing.labels().get(MANAGED_BY_LABEL).map(String::as_str) != Some(federation) {
         return Err(Propagation::Collision);

@@ -44,8 +44,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bind::{ALGORITHM, Bind, KEY_NAME};
 
-const NS: &str = "federation-system";
-const FED: &str = "myfed";
+pub(crate) const NS: &str = "federation-system";
+pub(crate) const FED: &str = "myfed";
 
 /// Cluster i: (region, zone, the loopback host its load balancers run on).
 const TOPOLOGY: [(&str, &str, &str); 3] = [
@@ -64,10 +64,10 @@ const R1A: &str = "nginx.default.myfed.svc.r1-a.r1.example.org";
 const R1B: &str = "nginx.default.myfed.svc.r1-b.r1.example.org";
 const R2A: &str = "nginx.default.myfed.svc.r2-a.r2.example.org";
 
-struct World {
+pub(crate) struct World {
     sandbox: Sandbox,
-    metrics: Metrics,
-    host: kube::Client,
+    pub(crate) metrics: Metrics,
+    pub(crate) host: kube::Client,
     shutdown: CancellationToken,
     /// The cloud controllers and their HAProxy drivers, when started.
     clouds: Option<(Shutdown, Vec<Arc<HaproxyDriver>>, tempfile::TempDir)>,
@@ -76,7 +76,7 @@ struct World {
 impl World {
     /// Three clusters with labelled nodes, the CRDs and the federation in
     /// the first, and the controller running with `provider`.
-    async fn start(provider: Arc<dyn DnsProvider>) -> Self {
+    pub(crate) async fn start(provider: Arc<dyn DnsProvider>) -> Self {
         rancher_runtime::install_crypto_provider();
         let sandbox = Sandbox::builder()
             .clusters(3)
@@ -199,13 +199,24 @@ impl World {
         self.clouds = Some((shutdown, drivers, dir));
     }
 
-    fn member(&self, i: usize) -> kube::Client {
+    pub(crate) fn member(&self, i: usize) -> kube::Client {
         self.sandbox.clusters()[i].client()
     }
 
     /// Labels a credentials Secret for cluster `i` with the federation.
-    async fn join(&self, i: usize) {
-        let url = self.sandbox.clusters()[i].url();
+    pub(crate) async fn join(&self, i: usize) {
+        self.join_through(i, &self.sandbox.clusters()[i].url())
+            .await;
+    }
+
+    /// The URL of cluster `i`'s API server.
+    pub(crate) fn url(&self, i: usize) -> String {
+        self.sandbox.clusters()[i].url()
+    }
+
+    /// Like [`World::join`], with the API server reached at `url` (a proxy in
+    /// front of cluster `i`).
+    pub(crate) async fn join_through(&self, i: usize, url: &str) {
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(format!("cluster-{i}")),
@@ -216,7 +227,7 @@ impl World {
             data: Some(
                 [(
                     KUBECONFIG_KEY.to_owned(),
-                    ByteString(kubeconfig(&url).into_bytes()),
+                    ByteString(kubeconfig(url).into_bytes()),
                 )]
                 .into(),
             ),
@@ -248,6 +259,11 @@ impl World {
     }
 
     async fn federate(&self, name: &str) {
+        self.federate_in("default", name).await;
+    }
+
+    /// A `FederatedService` `name` in namespace `ns` of the host.
+    pub(crate) async fn federate_in(&self, ns: &str, name: &str) {
         let spec = ServiceSpec {
             type_: Some("LoadBalancer".into()),
             selector: Some([("app".to_owned(), name.to_owned())].into()),
@@ -269,8 +285,8 @@ impl World {
                 },
             },
         );
-        fs.metadata.namespace = Some("default".into());
-        Api::<FederatedService>::namespaced(self.host.clone(), "default")
+        fs.metadata.namespace = Some(ns.into());
+        Api::<FederatedService>::namespaced(self.host.clone(), ns)
             .create(&PostParams::default(), &fs)
             .await
             .expect("federated service");
@@ -344,7 +360,7 @@ impl World {
             .expect("get service")
     }
 
-    async fn events_about(&self, ns: &str, name: &str) -> Vec<String> {
+    pub(crate) async fn events_about(&self, ns: &str, name: &str) -> Vec<String> {
         Api::<Event>::namespaced(self.host.clone(), ns)
             .list(&ListParams::default())
             .await
@@ -356,7 +372,7 @@ impl World {
             .collect()
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         if let Some((shutdown, drivers, _dir)) = self.clouds {
             shutdown.trigger();
@@ -381,7 +397,7 @@ fn base64(text: &str) -> String {
 }
 
 /// Polls `check` until it returns `Some`, failing after 60 s.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+pub(crate) async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,

@@ -3,5 +3,7 @@
 
 mod bind;
 mod federation;
+mod forbid;
 mod manifests;
+mod namespaces;
 mod rfc2136;
