@@ -217,6 +217,29 @@ fn pod_routes(conf: &NetConf, families: &[Family]) -> Vec<(IpNet, IpAddr)> {
     out
 }
 
+/// The routes as the result reports them, in the reference `bridge`'s order and
+/// form: `ipam.routes` first (a route without `gw` goes via the interface's
+/// gateway and is reported without one), then the default routes with theirs.
+fn result_routes(conf: &NetConf, families: &[Family]) -> Vec<Route> {
+    let mut out: Vec<Route> = conf
+        .routes
+        .iter()
+        .filter(|r| families.contains(&Family::of_net(&r.dst)))
+        .cloned()
+        .collect();
+    if conf.default_gateway {
+        for f in families {
+            let dst = f.default_route();
+            if let Some(gw) = conf.gateway(*f)
+                && !out.iter().any(|r| r.dst == dst)
+            {
+                out.push(Route { dst, gw: Some(gw) });
+            }
+        }
+    }
+    out
+}
+
 /// Whether `netns` is the namespace this process runs in (code 8, as the Go
 /// library answers).
 fn is_own_netns(netns: &str) -> bool {
@@ -336,14 +359,7 @@ fn add(
                 interface: Some(2),
             })
             .collect(),
-        routes: network
-            .routes
-            .iter()
-            .map(|(dst, gw)| Route {
-                dst: *dst,
-                gw: Some(*gw),
-            })
-            .collect(),
+        routes: result_routes(conf, &families),
         dns: conf.dns.clone(),
     };
     serde_json::to_string(&result.to_value(&conf.cni_version))

@@ -5,8 +5,10 @@
 mod support;
 
 mod cloud_controller;
+mod cni_containerd;
 mod cni_overlay;
 mod cni_plugin;
+mod cni_reference;
 mod credential_provider;
 mod dns;
 mod ingress_controller;

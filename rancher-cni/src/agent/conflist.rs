@@ -13,6 +13,12 @@ use crate::{
 /// The file the agent writes in `--cni-conf-dir`.
 pub const CONFLIST_FILE: &str = "10-rancher-cni.conflist";
 
+/// The `cniVersion` of the conflist. Runtimes that read `cniVersions` (libcni 1.2
+/// and later) take the highest version listed there, 1.1.0 with STATUS and GC;
+/// older ones (containerd 1.6, CRI-O 1.2x) read only `cniVersion` and cannot
+/// parse a 1.1.0 result, so it stays at 1.0.0.
+pub const CONFLIST_VERSION: &str = "1.0.0";
+
 /// The network's name in the conflist (and the reservations' directory).
 pub const NETWORK_NAME: &str = "rancher";
 
@@ -45,7 +51,7 @@ impl Conflist {
             .map(|c| json!({"dst": c.to_string()}))
             .collect();
         json!({
-            "cniVersion": CURRENT_VERSION,
+            "cniVersion": CONFLIST_VERSION,
             "cniVersions": SUPPORTED_VERSIONS,
             "name": NETWORK_NAME,
             "plugins": [{
