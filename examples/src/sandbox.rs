@@ -4,25 +4,27 @@
 //!
 //! 1. the in-memory API server (`rancher-sandbox`) seeded from a directory of
 //!    manifests, writing a kubeconfig for `kubectl`;
-//! 2. one fake Node per host address (loopback `127.0.0.2`, `127.0.0.3`),
-//!    Ready, labelled with a zone and a region;
-//! 3. an echo HTTP backend on every loopback address and TCP port the
-//!    EndpointSlices name, answering with its name and the request path;
-//! 4. the DNS server (`rancher-dns`);
-//! 5. one load balancer driver shared by the Ingress controller
+//! 2. its workloads: the controllers (Deployments, StatefulSets,
+//!    EndpointSlices, garbage collection, ...), a scheduler and one sandbox
+//!    node per host address (loopback `127.0.0.2`, `127.0.0.3`), labelled
+//!    with a zone and a region, whose pods answer on loopback addresses
+//!    (every container port an echo server answering with the pod's name and
+//!    the request path);
+//! 3. the DNS server (`rancher-dns`);
+//! 4. one load balancer driver shared by the Ingress controller
 //!    (`rancher-ingress`) and the cloud controller (`rancher-cloudprovider`):
 //!    HAProxy (`rancher-lb`), one process per host serving every load
 //!    balancer placed there, or with `--rancher-fake` the Rancher driver
 //!    against `rancher-client`'s fake Rancher server;
-//! 6. the admin server (`/readyz`, `/metrics`).
+//! 5. the admin server (`/readyz`, `/metrics`).
 //!
-//! It says when each part is ready, waits for the Ingresses and
-//! `type: LoadBalancer` Services to get addresses, prints a guide of commands
+//! It says when each part is ready, waits for the demo's pods to be ready and
+//! the Ingresses and `type: LoadBalancer` Services to get addresses, prints a guide of commands
 //! built from what is actually running, and on Ctrl-C or SIGTERM stops
 //! everything, HAProxy processes included.
 
-mod echo;
 mod federation;
+mod guide;
 mod rancher_fake;
 mod scoped;
 
@@ -35,10 +37,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use k8s_openapi::api::core::v1::{Node, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
 use parking_lot::RwLock;
 use prometheus_client::registry::Registry;
@@ -57,8 +59,9 @@ use rancher_runtime::index;
 use rancher_runtime::lease::Leadership;
 use rancher_runtime::ready::Readiness;
 use rancher_runtime::shutdown::Shutdown;
-use serde_json::json;
+use rancher_sandbox::{SandboxNode, Workloads};
 
+pub use self::guide::EXPECT_PREFIX;
 use self::scoped::Scoped;
 
 /// The demo manifests shipped with this package.
@@ -174,10 +177,11 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
             .with_context(|| format!("creating {} for the kubeconfig", dir.display()))?;
     }
 
-    // 1. The API server.
+    // 1. The API server, with its controllers, scheduler and sandbox nodes.
     let sandbox = rancher_sandbox::Sandbox::builder()
         .kubeconfig_path(&args.kubeconfig_out)
         .manifests_dir(&args.manifests)
+        .workloads(workloads(&hosts))
         .start()
         .await
         .context("starting the API server")?;
@@ -189,6 +193,19 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         sandbox.addr(),
         args.manifests.display(),
         args.kubeconfig_out.display()
+    ));
+    // 2. The nodes (one per host address) and their pods.
+    say(format_args!(
+        "✓ controllers, scheduler and sandbox nodes {}; pods answer on {} (images are not run: every container port is an echo server answering with the pod's name)",
+        hosts
+            .iter()
+            .map(|h| format!("{} ({}, {})", h.name, h.address, h.zone))
+            .collect::<Vec<_>>()
+            .join(", "),
+        sandbox
+            .cluster(0)
+            .and_then(|c| c.pod_network())
+            .unwrap_or("loopback")
     ));
 
     let result = run_parts(&args, &hosts, &run_dir, sandbox.client(), &shutdown).await;
@@ -208,32 +225,10 @@ async fn run_parts(
     client: kube::Client,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
-    // 2. Fake Nodes.
-    create_nodes(&client, hosts).await?;
-    say(format_args!(
-        "✓ nodes: {}",
-        hosts
-            .iter()
-            .map(|h| format!("{} ({}, {})", h.name, h.address, h.zone))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-
-    // 3. Echo backends.
-    let echoes = start_echoes(&client, shutdown).await?;
-    say(format_args!(
-        "✓ echo backends: {}",
-        echoes
-            .iter()
-            .map(|(addr, name)| format!("{name} on {addr}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-
     let readiness = Readiness::new();
     let mut registry = Registry::default();
 
-    // 4. DNS.
+    // 3. DNS.
     let dns_args = DnsArgs {
         listen: args.dns_listen,
         listen_flag: "--dns-listen",
@@ -258,8 +253,17 @@ async fn run_parts(
         format!("DNS server on {} (zone cluster.local)", args.dns_listen),
     );
 
-    // 5. One driver for both controllers.
-    let lb = match start_driver(args, hosts, run_dir, &client, &readiness, shutdown).await {
+    // 4. One driver for both controllers.
+    let lb = match start_driver(
+        args,
+        hosts,
+        run_dir,
+        &client,
+        (&readiness, &mut registry),
+        shutdown,
+    )
+    .await
+    {
         Ok(lb) => lb,
         Err(error) => {
             shutdown.trigger();
@@ -284,7 +288,7 @@ async fn start_driver(
     hosts: &[HostSpec],
     run_dir: &Path,
     client: &kube::Client,
-    readiness: &Readiness,
+    (readiness, registry): (&Readiness, &mut Registry),
     shutdown: &Shutdown,
 ) -> anyhow::Result<(Lb, Arc<dyn Driver>, &'static str)> {
     if args.rancher_fake {
@@ -309,6 +313,7 @@ async fn start_driver(
                 "starting the HAProxy driver (is haproxy installed? apt-get install haproxy)",
             )?,
     );
+    haproxy.register_metrics(registry.sub_registry_with_prefix("haproxy"));
     let driver: Arc<dyn Driver> = haproxy.clone();
     // Hosts come from the Nodes, as they would in a cluster.
     let (node_hosts, changes) = NodeHosts::new();
@@ -408,11 +413,15 @@ async fn run_controllers(
         () = shutdown.triggered() => return Ok(()),
     }
     tokio::select! {
+        () = wait_for_workloads(&client) => {}
+        () = shutdown.triggered() => return Ok(()),
+    }
+    tokio::select! {
         () = wait_for_addresses(&client) => {}
         () = shutdown.triggered() => return Ok(()),
     }
     let (federation, federation_lines) = start_federation(args, hosts, &client).await?;
-    let mut guide = guide(args, &client)
+    let mut guide = guide::guide(args, hosts, &client)
         .await
         .context("reading objects for the guide")?;
     guide.push_str(&federation_lines);
@@ -507,108 +516,138 @@ fn announce(all: &Readiness, name: &str, part: Readiness, what: String) {
     });
 }
 
-async fn create_nodes(client: &kube::Client, hosts: &[HostSpec]) -> anyhow::Result<()> {
-    let api: Api<Node> = Api::all(client.clone());
-    for host in hosts {
-        let labels = json!({
-            "kubernetes.io/hostname": host.name,
-            "kubernetes.io/os": "linux",
-            "topology.kubernetes.io/zone": host.zone,
-            "topology.kubernetes.io/region": "region-1",
-            (HOST_ZONE_LABEL): host.zone,
-            (HOST_REGION_LABEL): "region-1",
-        });
-        let status = json!({
-            "addresses": [
-                {"type": "InternalIP", "address": host.address.to_string()},
-                {"type": "Hostname", "address": host.name},
-            ],
-            "conditions": [{
-                "type": "Ready",
-                "status": "True",
-                "reason": "KubeletReady",
-                "message": "a loopback address standing for a host",
-            }],
-        });
-        let node: Node = serde_json::from_value(json!({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": host.name, "labels": labels},
-            "status": status,
-        }))
-        .context("building a Node")?;
-        match api.create(&PostParams::default(), &node).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(error) => {
-                return Err(error).with_context(|| format!("creating Node {}", host.name));
-            }
-        }
-        // Status is a subresource: make sure it is there whatever create kept.
-        api.patch_status(
-            &host.name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
+/// The sandbox nodes: one per host address, labelled with its zone and region
+/// (the topology labels, and Rancher's host labels the cloud provider reads).
+fn workloads(hosts: &[HostSpec]) -> Workloads {
+    hosts.iter().fold(Workloads::new(), |w, host| {
+        w.node(
+            SandboxNode::new(host.name.clone(), host.address)
+                .label("topology.kubernetes.io/zone", host.zone.clone())
+                .label("topology.kubernetes.io/region", "region-1")
+                .label(HOST_ZONE_LABEL, host.zone.clone())
+                .label(HOST_REGION_LABEL, "region-1"),
         )
-        .await
-        .with_context(|| format!("writing the status of Node {}", host.name))?;
-    }
-    Ok(())
+    })
 }
 
-/// Starts an echo backend on every loopback address and TCP port the
-/// EndpointSlices name; returns them by address with their names.
-async fn start_echoes(
-    client: &kube::Client,
-    shutdown: &Shutdown,
-) -> anyhow::Result<BTreeMap<SocketAddr, String>> {
-    let slices: Api<EndpointSlice> = Api::all(client.clone());
-    let mut wanted = BTreeMap::new();
-    for slice in slices.list(&ListParams::default()).await?.items {
-        let service = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("kubernetes.io/service-name"))
-            .cloned()
-            .unwrap_or_else(|| "echo".to_owned());
-        let ports: Vec<u16> = slice
-            .ports
-            .iter()
-            .flatten()
-            .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
-            .filter_map(|p| p.port.and_then(|p| u16::try_from(p).ok()))
-            .collect();
-        for endpoint in slice.endpoints.iter().flatten() {
-            let name = endpoint
-                .target_ref
-                .as_ref()
-                .and_then(|r| r.name.clone())
-                .or_else(|| endpoint.hostname.clone())
-                .unwrap_or_else(|| service.clone());
-            for address in &endpoint.addresses {
-                let Ok(ip) = address.parse::<IpAddr>() else {
-                    continue;
-                };
-                if !ip.is_loopback() {
-                    continue;
-                }
-                for port in &ports {
-                    wanted
-                        .entry(SocketAddr::new(ip, *port))
-                        .or_insert_with(|| name.clone());
-                }
+/// Waits until every Deployment, StatefulSet and DaemonSet has its pods
+/// ready, saying so for each with the pods' addresses; gives up after
+/// [`STATUS_DEADLINE`] naming the others.
+async fn wait_for_workloads(client: &kube::Client) {
+    let deadline = tokio::time::Instant::now() + STATUS_DEADLINE;
+    let mut announced = std::collections::BTreeSet::new();
+    loop {
+        let mut pending = Vec::new();
+        for (kind, key, ready, wanted, selector) in workload_states(client).await {
+            if ready < wanted {
+                pending.push(format!("{kind} {key} ({ready}/{wanted})"));
+            } else if announced.insert((kind, key.clone())) {
+                let ns = key.split('/').next().unwrap_or_default();
+                say(format_args!(
+                    "✓ {kind} {key}: {ready}/{wanted} pods ready ({})",
+                    pod_addresses(client, ns, &selector).await.join(", ")
+                ));
             }
         }
+        if pending.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            say(format_args!(
+                "! not ready yet: {} (see `kubectl get pods` and `kubectl describe`)",
+                pending.join(", ")
+            ));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for (addr, name) in &wanted {
-        echo::start(*addr, name.clone(), shutdown.token())
-            .await
-            .with_context(|| {
-                format!("starting the echo backend {name} on {addr} (is another sandbox running?)")
-            })?;
+}
+
+/// (kind, namespace/name, ready pods, wanted pods, label selector) of every
+/// workload.
+async fn workload_states(client: &kube::Client) -> Vec<(&'static str, String, i32, i32, String)> {
+    let selector = |s: Option<&BTreeMap<String, String>>| {
+        s.into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut out = Vec::new();
+    let deployments: Api<Deployment> = Api::all(client.clone());
+    for d in deployments
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+    {
+        let spec = d.spec;
+        let ready = d.status.and_then(|s| s.available_replicas).unwrap_or(0);
+        out.push((
+            "deployment",
+            key(&d.metadata),
+            ready,
+            spec.replicas.unwrap_or(1),
+            selector(spec.selector.match_labels.as_ref()),
+        ));
     }
-    Ok(wanted)
+    let sets: Api<StatefulSet> = Api::all(client.clone());
+    for s in sets
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+    {
+        let spec = s.spec;
+        let ready = s.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+        out.push((
+            "statefulset",
+            key(&s.metadata),
+            ready,
+            spec.replicas.unwrap_or(1),
+            selector(spec.selector.match_labels.as_ref()),
+        ));
+    }
+    let daemons: Api<DaemonSet> = Api::all(client.clone());
+    for d in daemons
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+    {
+        let spec = d.spec;
+        let status = d.status.unwrap_or_default();
+        out.push((
+            "daemonset",
+            key(&d.metadata),
+            status.number_ready,
+            status.desired_number_scheduled,
+            selector(spec.selector.match_labels.as_ref()),
+        ));
+    }
+    out
+}
+
+/// `name IP` of the pods `selector` selects in `ns`.
+async fn pod_addresses(client: &kube::Client, ns: &str, selector: &str) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    list.iter()
+        .map(|p| {
+            format!(
+                "{} {}",
+                p.metadata.name.as_deref().unwrap_or_default(),
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.pod_ip.as_deref())
+                    .unwrap_or("-")
+            )
+        })
+        .collect()
 }
 
 /// Waits until every Ingress and `type: LoadBalancer` Service has an address,
@@ -698,235 +737,4 @@ fn service_addresses(service: &Service) -> Vec<String> {
         .flat_map(|lb| lb.ingress.iter().flatten())
         .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
         .collect()
-}
-
-/// The annotation value under the prefixed key or the bare one.
-fn annotation<'a>(ingress: &'a Ingress, keys: [&str; 2]) -> Option<&'a str> {
-    let annotations = ingress.metadata.annotations.as_ref()?;
-    keys.iter()
-        .find_map(|k| annotations.get(*k).map(String::as_str))
-}
-
-/// The guide: commands to try, built from the objects and addresses in use.
-async fn guide(args: &SandboxArgs, client: &kube::Client) -> anyhow::Result<String> {
-    use rancher_ingress::annotations as a;
-    let kubeconfig = args.kubeconfig_out.display();
-    let mut g = String::new();
-    let cmd = |g: &mut String, line: String| {
-        let _ = writeln!(g, "{COMMAND_PREFIX}{line}");
-    };
-    let _ = writeln!(g, "\nThings to try:\n");
-    let _ = writeln!(
-        g,
-        "Objects, as a cluster shows them (addresses in ADDRESS / EXTERNAL-IP):"
-    );
-    cmd(
-        &mut g,
-        format!("kubectl --kubeconfig {kubeconfig} get nodes,ingress,services"),
-    );
-
-    // Ingresses.
-    let ingresses: Api<Ingress> = Api::all(client.clone());
-    for ingress in ingresses.list(&ListParams::default()).await?.items {
-        let addresses = ingress_addresses(&ingress);
-        let Some(spec) = ingress.spec.as_ref() else {
-            continue;
-        };
-        let Some((host, path)) = spec.rules.iter().flatten().find_map(|r| {
-            let host = r.host.clone()?;
-            let path = r
-                .http
-                .as_ref()?
-                .paths
-                .first()
-                .and_then(|p| p.path.clone())
-                .unwrap_or_else(|| "/".to_owned());
-            Some((host, path))
-        }) else {
-            continue;
-        };
-        let tls = spec
-            .tls
-            .iter()
-            .flatten()
-            .any(|t| t.hosts.iter().flatten().any(|h| *h == host));
-        let _ = writeln!(
-            g,
-            "\nIngress {} routes {host}{path}, on {}:",
-            key(&ingress.metadata),
-            if addresses.is_empty() {
-                "no address yet".to_owned()
-            } else {
-                addresses.join(" and ")
-            }
-        );
-        let allow_http =
-            annotation(&ingress, [a::ALLOW_HTTP, a::LEGACY_ALLOW_HTTP]) != Some("false");
-        let http_port = annotation(&ingress, [a::HTTP_PORT, a::LEGACY_HTTP_PORT]).unwrap_or("80");
-        let https_port =
-            annotation(&ingress, [a::HTTPS_PORT, a::LEGACY_HTTPS_PORT]).unwrap_or("443");
-        for address in addresses.iter().filter(|_| !args.rancher_fake) {
-            if tls {
-                cmd(
-                    &mut g,
-                    format!(
-                        "curl -fsS -k --resolve {host}:{https_port}:{address} https://{host}:{https_port}{path}"
-                    ),
-                );
-            } else if allow_http {
-                let port = if http_port == "80" {
-                    String::new()
-                } else {
-                    format!(":{http_port}")
-                };
-                cmd(
-                    &mut g,
-                    format!("curl -fsS -H 'Host: {host}' http://{address}{port}{path}"),
-                );
-            }
-        }
-    }
-
-    // LoadBalancer Services.
-    let services: Api<Service> = Api::all(client.clone());
-    let services = services.list(&ListParams::default()).await?.items;
-    for service in services.iter().filter(|s| is_load_balancer(s)) {
-        let addresses = service_addresses(service);
-        let port = service
-            .spec
-            .as_ref()
-            .and_then(|s| s.ports.as_ref())
-            .and_then(|p| p.first())
-            .map_or(80, |p| p.port);
-        let _ = writeln!(
-            g,
-            "\ntype: LoadBalancer Service {} (TCP; the demo's backends speak HTTP):",
-            key(&service.metadata)
-        );
-        for address in addresses.iter().filter(|_| !args.rancher_fake) {
-            cmd(&mut g, format!("curl -fsS http://{address}:{port}/"));
-        }
-    }
-
-    if args.rancher_fake {
-        let _ = writeln!(
-            g,
-            "\n(--rancher-fake: the fake Rancher server only reports where Rancher would run \
-             the load balancers, nothing serves traffic, and Rancher's host-port rule keeps \
-             load balancers sharing a port on different hosts.)"
-        );
-    }
-
-    // DNS.
-    let dig = format!(
-        "dig @{} -p {} +short",
-        args.dns_listen.ip(),
-        args.dns_listen.port()
-    );
-    let _ = writeln!(g, "\nCluster DNS:");
-    let slices: Api<EndpointSlice> = Api::all(client.clone());
-    let slices = slices.list(&ListParams::default()).await?.items;
-    for service in &services {
-        let (Some(name), Some(ns)) = (&service.metadata.name, &service.metadata.namespace) else {
-            continue;
-        };
-        let spec = service.spec.clone().unwrap_or_default();
-        let headless = spec.cluster_ip.as_deref() == Some("None");
-        if headless {
-            let hostname = slices
-                .iter()
-                .filter(|s| {
-                    s.metadata.namespace.as_deref() == Some(ns)
-                        && s.metadata
-                            .labels
-                            .as_ref()
-                            .and_then(|l| l.get("kubernetes.io/service-name"))
-                            == Some(name)
-                })
-                .flat_map(|s| s.endpoints.iter().flatten())
-                .find_map(|e| e.hostname.clone());
-            if let Some(hostname) = hostname {
-                cmd(
-                    &mut g,
-                    format!("{dig} {hostname}.{name}.{ns}.svc.cluster.local"),
-                );
-            }
-            cmd(&mut g, format!("{dig} {name}.{ns}.svc.cluster.local"));
-            if let Some(port) = spec.ports.iter().flatten().find(|p| p.name.is_some()) {
-                let port_name = port.name.as_deref().unwrap_or_default();
-                let protocol = port.protocol.as_deref().unwrap_or("TCP").to_lowercase();
-                cmd(
-                    &mut g,
-                    format!("{dig} SRV _{port_name}._{protocol}.{name}.{ns}.svc.cluster.local"),
-                );
-            }
-        } else if spec.type_.as_deref().unwrap_or("ClusterIP") == "ClusterIP"
-            && !(ns == "default" && name == "kubernetes")
-        {
-            cmd(&mut g, format!("{dig} {name}.{ns}.svc.cluster.local"));
-        }
-    }
-
-    // Registry credentials.
-    let secrets: Api<Secret> = Api::all(client.clone());
-    let provider = credential_provider_command();
-    for secret in secrets.list(&ListParams::default()).await?.items {
-        if secret.type_.as_deref() != Some("kubernetes.io/dockerconfigjson") {
-            continue;
-        }
-        let Some(registry) = first_registry(&secret) else {
-            continue;
-        };
-        let _ = writeln!(
-            g,
-            "\nThe kubelet credential provider, answering from Secret {}:",
-            key(&secret.metadata)
-        );
-        cmd(
-            &mut g,
-            format!(
-                "echo '{{\"kind\":\"CredentialProviderRequest\",\"apiVersion\":\"credentialprovider.kubelet.k8s.io/v1\",\"image\":\"{registry}/app:1\"}}' | {provider} --secret {} --kubeconfig {kubeconfig}",
-                key(&secret.metadata)
-            ),
-        );
-    }
-
-    let _ = writeln!(g, "\nHealth and metrics of the controllers:");
-    cmd(&mut g, format!("curl -fsS http://{}/readyz", args.admin));
-    cmd(&mut g, format!("curl -fsS http://{}/metrics", args.admin));
-    if !args.rancher_fake {
-        let _ = writeln!(
-            g,
-            "\nHAProxy configurations, one per host: {}/haproxy/",
-            std::path::absolute(&args.run_dir)
-                .unwrap_or_else(|_| args.run_dir.clone())
-                .display()
-        );
-    }
-    Ok(g)
-}
-
-/// The first registry of a `kubernetes.io/dockerconfigjson` Secret.
-fn first_registry(secret: &Secret) -> Option<String> {
-    let data = secret.data.as_ref()?.get(".dockerconfigjson")?;
-    let config: serde_json::Value = serde_json::from_slice(&data.0).ok()?;
-    let registry = config.get("auths")?.as_object()?.keys().next()?.clone();
-    // Keep the guide's command shell-safe.
-    registry
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b))
-        .then_some(registry)
-}
-
-/// How to run the credential provider binary: next to this one when built,
-/// else through cargo.
-fn credential_provider_command() -> String {
-    let sibling = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join("rancher-credential-provider")))
-        .filter(|p| p.is_file());
-    match sibling {
-        Some(path) => path.display().to_string(),
-        None => "cargo run -q -p rancher-examples --bin rancher-credential-provider --".to_owned(),
-    }
 }

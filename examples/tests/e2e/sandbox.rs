@@ -1,11 +1,15 @@
 //! End to end: starts the `rancher-sandbox` binary as a newcomer would, waits
 //! for its guide, runs every command the guide prints and checks what each
-//! shows, then presses Ctrl-C and checks that no HAProxy process is left.
+//! shows (among them the issue's paragraph as written: `kubectl create
+//! deployment web2`, `expose`, `create ingress`, `curl` through HAProxy on
+//! 127.0.0.2 port 80, then `scale` and `delete pod`), then presses Ctrl-C and
+//! checks that no HAProxy process is left.
 //!
-//! The demo manifests are copied with the echo backends moved to 127.0.9.x
-//! and the listener ports moved up (Ingress HTTP 18080, HTTPS 18443,
-//! LoadBalancer 18081), and the DNS servers and the admin server get free ports, so the
-//! test runs next to a developer's own `./scripts/sandbox`.
+//! The demo manifests are copied with the listener ports moved up (Ingress
+//! HTTP 18080, HTTPS 18443, LoadBalancer 18081), and the DNS servers and the
+//! admin server get free ports, so the demo's own listeners run next to a
+//! developer's `./scripts/sandbox`; the paragraph's Ingress takes port 80 of
+//! 127.0.0.2, as the paragraph says.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -52,7 +56,6 @@ fn copy_manifests(to: &Path) {
             assert!(text.contains(from), "{name} no longer contains {from:?}");
             text = text.replace(from, into);
         }
-        text = text.replace("127.0.1.", "127.0.9.");
         std::fs::write(to.join(&name), text).expect("write manifest");
     }
 }
@@ -117,7 +120,7 @@ impl Sandbox {
 
 /// Runs `command` with `sh -c` until it exits 0 and its output passes
 /// `check`, for at most a few seconds; returns the output.
-fn run_until(command: &str, check: impl Fn(&str) -> bool) -> String {
+fn run_until(command: &str, mut check: impl FnMut(&str) -> bool) -> String {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
         let output = Command::new("timeout")
@@ -261,14 +264,14 @@ fn the_guide_commands_work_and_ctrl_c_leaves_nothing_behind() {
             .find(|c| c.contains(&format!("http://{host}:18080/foo")))
             .unwrap_or_else(|| panic!("no curl line for {host} in:\n{output}"));
         run_until(line, |out| {
-            out.starts_with("web-") && out.trim_end().ends_with(" /foo")
+            out.starts_with("nginx-") && out.trim_end().ends_with(" /foo")
         });
     }
 
     // The TLS Ingress.
     let tls = with("https://secure.example.org:18443/");
     assert_eq!(tls.len(), 1, "one HTTPS line in:\n{output}");
-    run_until(tls[0], |out| out.starts_with("web-"));
+    run_until(tls[0], |out| out.starts_with("nginx-"));
 
     // The LoadBalancer Service: a TCP connection on its status address, and
     // the guide's curl through it.
@@ -283,16 +286,105 @@ fn the_guide_commands_work_and_ctrl_c_leaves_nothing_behind() {
     assert!(HOSTS.contains(&address.ip().to_string().as_str()));
     TcpStream::connect_timeout(&address, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("the LoadBalancer Service refuses TCP on {address}: {e}"));
-    run_until(lb[0], |out| out.starts_with("web-"));
+    run_until(lb[0], |out| out.starts_with("nginx-"));
 
     // DNS.
-    let dig = with("mdb-1.mongodb.default.svc.cluster.local");
-    assert_eq!(dig.len(), 1, "one dig line for mdb-1 in:\n{output}");
+    // DNS: the StatefulSet's pods by name (numbered from 0), the headless
+    // Service's pod addresses.
+    assert!(
+        output.contains("runs pods mdb-0 to mdb-2 (the seed's PetSets counted from 1"),
+        "the guide tells the numbering:\n{output}"
+    );
+    let mdb0 = run_until(
+        &format!("{kubectl} get pod mdb-0 -o jsonpath='{{.status.podIP}}'"),
+        |out| out.starts_with("127."),
+    );
+    let dig = with("mdb-0.mongodb.default.svc.cluster.local");
+    assert_eq!(dig.len(), 1, "one dig line for mdb-0 in:\n{output}");
     assert!(dig[0].contains(&format!("-p {}", dns.port())));
-    run_until(dig[0], |out| out.trim() == "127.0.9.11");
+    run_until(dig[0], |out| out.trim() == mdb0);
     let srv = with("SRV _mongo._tcp.mongodb");
     assert_eq!(srv.len(), 1, "one SRV line in:\n{output}");
     run_until(srv[0], |out| out.lines().count() == 3);
+    let headless = format!(
+        "dig @127.0.0.1 -p {} +short mongodb.default.svc.cluster.local",
+        dns.port()
+    );
+    let ips = run_until(
+        &format!("{kubectl} get pods -l app=mongodb -o jsonpath='{{.items[*].status.podIP}}'"),
+        |out| out.split_whitespace().count() == 3,
+    );
+    let mut ips: Vec<&str> = ips.split_whitespace().collect();
+    ips.sort_unstable();
+    run_until(&headless, |out| {
+        let mut got: Vec<&str> = out.split_whitespace().collect();
+        got.sort_unstable();
+        got == ips
+    });
+    let mut ran: Vec<&str> = vec![dig[0], srv[0]];
+
+    // The issue's paragraph, as written, from the guide's lines.
+    let paragraph = [
+        "create deployment web2 --image=nginx --replicas=2",
+        "expose deployment web2 --port 80",
+        "create ingress web2 --rule=\"web2.example.com/*=web2:80\"",
+        "rollout status deployment/web2",
+    ];
+    for step in paragraph {
+        let line = with(step);
+        assert_eq!(line.len(), 1, "one line `{step}` in:\n{output}");
+        assert_eq!(line[0], format!("{kubectl} {step}"));
+        run_until(line[0], |_| true);
+        ran.push(line[0]);
+    }
+    let curl = with("web2.example.com' http");
+    assert_eq!(curl, ["curl -H 'Host: web2.example.com' http://127.0.0.2/"]);
+    run_until(curl[0], |out| {
+        out.starts_with("web2-") && out.trim_end().ends_with(" /")
+    });
+    ran.push(curl[0]);
+    let reloads = || -> String {
+        run_until(&format!("curl -fsS http://{admin}/metrics"), |out| {
+            out.contains("haproxy_reloads_total")
+        })
+        .lines()
+        .find(|l| l.starts_with("haproxy_reloads_total"))
+        .unwrap_or_default()
+        .to_owned()
+    };
+    let before = reloads();
+    // Scaled up: a third pod answers through HAProxy, without a reload.
+    let scale = with("scale deployment web2 --replicas=3");
+    assert_eq!(scale.len(), 1, "one scale line in:\n{output}");
+    run_until(scale[0], |_| true);
+    ran.push(scale[0]);
+    let mut answered = std::collections::BTreeSet::new();
+    run_until(curl[0], |out| {
+        answered.insert(out.split_whitespace().next().unwrap_or_default().to_owned());
+        answered.len() == 3
+    });
+    assert_eq!(reloads(), before, "scaling reloaded HAProxy");
+    // A deleted pod is replaced.
+    let delete = with("delete pod nginx-");
+    assert_eq!(delete.len(), 1, "one delete pod line in:\n{output}");
+    let deleted = delete[0].rsplit(' ').next().unwrap_or_default();
+    run_until(delete[0], |_| true);
+    ran.push(delete[0]);
+    run_until(&format!("{kubectl} get pods -l app=nginx -o name"), |out| {
+        out.lines().count() == 2 && !out.contains(deleted)
+    });
+    for host in HOSTS {
+        run_until(
+            &format!("curl -fsS -H 'Host: foo.bar.com' http://{host}:18080/foo"),
+            |out| out.starts_with("nginx-") && !out.starts_with(deleted),
+        );
+    }
+    // The DNS answers follow a scaled StatefulSet.
+    run_until(
+        &format!("{kubectl} scale statefulset mdb --replicas=2"),
+        |_| true,
+    );
+    run_until(&headless, |out| out.lines().count() == 2);
 
     // The federated names of the LoadBalancer Service, global and regional.
     let federated = with(".demo.svc.");
@@ -312,7 +404,7 @@ fn the_guide_commands_work_and_ctrl_c_leaves_nothing_behind() {
     });
 
     // Every other line of the guide works too.
-    for command in &commands {
+    for command in commands.iter().filter(|c| !ran.contains(c)) {
         run_until(command, |_| true);
     }
     run_until(&format!("curl -fsS http://{admin}/readyz"), |out| {
