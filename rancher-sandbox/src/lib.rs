@@ -52,8 +52,9 @@
 //!
 //! # Where the sandbox differs from kube-apiserver
 //!
-//! - No authentication, authorization (RBAC objects are stored, not enforced), admission
-//!   webhooks or `dryRun`. Protobuf request bodies are read for what kubectl's generators
+//! - Authentication and authorization are off unless configured ([`SandboxBuilder::access`]:
+//!   webhooks only, as kube-apiserver's token and authorization webhooks; no RBAC
+//!   enforcement, RBAC objects are stored). No admission webhooks or `dryRun`. Protobuf request bodies are read for what kubectl's generators
 //!   post (`kubectl create namespace|configmap|secret|serviceaccount|deployment|service|
 //!   ingress`, `kubectl expose`), other protobuf bodies get 415; responses are always JSON.
 //! - A `continue` token resumes after the last key of the previous page; later pages see
@@ -71,6 +72,7 @@
 //! | --- | --- | --- |
 //! | (none) | | the crate has no optional features |
 
+pub mod access;
 pub mod allocate;
 mod convert;
 mod defaults;
@@ -135,6 +137,9 @@ pub enum Error {
     /// The workloads' configuration is not usable.
     #[error(transparent)]
     Workloads(#[from] workloads::Error),
+    /// A webhook of the access configuration is not usable.
+    #[error(transparent)]
+    Access(#[from] access::ConfigError),
 }
 
 /// Result of sandbox operations.
@@ -153,6 +158,7 @@ pub struct SandboxBuilder {
     default_objects: bool,
     name: String,
     workloads: Option<Workloads>,
+    access: Option<access::Access>,
 }
 
 impl Default for SandboxBuilder {
@@ -167,6 +173,7 @@ impl Default for SandboxBuilder {
             default_objects: true,
             name: "sandbox".to_string(),
             workloads: None,
+            access: None,
         }
     }
 }
@@ -232,6 +239,13 @@ impl SandboxBuilder {
         self
     }
 
+    /// Authenticates and authorizes every request with webhooks, configured as
+    /// kube-apiserver's are ([`access`]). Off by default: everyone may do everything.
+    pub fn access(mut self, access: access::Access) -> Self {
+        self.access = Some(access);
+        self
+    }
+
     /// Starts the clusters, seeds them and writes the kubeconfig.
     pub async fn start(self) -> Result<Sandbox> {
         if self.clusters == 0 {
@@ -257,8 +271,17 @@ impl SandboxBuilder {
             seed_errors.extend(errors);
         }
         if let Some(path) = &self.kubeconfig_path {
-            let entries: Vec<(String, String)> =
-                clusters.iter().map(|c| (c.name.clone(), c.url())).collect();
+            let entries: Vec<kubeconfig::Entry> = clusters
+                .iter()
+                .map(|c| kubeconfig::Entry {
+                    name: c.name.clone(),
+                    server: c.url(),
+                    credentials: c
+                        .token()
+                        .zip(c.ca_pem())
+                        .map(|(token, ca)| (token.to_owned(), ca.to_owned())),
+                })
+                .collect();
             let text = kubeconfig::render(&entries);
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|source| Error::Kubeconfig {
@@ -366,6 +389,10 @@ impl Cluster {
             bookmark_interval: b.bookmark_interval,
             shutdown: shutdown.clone(),
             logs: Arc::default(),
+            access: match &b.access {
+                Some(access) => Some(Arc::new(access::Gate::new(access).await?)),
+                None => None,
+            },
         });
         let errors = {
             let mut state = shared.store.lock();
@@ -379,15 +406,33 @@ impl Cluster {
             None => None,
         };
         let router = server::router(shared.clone());
-        let task = tokio::spawn(async move {
-            let serve =
-                axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
-            if let Err(e) = serve.await {
-                tracing::warn!(error = %e, "sandbox API server stopped");
+        let scheme = if shared.access.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let task = match &shared.access {
+            None => tokio::spawn(async move {
+                let serve = axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown.cancelled_owned());
+                if let Err(e) = serve.await {
+                    tracing::warn!(error = %e, "sandbox API server stopped");
+                }
+            }),
+            Some(gate) => {
+                let listener =
+                    access::TlsListener::new(listener, gate.tls_config()).map_err(Error::Bind)?;
+                tokio::spawn(async move {
+                    let serve = axum::serve(listener, router)
+                        .with_graceful_shutdown(shutdown.cancelled_owned());
+                    if let Err(e) = serve.await {
+                        tracing::warn!(error = %e, "sandbox API server stopped");
+                    }
+                })
             }
-        });
+        };
         let url: http::Uri =
-            format!("http://{addr}")
+            format!("{scheme}://{addr}")
                 .parse()
                 .map_err(|e: http::uri::InvalidUri| {
                     Error::Bind(std::io::Error::new(
@@ -395,9 +440,18 @@ impl Cluster {
                         e.to_string(),
                     ))
                 })?;
-        let mut config = kube::Config::new(url);
-        config.default_namespace = "default".to_string();
-        let client = kube::Client::try_from(config).map_err(Error::Client)?;
+        let client = match &shared.access {
+            None => {
+                let mut config = kube::Config::new(url);
+                config.default_namespace = "default".to_string();
+                kube::Client::try_from(config).map_err(Error::Client)?
+            }
+            Some(gate) => {
+                kubeconfig::client(&name, &url.to_string(), gate.admin_token(), gate.ca_pem())
+                    .await
+                    .map_err(Error::Client)?
+            }
+        };
         tracing::info!(%name, %addr, "sandbox cluster listening");
         Ok((
             Self {
@@ -412,6 +466,13 @@ impl Cluster {
         ))
     }
 
+    /// The admin token (user `kubernetes-admin`, group `system:masters`) when access is
+    /// configured ([`SandboxBuilder::access`]); the written kubeconfig and
+    /// [`Cluster::client`] use it.
+    pub fn token(&self) -> Option<&str> {
+        self.shared.access.as_deref().map(access::Gate::admin_token)
+    }
+
     /// The kubeconfig context (and cluster) name.
     pub fn name(&self) -> &str {
         &self.name
@@ -422,9 +483,20 @@ impl Cluster {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` when access control is on.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.shared.access.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA (PEM) that verifies this cluster's serving certificate, when it serves HTTPS
+    /// (access control on).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.shared.access.as_deref().map(access::Gate::ca_pem)
     }
 
     /// A client for this cluster (default namespace `default`).

@@ -67,6 +67,41 @@ const OBJECT_META: &[F] = &[
     (15, "clusterName", Kind::Skip),
     (17, "managedFields", Kind::Skip),
 ];
+// What `kubectl auth can-i` and `kubectl auth whoami` post.
+const RESOURCE_ATTRIBUTES: &[F] = &[
+    (1, "namespace", Kind::Str),
+    (2, "verb", Kind::Str),
+    (3, "group", Kind::Str),
+    (4, "version", Kind::Str),
+    (5, "resource", Kind::Str),
+    (6, "subresource", Kind::Str),
+    (7, "name", Kind::Str),
+    (8, "fieldSelector", Kind::Skip),
+    (9, "labelSelector", Kind::Skip),
+];
+const NON_RESOURCE_ATTRIBUTES: &[F] = &[(1, "path", Kind::Str), (2, "verb", Kind::Str)];
+const SELF_SUBJECT_ACCESS_REVIEW_SPEC: &[F] = &[
+    (1, "resourceAttributes", Kind::Msg(RESOURCE_ATTRIBUTES)),
+    (
+        2,
+        "nonResourceAttributes",
+        Kind::Msg(NON_RESOURCE_ATTRIBUTES),
+    ),
+];
+const SELF_SUBJECT_ACCESS_REVIEW: &[F] = &[
+    (1, "metadata", Kind::Msg(OBJECT_META)),
+    (2, "spec", Kind::Msg(SELF_SUBJECT_ACCESS_REVIEW_SPEC)),
+    (3, "status", Kind::Skip),
+];
+const SELF_SUBJECT_RULES_REVIEW: &[F] = &[
+    (1, "metadata", Kind::Msg(OBJECT_META)),
+    (2, "spec", Kind::Msg(&[(1, "namespace", Kind::Str)])),
+    (3, "status", Kind::Skip),
+];
+const SELF_SUBJECT_REVIEW: &[F] = &[
+    (1, "metadata", Kind::Msg(OBJECT_META)),
+    (2, "status", Kind::Skip),
+];
 const NAMESPACE_SPEC: &[F] = &[(1, "finalizers", Kind::StrList)];
 const NAMESPACE: &[F] = &[
     (1, "metadata", Kind::Msg(OBJECT_META)),
@@ -454,6 +489,9 @@ pub(crate) fn decode(body: &[u8]) -> Result<Value> {
         ("v1", "Service") => SERVICE,
         ("apps/v1", "Deployment") => DEPLOYMENT,
         ("networking.k8s.io/v1", "Ingress") => INGRESS,
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => SELF_SUBJECT_ACCESS_REVIEW,
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => SELF_SUBJECT_RULES_REVIEW,
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => SELF_SUBJECT_REVIEW,
         _ => {
             return Err(Unsupported(format!(
                 "protobuf bodies for {api_version} {kind} are not supported by the sandbox; send JSON or YAML (kubectl create -f)"

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// The logs of the containers the sandbox nodes run.
     pub(crate) logs: Arc<crate::workloads::node::logs::PodLogs>,
+    /// Authentication and authorization, when configured.
+    pub(crate) access: Option<Arc<crate::access::Gate>>,
 }
 
 /// How objects are rendered, from the `Accept` header.
@@ -88,6 +90,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
 }
 
 async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Response {
+    let req = match crate::access::admit(shared.access.as_deref(), req).await {
+        crate::access::Admission::Pass(req) => req,
+        crate::access::Admission::Answer(response) => return response,
+    };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     tracing::debug!(%method, %path, query = req.uri().query().unwrap_or_default(), "request");
@@ -323,7 +329,7 @@ pub(crate) fn decode(body: &[u8], yaml: bool) -> ApiResult<Value> {
     }
 }
 
-fn decode_object(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+pub(crate) fn decode_object(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let ct = content_type(headers);
     match ct.as_str() {
         "application/json" | "" | "*/*" => decode(body, false),

@@ -1,5 +1,6 @@
 //! End-to-end tests: real `kube` clients (and the real `kubectl`) against the sandbox.
 
+mod access;
 mod alloc;
 mod api;
 mod bad_input;
