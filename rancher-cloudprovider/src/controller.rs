@@ -243,7 +243,8 @@ impl Controller {
             let events = index::watch(
                 Api::<Service>::all(client.clone()),
                 watcher::Config::default(),
-            );
+            )
+            .tracked(readiness.track_watch("services"));
             let ready = readiness.register("services");
             shutdown.spawn(async move {
                 tokio::select! {
@@ -254,7 +255,8 @@ impl Controller {
         }
         {
             let (index, token) = (parts.index.clone(), token.clone());
-            let events = index::watch(Api::<Node>::all(client.clone()), watcher::Config::default());
+            let events = index::watch(Api::<Node>::all(client.clone()), watcher::Config::default())
+                .tracked(readiness.track_watch("nodes"));
             let ready = readiness.register("nodes");
             shutdown.spawn(async move {
                 tokio::select! {
@@ -268,7 +270,8 @@ impl Controller {
             let events = index::watch(
                 Api::<EndpointSlice>::all(client),
                 watcher::Config::default().labels(crate::well_known::SERVICE_NAME_LABEL),
-            );
+            )
+            .tracked(readiness.track_watch("endpointslices"));
             let ready = readiness.register("endpointslices");
             shutdown.spawn(async move {
                 tokio::select! {

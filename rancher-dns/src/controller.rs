@@ -16,7 +16,8 @@ use kube::runtime::watcher;
 use parking_lot::RwLock;
 use prometheus_client::registry::Registry;
 use rancher_runtime::index;
-use rancher_runtime::ready::Readiness;
+use rancher_runtime::ready::{Pending, Readiness};
+use rancher_runtime::watch::Watch;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -216,6 +217,7 @@ pub async fn run(
     let config = watcher::Config::default;
     {
         let events = index::watch(Api::<core::Service>::all(client.clone()), config());
+        let events = tracked(events, ready.as_ref(), "services");
         tasks.spawn(follow(
             sink.clone(),
             events,
@@ -227,6 +229,7 @@ pub async fn run(
             Api::<discovery::EndpointSlice>::all(client.clone()),
             config().page_size(SLICE_PAGE),
         );
+        let events = tracked(events, ready.as_ref(), "endpointslices");
         tasks.spawn(follow(
             sink.clone(),
             events,
@@ -234,6 +237,7 @@ pub async fn run(
         ));
         if pods {
             let events = index::watch(Api::<core::Pod>::all(client.clone()), config());
+            let events = tracked(events, ready.as_ref(), "pods");
             tasks.spawn(follow(sink.clone(), events, Some(watches.register("pods"))));
         }
     }
@@ -242,6 +246,19 @@ pub async fn run(
         () = shutdown.cancelled() => {}
     }
     tasks.shutdown().await;
+}
+
+/// Reports the watch's staleness to the process's readiness (through the part
+/// `run` was given) but keeps the process ready: DNS answers from its last
+/// view while the API server is away.
+fn tracked<K>(events: Watch<K>, ready: Option<&Pending>, name: &str) -> Watch<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    match ready {
+        Some(ready) => events.tracked(ready.readiness().track_watch(name).ready_when_stale()),
+        None => events,
+    }
 }
 
 async fn publish(

@@ -237,10 +237,12 @@ impl Controller {
         let ns = self.inner.config.namespace.clone();
         let client = self.inner.host.clone();
         let readiness = self.inner.readiness.lock().clone();
+        // Each watch is pending until listed, and reports when it is stale.
         let ready = |name: &str| {
+            let name = format!("federation {name}");
             readiness
                 .as_ref()
-                .map(|r| r.register(format!("federation {name}")))
+                .map(|r| (r.register(name.clone()), r.track_watch(name)))
         };
         let watches = vec![
             spawn_trigger(

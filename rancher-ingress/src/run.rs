@@ -101,7 +101,8 @@ pub fn start(
 
     macro_rules! watch_namespaced {
         ($kind:ty, $name:literal) => {{
-            let events = index::watch(Api::<$kind>::all(client.clone()), config.clone());
+            let events = index::watch(Api::<$kind>::all(client.clone()), config.clone())
+                .tracked(readiness.track_watch($name));
             let ready = readiness.register($name);
             let (index, token) = (index.clone(), shutdown.token());
             shutdown.spawn(async move {
@@ -117,7 +118,8 @@ pub fn start(
     watch_namespaced!(EndpointSlice, "endpointslices");
     watch_namespaced!(Secret, "secrets");
     {
-        let events = index::watch(Api::<IngressClass>::all(client.clone()), config);
+        let events = index::watch(Api::<IngressClass>::all(client.clone()), config)
+            .tracked(readiness.track_watch("ingressclasses"));
         let ready = readiness.register("ingressclasses");
         let (index, token) = (index.clone(), shutdown.token());
         shutdown.spawn(async move {
@@ -296,7 +298,8 @@ impl DriverArgs {
             let events = index::watch(
                 Api::<k8s_openapi::api::core::v1::Node>::all(client),
                 watcher::Config::default(),
-            );
+            )
+            .tracked(readiness.track_watch("nodes"));
             let ready = readiness.register("nodes");
             let token = shutdown.token();
             shutdown.spawn(async move {

@@ -3,9 +3,15 @@
 //! - `/livez` answers 200 while the process serves requests.
 //! - `/readyz` answers 200 once every part registered with [`Readiness`] is ready
 //!   (for a controller: every watched resource has listed), 503 with the pending
-//!   parts before that. Where leader election runs, the body says `leader` or
-//!   `standby`; a standby is ready too, so rolling updates do not stall.
-//! - `/metrics` serves the [`prometheus_client`] registry in OpenMetrics text.
+//!   parts before that. A tracked watch whose view is stale (its connection to
+//!   the API server lost) makes it answer 503 too, naming the watch and how long
+//!   since it was current, unless that watch keeps the process ready
+//!   ([`WatchTracker::ready_when_stale`](crate::ready::WatchTracker::ready_when_stale)),
+//!   in which case the 200 body names it. Where leader election runs, the body
+//!   says `leader` or `standby`; a standby is ready too, so rolling updates do
+//!   not stall.
+//! - `/metrics` serves the [`prometheus_client`] registry in OpenMetrics text,
+//!   with the watch metrics of [`Readiness::collector`] added.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
@@ -100,8 +106,11 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    /// State reporting `readiness` and the metrics in `registry`.
-    pub fn new(readiness: Readiness, registry: Registry) -> Self {
+    /// State reporting `readiness` and the metrics in `registry`, plus the
+    /// watch metrics of `readiness` (`watch_stale`, `watch_seconds_since_sync`,
+    /// `watch_restarts_total`, under the registry's prefix).
+    pub fn new(readiness: Readiness, mut registry: Registry) -> Self {
+        registry.register_collector(Box::new(readiness.collector()));
         Self {
             readiness,
             leadership: None,
@@ -130,14 +139,16 @@ impl AdminState {
                     .leadership
                     .as_ref()
                     .map(|l| if l.is_leader() { "leader" } else { "standby" });
-                if self.readiness.is_ready() {
-                    let mut body = "ok\n".to_owned();
-                    if let Some(role) = role {
-                        body.push_str(role);
-                        body.push('\n');
-                    }
-                    text(StatusCode::OK, body)
-                } else {
+                let stale = self.readiness.stale();
+                let mut stale_lines = String::new();
+                for watch in &stale {
+                    stale_lines.push_str(&format!(
+                        "stale: {} ({}s since last sync)\n",
+                        watch.name,
+                        watch.age.as_secs()
+                    ));
+                }
+                if !self.readiness.is_ready() {
                     let mut body = String::from("not ready:");
                     for part in self.readiness.pending() {
                         body.push(' ');
@@ -145,6 +156,19 @@ impl AdminState {
                     }
                     body.push('\n');
                     text(StatusCode::SERVICE_UNAVAILABLE, body)
+                } else if stale.iter().any(|s| !s.ready) {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: serving from a stale view\n{stale_lines}"),
+                    )
+                } else {
+                    let mut body = "ok\n".to_owned();
+                    if let Some(role) = role {
+                        body.push_str(role);
+                        body.push('\n');
+                    }
+                    body.push_str(&stale_lines);
+                    text(StatusCode::OK, body)
                 }
             }
             "/metrics" => {
@@ -281,6 +305,66 @@ mod tests {
         assert_eq!(status, 200);
         assert!(body.contains("test_syncs_total 3"), "{body}");
         assert_eq!(get(addr, "/nope").await.0, 404);
+
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn stale_watches_show_in_readyz_and_metrics() {
+        let readiness = Readiness::new();
+        let services = readiness.track_watch("services");
+        let dns = readiness.track_watch("dns-services").ready_when_stale();
+        let state = AdminState::new(readiness, Registry::with_prefix("test"));
+        let server = AdminServer::bind("127.0.0.1:0".parse().unwrap(), state)
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server.serve(shutdown.clone()));
+
+        // Not listed yet: both stale, and `services` makes the process unready.
+        let (status, body) = get(addr, "/readyz").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("stale: services"), "{body}");
+        services.current();
+        dns.current();
+        let (status, body) = get(addr, "/readyz").await;
+        assert_eq!((status, body.as_str()), (200, "ok\n"));
+        let (_, metrics) = get(addr, "/metrics").await;
+        assert!(
+            metrics.contains("test_watch_stale{watch=\"services\"} 0"),
+            "{metrics}"
+        );
+
+        // DNS's watch loses the API server: still ready, but it says so.
+        dns.stale(std::time::Instant::now() - std::time::Duration::from_secs(12));
+        dns.restarted(crate::ready::Restart::Error);
+        let (status, body) = get(addr, "/readyz").await;
+        assert_eq!(status, 200);
+        assert!(
+            body.contains("stale: dns-services (12s since last sync)"),
+            "{body}"
+        );
+        let (_, metrics) = get(addr, "/metrics").await;
+        assert!(
+            metrics.contains("test_watch_stale{watch=\"dns-services\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("test_watch_seconds_since_sync{watch=\"dns-services\"} 12."),
+            "{metrics}"
+        );
+        assert!(
+            metrics
+                .contains("test_watch_restarts_total{watch=\"dns-services\",reason=\"error\"} 1"),
+            "{metrics}"
+        );
+        // A controller's watch does not keep it ready.
+        services.stale(std::time::Instant::now());
+        assert_eq!(get(addr, "/readyz").await.0, 503);
+        services.current();
+        assert_eq!(get(addr, "/readyz").await.0, 200);
 
         shutdown.cancel();
         task.await.unwrap();

@@ -76,23 +76,22 @@ pub trait IndexClusterResource<T> {
     }
 }
 
-/// A watch stream with kube-runtime's default backoff: the stream to hand to
-/// [`namespaced`] or [`cluster`].
-pub fn watch<K>(
-    api: kube::Api<K>,
-    config: watcher::Config,
-) -> impl Stream<Item = watcher::Result<Event<K>>> + Send + 'static
+/// A watch stream to hand to [`namespaced`] or [`cluster`]: [`crate::watch::watch`],
+/// which retries within seconds, resumes from the last resourceVersion, lists
+/// again on 410 Gone and restarts a stalled watch. Add
+/// [`tracked`](crate::watch::Watch::tracked) so `/readyz` and `/metrics` report
+/// when its view is stale.
+pub fn watch<K>(api: kube::Api<K>, config: watcher::Config) -> crate::watch::Watch<K>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + Debug + Send + 'static,
 {
-    use kube::runtime::WatchStreamExt;
-    watcher::watcher(api, config).default_backoff()
+    crate::watch::watch(api, config)
 }
 
 /// Feeds a namespaced resource's watch events into `index` until the stream ends.
 ///
 /// `ready` is marked ready after the first complete list has been applied. Watch
-/// errors are logged; the stream (built with [`watch`]) retries with backoff.
+/// errors are logged; the stream (built with [`watch`]) retries on its own.
 pub async fn namespaced<T, I, S>(index: Arc<RwLock<I>>, events: S, ready: Option<Pending>)
 where
     T: Resource + Send,

@@ -9,8 +9,11 @@
 //!   [`IndexClusterResource`](index::IndexClusterResource)) that an in-memory index
 //!   implements per resource, and driver functions that feed a
 //!   [`kube::runtime::watcher()`] stream into them.
+//! - [`watch::watch`]: the watch stream those drivers take, which recovers from
+//!   API server faults within seconds (capped, jittered retries; resume from the
+//!   last resourceVersion; a new list on 410 Gone; stalled watches restarted).
 //! - [`ready::Readiness`]: the process is ready once every watched resource has
-//!   listed.
+//!   listed; tracked watches report when their view is stale.
 //! - [`requeue::Policy`]: the reconcile retry policy. An error whose
 //!   [`kind`](requeue::Classify::kind) is [`Retry { after }`](requeue::ErrorKind::Retry)
 //!   is retried after exactly `after`; other errors back off exponentially with
@@ -161,6 +164,7 @@ pub mod ready;
 pub mod requeue;
 pub mod shutdown;
 pub mod status;
+pub mod watch;
 
 /// Installs ring as the process-wide rustls crypto provider.
 ///

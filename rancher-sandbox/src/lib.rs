@@ -77,6 +77,7 @@ pub mod allocate;
 mod convert;
 mod defaults;
 pub mod discovery;
+mod faults;
 mod kubeconfig;
 mod openapi;
 pub mod patch;
@@ -360,7 +361,8 @@ pub struct Cluster {
     addr: SocketAddr,
     client: kube::Client,
     shared: Arc<server::Shared>,
-    task: Option<JoinHandle<()>>,
+    /// The server task; `None` while the listener is stopped.
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
     workloads: Option<workloads::Running>,
 }
 
@@ -383,6 +385,7 @@ impl Cluster {
             .map_err(Error::Bind)?;
         let addr = listener.local_addr().map_err(Error::Bind)?;
         let shutdown = CancellationToken::new();
+        let serving = shutdown.child_token();
         let shared = Arc::new(server::Shared {
             store,
             addr: addr.to_string(),
@@ -393,6 +396,7 @@ impl Cluster {
                 Some(access) => Some(Arc::new(access::Gate::new(access).await?)),
                 None => None,
             },
+            faults: faults::Faults::new(serving.clone()),
         });
         let errors = {
             let mut state = shared.store.lock();
@@ -405,32 +409,12 @@ impl Cluster {
             Some(w) => Some(workloads::start(&shared, w)?),
             None => None,
         };
-        let router = server::router(shared.clone());
         let scheme = if shared.access.is_some() {
             "https"
         } else {
             "http"
         };
-        let task = match &shared.access {
-            None => tokio::spawn(async move {
-                let serve = axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown.cancelled_owned());
-                if let Err(e) = serve.await {
-                    tracing::warn!(error = %e, "sandbox API server stopped");
-                }
-            }),
-            Some(gate) => {
-                let listener =
-                    access::TlsListener::new(listener, gate.tls_config()).map_err(Error::Bind)?;
-                tokio::spawn(async move {
-                    let serve = axum::serve(listener, router)
-                        .with_graceful_shutdown(shutdown.cancelled_owned());
-                    if let Err(e) = serve.await {
-                        tracing::warn!(error = %e, "sandbox API server stopped");
-                    }
-                })
-            }
-        };
+        let task = serve(shared.clone(), listener, serving)?;
         let url: http::Uri =
             format!("{scheme}://{addr}")
                 .parse()
@@ -459,7 +443,7 @@ impl Cluster {
                 addr,
                 client,
                 shared,
-                task: Some(task),
+                task: std::sync::Mutex::new(Some(task)),
                 workloads: running,
             },
             errors,
@@ -524,7 +508,12 @@ impl Cluster {
 
     async fn stop(&mut self) {
         self.shared.shutdown.cancel();
-        if let Some(task) = self.task.take() {
+        let task = self
+            .task
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
             let abort = task.abort_handle();
             if tokio::time::timeout(Duration::from_secs(5), task)
                 .await
@@ -548,10 +537,45 @@ impl std::fmt::Debug for Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.shared.shutdown.cancel();
-        if let Some(task) = self.task.take() {
+        let task = self
+            .task
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
             task.abort();
         }
     }
+}
+
+/// Serves the API on `listener` (over TLS when access control is configured)
+/// until `serving` is cancelled.
+fn serve(
+    shared: Arc<server::Shared>,
+    listener: tokio::net::TcpListener,
+    serving: CancellationToken,
+) -> Result<JoinHandle<()>> {
+    let router = server::router(shared.clone());
+    Ok(match &shared.access {
+        None => tokio::spawn(async move {
+            let serve =
+                axum::serve(listener, router).with_graceful_shutdown(serving.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "sandbox API server stopped");
+            }
+        }),
+        Some(gate) => {
+            let listener =
+                access::TlsListener::new(listener, gate.tls_config()).map_err(Error::Bind)?;
+            tokio::spawn(async move {
+                let serve =
+                    axum::serve(listener, router).with_graceful_shutdown(serving.cancelled_owned());
+                if let Err(e) = serve.await {
+                    tracing::warn!(error = %e, "sandbox API server stopped");
+                }
+            })
+        }
+    })
 }
 
 fn default_objects(state: &mut store::State, first_ip: &str) {

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) logs: Arc<crate::workloads::node::logs::PodLogs>,
     /// Authentication and authorization, when configured.
     pub(crate) access: Option<Arc<crate::access::Gate>>,
+    /// Test hooks: listener stops and watch stalls.
+    pub(crate) faults: crate::faults::Faults,
 }
 
 /// How objects are rendered, from the `Accept` header.

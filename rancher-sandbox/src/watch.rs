@@ -138,7 +138,11 @@ pub(crate) fn start(
         let backlog = state.watch_backlog(&rt, ns.as_deref(), params.from);
         (backlog, shared.store.subscribe(), state.resource_version())
     };
-    let shutdown = shared.shutdown.clone();
+    // Ends with the listener (or the sandbox), as a watch ends when its API
+    // server goes away.
+    let shutdown = shared.faults.serving();
+    let generation = shared.faults.generation();
+    let hooks = shared.clone();
     let bookmark_every = shared.bookmark_interval;
     tokio::spawn(async move {
         let backlog = match backlog {
@@ -179,6 +183,13 @@ pub(crate) fn start(
         let mut ticker = tokio::time::interval(bookmark_every);
         ticker.reset();
         loop {
+            if hooks.faults.stalled(generation) {
+                // Stalled: the connection stays open and nothing more is sent.
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tx.closed() => return,
+                }
+            }
             let timeout = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -190,7 +201,10 @@ pub(crate) fn start(
                     Ok(c) => {
                         let c: Arc<Change> = c;
                         last_rv = c.rv;
-                        if c.storage != rt.storage || ns.as_deref().is_some_and(|n| n != c.namespace) {
+                        if c.storage != rt.storage
+                            || ns.as_deref().is_some_and(|n| n != c.namespace)
+                            || hooks.faults.stalled(generation)
+                        {
                             continue;
                         }
                         if let Some(ty) = visible(&rt, &params, c.kind, &c.object, c.previous.as_deref().map(|o| &o.value))
@@ -207,11 +221,12 @@ pub(crate) fn start(
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = ticker.tick(), if params.bookmarks => {
-                    if tx.send(enc.bookmark(last_rv, false)).await.is_err() {
+                    if !hooks.faults.stalled(generation) && tx.send(enc.bookmark(last_rv, false)).await.is_err() {
                         return;
                     }
                 }
-                () = timeout => return,
+                // A stalled watch does not even end at its timeout.
+                () = timeout, if !hooks.faults.stalled(generation) => return,
                 () = shutdown.cancelled() => return,
                 () = tx.closed() => return,
             }

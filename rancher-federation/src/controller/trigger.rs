@@ -7,7 +7,7 @@ use parking_lot::RwLock;
 use rancher_runtime::{
     index::{self, IndexNamespacedResource},
     queue::Queue,
-    ready::Pending,
+    ready::{Pending, WatchTracker},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -48,7 +48,7 @@ pub(super) fn spawn_trigger<T>(
     config: watcher::Config,
     queue: Queue<String>,
     key: fn(&T) -> Option<String>,
-    ready: Option<Pending>,
+    ready: Option<(Pending, WatchTracker)>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()>
 where
@@ -66,7 +66,11 @@ where
         known: HashMap::new(),
     }));
     tokio::spawn(async move {
-        let events = index::watch(api, config);
+        let (ready, tracker) = ready.unzip();
+        let mut events = index::watch(api, config);
+        if let Some(tracker) = tracker {
+            events = events.tracked(tracker);
+        }
         tokio::select! {
             () = index::namespaced(sink, events, ready) => {}
             () = shutdown.cancelled() => {}

@@ -4,6 +4,7 @@ mod access;
 mod alloc;
 mod api;
 mod bad_input;
+mod faults;
 mod kubectl;
 mod lease;
 mod patch;
