@@ -417,7 +417,7 @@ async fn run_controllers(
         () = shutdown.triggered() => return Ok(()),
     }
     tokio::select! {
-        () = wait_for_addresses(&client) => {}
+        () = wait_for_addresses(&client, hosts.len()) => {}
         () = shutdown.triggered() => return Ok(()),
     }
     let (federation, federation_lines) = start_federation(args, hosts, &client).await?;
@@ -650,17 +650,23 @@ async fn pod_addresses(client: &kube::Client, ns: &str, selector: &str) -> Vec<S
         .collect()
 }
 
-/// Waits until every Ingress and `type: LoadBalancer` Service has an address,
-/// saying so for each; gives up after [`STATUS_DEADLINE`] naming the others.
-async fn wait_for_addresses(client: &kube::Client) {
+/// Waits until every Ingress has as many addresses as its `scale` asks (at
+/// most one per host) and every `type: LoadBalancer` Service has one, saying
+/// so for each; gives up after [`STATUS_DEADLINE`] naming the others. An
+/// Ingress is announced once, with all its addresses: the guide shows
+/// `scalelb` on both hosts, not on the first one Rancher reported.
+async fn wait_for_addresses(client: &kube::Client, hosts: usize) {
     let deadline = tokio::time::Instant::now() + STATUS_DEADLINE;
     let mut announced = std::collections::BTreeSet::new();
     loop {
         let mut pending = Vec::new();
-        for (kind, key, addresses) in addressed(client).await {
-            if addresses.is_empty() {
-                pending.push(format!("{kind} {key}"));
-            } else if announced.insert((kind, key.clone())) {
+        for (kind, key, addresses, wanted) in addressed(client, hosts).await {
+            if addresses.len() < wanted {
+                pending.push(format!(
+                    "{kind} {key} ({} of {wanted} addresses)",
+                    addresses.len()
+                ));
+            } else if announced.insert((kind, key.clone())) && !addresses.is_empty() {
                 say(format_args!(
                     "✓ {kind} {key} served on {}",
                     addresses.join(", ")
@@ -672,7 +678,7 @@ async fn wait_for_addresses(client: &kube::Client) {
         }
         if tokio::time::Instant::now() >= deadline {
             say(format_args!(
-                "! no address yet for {} (see `kubectl describe` and the events)",
+                "! not all addresses yet for {} (see `kubectl describe` and the events)",
                 pending.join(", ")
             ));
             return;
@@ -681,8 +687,29 @@ async fn wait_for_addresses(client: &kube::Client) {
     }
 }
 
-/// Every Ingress and `type: LoadBalancer` Service with its status addresses.
-async fn addressed(client: &kube::Client) -> Vec<(&'static str, String, Vec<String>)> {
+/// How many addresses an Ingress should get on `hosts` hosts: its `scale`
+/// (1 when unset or unreadable; the controller reports a bad value), every
+/// host when global.
+fn wanted_addresses(ingress: &Ingress, hosts: usize) -> usize {
+    use rancher_ingress::annotations as a;
+    let global = ingress
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|m| m.get(a::GLOBAL))
+        .is_some_and(|v| v == "true");
+    let scale = guide::annotation(ingress, [a::SCALE, a::LEGACY_SCALE])
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(1);
+    if global { hosts } else { scale.min(hosts) }
+}
+
+/// Every Ingress and `type: LoadBalancer` Service with its status addresses
+/// and how many it should get.
+async fn addressed(
+    client: &kube::Client,
+    hosts: usize,
+) -> Vec<(&'static str, String, Vec<String>, usize)> {
     let mut out = Vec::new();
     let ingresses: Api<Ingress> = Api::all(client.clone());
     if let Ok(list) = ingresses.list(&ListParams::default()).await {
@@ -691,6 +718,7 @@ async fn addressed(client: &kube::Client) -> Vec<(&'static str, String, Vec<Stri
                 "ingress",
                 key(&ingress.metadata),
                 ingress_addresses(&ingress),
+                wanted_addresses(&ingress, hosts),
             ));
         }
     }
@@ -701,6 +729,7 @@ async fn addressed(client: &kube::Client) -> Vec<(&'static str, String, Vec<Stri
                 "service",
                 key(&service.metadata),
                 service_addresses(service),
+                1,
             ));
         }
     }

@@ -318,7 +318,13 @@ pub fn translate(sources: &Sources, config: &Config) -> Translation {
         }
     }
     let cache = &*cache;
+    // A default backend answers what no rule matches, like a rule for any
+    // host and `/`: it is claimed under that route, across load balancers
+    // (they may share a port: one HAProxy frontend, one Rancher service).
+    let any_host = Host::Any;
+    let root = PathRule::root();
     let mut claimed_routes: HashMap<(&Host, &PathRule), &IngressKey> = HashMap::new();
+    let mut claimed_defaults: HashMap<&IngressKey, &str> = HashMap::new();
     for ingress in ours {
         let cached = &cache.entries[&ingress.key];
         let parsed = match &cached.result {
@@ -367,7 +373,31 @@ pub fn translate(sources: &Sources, config: &Config) -> Translation {
                 }
             }
         }
-        if let Some(default) = &parsed.default_backend {
+        let lost_default =
+            parsed.default_backend.as_deref().and_then(|default| {
+                match claimed_routes.entry((&any_host, &root)) {
+                    Entry::Occupied(winner)
+                        if *winner.get() != &ingress.key
+                            && claimed_defaults.get(*winner.get()) != Some(&default) =>
+                    {
+                        Some(winner.get().to_string())
+                    }
+                    Entry::Occupied(_) => None,
+                    Entry::Vacant(slot) => {
+                        slot.insert(&ingress.key);
+                        claimed_defaults.insert(&ingress.key, default);
+                        None
+                    }
+                }
+            });
+        if let Some(winner) = lost_default {
+            notes.push(FieldError::new(
+                "spec.defaultBackend",
+                format!(
+                    "requests no rule matches already go to the older Ingress {winner} (its default backend or its rule for any host and /); this default backend is ignored"
+                ),
+            ));
+        } else if let Some(default) = &parsed.default_backend {
             match &lb.default_backend {
                 Some(existing) if existing != default => {
                     let winner = lb

@@ -18,7 +18,7 @@ use super::{
 pub const EXPECT_PREFIX: &str = "    → ";
 
 /// The annotation value under the prefixed key or the bare one.
-fn annotation<'a>(ingress: &'a Ingress, keys: [&str; 2]) -> Option<&'a str> {
+pub(super) fn annotation<'a>(ingress: &'a Ingress, keys: [&str; 2]) -> Option<&'a str> {
     let annotations = ingress.metadata.annotations.as_ref()?;
     keys.iter()
         .find_map(|k| annotations.get(*k).map(String::as_str))
@@ -134,8 +134,8 @@ pub(super) async fn guide(
         let _ = writeln!(
             g,
             "\n(--rancher-fake: the fake Rancher server only reports where Rancher would run \
-             the load balancers, nothing serves traffic, and Rancher's host-port rule keeps \
-             load balancers sharing a port on different hosts.)"
+             the load balancers, and nothing serves traffic. Ingresses on the same ports share \
+             one Rancher load balancer service, so they run on the same hosts.)"
         );
     }
 

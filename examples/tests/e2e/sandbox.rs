@@ -167,62 +167,115 @@ fn haproxy_processes_under(dir: &Path) -> Vec<String> {
     found
 }
 
+/// A sandbox run's files and addresses.
+struct Run {
+    _work: tempfile::TempDir,
+    kubeconfig: std::path::PathBuf,
+    run_dir: std::path::PathBuf,
+    dns: SocketAddr,
+    federation_dns: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Sandbox {
+    /// Starts `rancher-sandbox` on copied manifests and free ports, with
+    /// `extra` flags, and waits for its guide.
+    fn start(extra: &[&str]) -> (Self, Run) {
+        let work = tempfile::tempdir().expect("tempdir");
+        let manifests = work.path().join("manifests");
+        copy_manifests(&manifests);
+        let run = Run {
+            kubeconfig: work.path().join("kubeconfig"),
+            run_dir: work.path().join("run"),
+            dns: format!("127.0.0.1:{}", free_udp_and_tcp_port())
+                .parse()
+                .expect("addr"),
+            federation_dns: format!("127.0.0.1:{}", free_udp_and_tcp_port())
+                .parse()
+                .expect("addr"),
+            admin: format!("127.0.0.1:{}", free_tcp_port())
+                .parse()
+                .expect("addr"),
+            _work: work,
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rancher-sandbox"));
+        child
+            .arg("--manifests")
+            .arg(&manifests)
+            .arg("--kubeconfig-out")
+            .arg(&run.kubeconfig)
+            .arg("--run-dir")
+            .arg(&run.run_dir)
+            .args([
+                "--dns-listen",
+                &run.dns.to_string(),
+                "--admin",
+                &run.admin.to_string(),
+            ])
+            .args(["--federation-dns-listen", &run.federation_dns.to_string()])
+            // Names outside the cluster are not asked for; a dead upstream keeps
+            // the test off the network.
+            .args(["--dns-upstream", "127.0.0.1:9"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            // Its own process group, like a shell job: Ctrl-C reaches the group.
+            .process_group(0);
+        let mut child = child.spawn().expect("rancher-sandbox starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut sandbox = Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        sandbox.wait_for_line(READY_LINE, Duration::from_secs(180));
+        (sandbox, run)
+    }
+
+    /// Ctrl-C: SIGINT to the whole process group, as a terminal sends it;
+    /// the sandbox must exit cleanly within 30 s.
+    fn interrupt(&mut self) {
+        let status = Command::new("kill")
+            .args(["-INT", "--", &format!("-{}", self.child.id())])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let end = Instant::now() + Duration::from_secs(30);
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().expect("wait") {
+                break exit;
+            }
+            assert!(
+                Instant::now() < end,
+                "rancher-sandbox did not stop within 30 s of Ctrl-C"
+            );
+            pause(100);
+        };
+        assert!(exit.success(), "rancher-sandbox exited with {exit}");
+    }
+}
+
 #[test]
 fn the_guide_commands_work_and_ctrl_c_leaves_nothing_behind() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let manifests = work.path().join("manifests");
-    copy_manifests(&manifests);
-    let kubeconfig = work.path().join("kubeconfig");
-    let run_dir = work.path().join("run");
-    let dns: SocketAddr = format!("127.0.0.1:{}", free_udp_and_tcp_port())
-        .parse()
-        .expect("addr");
-    let federation_dns: SocketAddr = format!("127.0.0.1:{}", free_udp_and_tcp_port())
-        .parse()
-        .expect("addr");
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
-        .parse()
-        .expect("addr");
-
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rancher-sandbox"));
-    child
-        .arg("--manifests")
-        .arg(&manifests)
-        .arg("--kubeconfig-out")
-        .arg(&kubeconfig)
-        .arg("--run-dir")
-        .arg(&run_dir)
-        .args([
-            "--dns-listen",
-            &dns.to_string(),
-            "--admin",
-            &admin.to_string(),
-        ])
-        .args(["--federation-dns-listen", &federation_dns.to_string()])
-        // Names outside the cluster are not asked for; a dead upstream keeps
-        // the test off the network.
-        .args(["--dns-upstream", "127.0.0.1:9"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        // Its own process group, like a shell job: Ctrl-C reaches the group.
-        .process_group(0);
-    let mut child = child.spawn().expect("rancher-sandbox starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut sandbox = Sandbox {
-        child,
-        lines,
-        seen: Vec::new(),
-    };
-    sandbox.wait_for_line(READY_LINE, Duration::from_secs(180));
+    let (mut sandbox, run) = Sandbox::start(&[]);
+    let Run {
+        kubeconfig,
+        run_dir,
+        dns,
+        federation_dns,
+        admin,
+        ..
+    } = &run;
+    let (dns, federation_dns, admin) = (*dns, *federation_dns, *admin);
     let output = sandbox.seen.join("\n");
     let commands: Vec<&str> = sandbox
         .seen
@@ -411,32 +464,15 @@ fn the_guide_commands_work_and_ctrl_c_leaves_nothing_behind() {
         out.starts_with("ok")
     });
     assert!(
-        !haproxy_processes_under(&run_dir).is_empty(),
+        !haproxy_processes_under(run_dir).is_empty(),
         "HAProxy should be running under {}",
         run_dir.display()
     );
 
-    // Ctrl-C: SIGINT to the whole process group, as a terminal sends it.
-    let status = Command::new("kill")
-        .args(["-INT", "--", &format!("-{}", sandbox.child.id())])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let end = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(exit) = sandbox.child.try_wait().expect("wait") {
-            break exit;
-        }
-        assert!(
-            Instant::now() < end,
-            "rancher-sandbox did not stop within 30 s of Ctrl-C"
-        );
-        pause(100);
-    };
-    assert!(exit.success(), "rancher-sandbox exited with {exit}");
+    sandbox.interrupt();
     let end = Instant::now() + Duration::from_secs(10);
     loop {
-        let left = haproxy_processes_under(&run_dir);
+        let left = haproxy_processes_under(run_dir);
         if left.is_empty() {
             break;
         }
@@ -446,5 +482,34 @@ fn the_guide_commands_work_and_ctrl_c_leaves_nothing_behind() {
             left.join("\n")
         );
         pause(100);
+    }
+}
+
+/// `--rancher-fake`: the Rancher driver on a fake Rancher. The seed's two
+/// Ingresses share one Rancher load balancer service, so the guide shows
+/// both hosts for `scalelb` (and for the TLS Ingress) on every start, and
+/// nothing warns.
+#[test]
+fn the_rancher_fake_guide_shows_both_addresses_every_time() {
+    for round in 0..3 {
+        let (mut sandbox, run) = Sandbox::start(&["--rancher-fake"]);
+        let output = sandbox.seen.join("\n");
+        for ingress in [
+            "Ingress default/scalelb routes foo.bar.com/foo, on 127.0.0.2 and 127.0.0.3:",
+            "Ingress default/secure routes secure.example.org/, on 127.0.0.2 and 127.0.0.3:",
+        ] {
+            assert!(output.contains(ingress), "round {round}:\n{output}");
+        }
+        let kubectl = format!("kubectl --kubeconfig {}", run.kubeconfig.display());
+        let types = run_until(
+            &format!("{kubectl} get events.events.k8s.io -A -o jsonpath='{{.items[*].type}}'"),
+            |out| out.contains("Normal"),
+        );
+        assert!(
+            !types.contains("Warning"),
+            "round {round}: {}",
+            run_until(&format!("{kubectl} get events.events.k8s.io -A"), |_| true)
+        );
+        sandbox.interrupt();
     }
 }

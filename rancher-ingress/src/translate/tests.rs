@@ -472,6 +472,48 @@ fn default_backend_answers_unmatched_requests() {
 }
 
 #[test]
+fn the_oldest_default_backend_wins_across_load_balancers() {
+    let mut sources = sources();
+    sources.apply_service(mk_service("default", "fallback", &[("", 80)]));
+    let mut older = mk_ingress("default", "a", 1, vec![]);
+    older.default_backend = Some(svc("nginx-service", 80));
+    // Another scale: another load balancer, on the same port.
+    let mut newer = annotate(mk_ingress("default", "b", 2, vec![]), "scale", "2");
+    newer.default_backend = Some(svc("fallback", 80));
+    // A rule for any host and `/` is the same catch-all.
+    let catch_all = annotate(
+        mk_ingress(
+            "default",
+            "c",
+            3,
+            vec![rule("", vec![path("/", "Prefix", svc("fallback", 80))])],
+        ),
+        "scale",
+        "3",
+    );
+    sources.apply_ingress(older);
+    sources.apply_ingress(newer);
+    sources.apply_ingress(catch_all);
+    let t = translate(&sources, &Config::default());
+    assert!(t.balancers["ingress-http80-x1"].default_backend.is_some());
+    assert_eq!(t.balancers["ingress-http80-x2"].default_backend, None);
+    let lost = notes(&t, "default", "b");
+    assert_eq!(lost[0].field, "spec.defaultBackend");
+    assert!(lost[0].message.contains("default/a"), "{lost:?}");
+    let lost = notes(&t, "default", "c");
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert!(lost[0].message.contains("default/a"), "{lost:?}");
+    assert!(t.balancers["ingress-http80-x3"].routes.is_empty());
+
+    // The same default backend in two Ingresses is no conflict.
+    let mut same = mk_ingress("default", "d", 4, vec![]);
+    same.default_backend = Some(svc("nginx-service", 80));
+    sources.apply_ingress(same);
+    let t = translate(&sources, &Config::default());
+    assert!(notes(&t, "default", "d").is_empty());
+}
+
+#[test]
 fn tls_certificates_by_sni_host() {
     let mut sources = sources();
     sources.apply_secret(mk_tls_secret(

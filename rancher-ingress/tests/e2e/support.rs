@@ -36,10 +36,14 @@ impl Running {
     /// A sandbox with the class `rancher` and the controller on `backend`.
     pub(crate) async fn start(backend: Arc<dyn IngressBackend>) -> Self {
         let running = Self::without_controller().await;
+        running.start_own_controller(backend).await;
         running
-            .start_controller(backend, Leadership::always(), &running.shutdown)
+    }
+
+    /// Starts the controller on `backend`, leading, stopped by [`Self::stop`].
+    pub(crate) async fn start_own_controller(&self, backend: Arc<dyn IngressBackend>) {
+        self.start_controller(backend, Leadership::always(), &self.shutdown)
             .await;
-        running
     }
 
     /// A sandbox with the classes `rancher` and `nginx`, no controller yet.
@@ -88,6 +92,20 @@ impl Running {
             async move { ready.then_some(()) }
         })
         .await;
+    }
+
+    /// Runs `task` until the controller stops.
+    pub(crate) fn spawn_until_stopped<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let token = self.shutdown.token();
+        self.shutdown.spawn(async move {
+            tokio::select! {
+                () = task => {}
+                () = token.cancelled() => {}
+            }
+        });
     }
 
     pub(crate) async fn stop(self) {
