@@ -25,12 +25,13 @@
 //!   selector `rancher-lb.backend=<lb>.<backend>`), each naming its load
 //!   balancer in `backendName` (`<lb>_<backend>`), and for a default backend
 //!   one rule per host without a rule for all its paths plus one without a
-//!   host, so a host's unmatched paths reach it; with explicit priorities:
-//!   per port, exact hosts before wildcard hosts before any host, longer
-//!   paths first. Where two members route the same port, host and path, the
-//!   one that joined first keeps it and the other gets a `RouteConflict`
-//!   condition (the Ingress controller resolves its conflicts, oldest
-//!   Ingress first, before they get here);
+//!   host (`backendName` `<lb>_<backend>_default`), so a host's unmatched
+//!   paths reach it; with explicit priorities: per port, exact hosts before
+//!   wildcard hosts before any host, longer paths first. Where two members
+//!   route the same port, host and path, the one that joined first keeps it
+//!   and the other gets a `RouteConflict` condition, and any member's route
+//!   beats another's default backend rule (the Ingress controller resolves
+//!   its conflicts, oldest Ingress first, before they get here);
 //! - certificates are uploaded once per fingerprint under namespaced names
 //!   `<lb>-<certificate>-<fingerprint prefix>` and all attached, chosen by
 //!   SNI; the first member's default one is `defaultCertificateId`;

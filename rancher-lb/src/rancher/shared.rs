@@ -26,6 +26,17 @@ use crate::placement::can_share;
 /// Neither ids nor backend names (RFC 1123) contain it.
 pub(super) const BACKEND_SEPARATOR: char = '_';
 
+/// Ends the `backendName` of a default backend's rules
+/// (`<lb>_<backend>_default`), which give way to any member's route.
+const DEFAULT_SUFFIX: &str = "_default";
+
+/// Whether a rule is a default backend's (see [`DEFAULT_SUFFIX`]).
+fn is_default(rule: &PortRule) -> bool {
+    rule.backend_name
+        .as_deref()
+        .is_some_and(|b| b.ends_with(DEFAULT_SUFFIX) && b.matches(BACKEND_SEPARATOR).count() == 2)
+}
+
 /// A listener a member asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub(super) struct Port {
@@ -348,7 +359,10 @@ fn default_rules(config: &RancherConfig, lb: &LoadBalancer) -> Vec<PortRule> {
                 hostname: (*host != HostMatch::Any).then(|| host.to_string()),
                 service_id: service_id.clone(),
                 selector: selector.clone(),
-                backend_name: Some(format!("{}{BACKEND_SEPARATOR}{default}", lb.id())),
+                backend_name: Some(format!(
+                    "{}{BACKEND_SEPARATOR}{default}{DEFAULT_SUFFIX}",
+                    lb.id()
+                )),
                 ..Default::default()
             });
         }
@@ -552,12 +566,12 @@ pub(super) struct Built {
 type RuleKey = (u16, Option<String>, Option<String>);
 
 /// Merges the members' rules (an older member keeps a host, path and port
-/// that a newer one also routes), orders them for Rancher's first-match
-/// routing (per port: exact hosts, then wildcard hosts, then any host; the
-/// longest path first within each), attaches every member's certificates
-/// (the oldest default one as the default, the others offered by SNI), and
-/// scales to the largest scale asked. `base` keeps the other `lbConfig`
-/// fields as they are.
+/// that a newer one also routes; any member's route beats a default
+/// backend's rule), orders them for Rancher's first-match routing (per port:
+/// exact hosts, then wildcard hosts, then any host; the longest path first
+/// within each), attaches every member's certificates (the oldest default
+/// one as the default, the others offered by SNI), and scales to the largest
+/// scale asked. `base` keeps the other `lbConfig` fields as they are.
 pub(super) fn build(parts: &[Part], foreign: &[PortRule], base: Option<&LbConfig>) -> Built {
     let mut conflicts: BTreeMap<LbId, Vec<String>> = BTreeMap::new();
     let mut claimed: HashMap<RuleKey, Option<&LbId>> = HashMap::new();
@@ -566,28 +580,38 @@ pub(super) fn build(parts: &[Part], foreign: &[PortRule], base: Option<&LbConfig
         claimed.entry(key(r)).or_insert(None);
     }
     let mut ours: Vec<PortRule> = Vec::new();
-    for part in parts {
-        for rule in &part.rules {
-            match claimed.get(&key(rule)) {
-                None => {
-                    claimed.insert(key(rule), Some(&part.member.id));
-                    ours.push(rule.clone());
-                }
-                Some(Some(owner)) if *owner == &part.member.id => {}
-                Some(owner) => {
-                    let by = owner.map_or_else(
-                        || "a rule added to the Rancher service by hand".to_owned(),
-                        |o| format!("load balancer {o}, older in the shared Rancher service"),
-                    );
-                    conflicts
-                        .entry(part.member.id.clone())
-                        .or_default()
-                        .push(format!(
-                            "route {}{} on port {} is shadowed by {by}",
-                            rule.hostname.as_deref().unwrap_or("*"),
-                            rule.path.as_deref().unwrap_or("/"),
-                            rule.source_port
-                        ));
+    // Routes first, then default backends, each in the order members joined.
+    for defaults in [false, true] {
+        for part in parts {
+            for rule in part.rules.iter().filter(|r| is_default(r) == defaults) {
+                match claimed.get(&key(rule)) {
+                    None => {
+                        claimed.insert(key(rule), Some(&part.member.id));
+                        ours.push(rule.clone());
+                    }
+                    Some(Some(owner)) if *owner == &part.member.id => {}
+                    Some(owner) => {
+                        let by = owner.map_or_else(
+                            || "a rule added to the Rancher service by hand".to_owned(),
+                            |o| format!("load balancer {o} in the shared Rancher service"),
+                        );
+                        let host = rule.hostname.as_deref().unwrap_or("*");
+                        let port = rule.source_port;
+                        let lost = if defaults {
+                            format!(
+                                "the default backend for host {host} on port {port} gives way to a route of {by}"
+                            )
+                        } else {
+                            format!(
+                                "route {host}{} on port {port} is shadowed by {by}",
+                                rule.path.as_deref().unwrap_or("/"),
+                            )
+                        };
+                        conflicts
+                            .entry(part.member.id.clone())
+                            .or_default()
+                            .push(lost);
+                    }
                 }
             }
         }

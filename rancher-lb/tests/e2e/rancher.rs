@@ -751,7 +751,7 @@ async fn the_default_backend_answers_unmatched_paths_of_each_host() {
     let rules = &svc.lb_config.as_ref().unwrap().port_rules;
     let defaults: Vec<_> = rules
         .iter()
-        .filter(|r| r.backend_name.as_deref() == Some("default.web_dflt"))
+        .filter(|r| r.backend_name.as_deref() == Some("default.web_dflt_default"))
         .map(|r| {
             (
                 r.source_port,

@@ -298,6 +298,10 @@ fn the_older_member_keeps_a_contested_route_and_rules_are_ordered() {
     let lost = &built.conflicts[&id("b")];
     assert_eq!(lost.len(), 2, "{lost:?}");
     assert!(lost[0].contains("route */ on port 80 is shadowed by load balancer a"));
+    assert!(
+        lost[0].ends_with("in the shared Rancher service"),
+        "{lost:?}"
+    );
     assert!(lost[1].contains("default certificate"));
     assert!(!built.conflicts.contains_key(&id("a")));
     assert_eq!(
@@ -363,4 +367,32 @@ fn services_read_back_say_whose_rules_are_whose() {
     // Not ours at all.
     legacy.external_id = Some("kubernetes-ingress-lbs://x".into());
     assert!(Shared::parse(legacy).is_none());
+}
+
+#[test]
+fn a_route_beats_another_members_default_backend() {
+    let mut default = rule("a", 80, Some("h.example.org"), None);
+    default.backend_name = Some(format!("a{BACKEND_SEPARATOR}dflt{DEFAULT_SUFFIX}"));
+    assert!(is_default(&default));
+    assert!(!is_default(&rule("a", 80, None, None)));
+    let parts = [
+        part(member("a", 1, &[(80, HTTP)]), vec![default]),
+        part(
+            member("b", 1, &[(80, HTTP)]),
+            vec![rule("b", 80, Some("h.example.org"), None)],
+        ),
+    ];
+    let built = build(&parts, &[], None);
+    let kept: Vec<_> = built
+        .lb_config
+        .port_rules
+        .iter()
+        .map(|r| r.backend_name.as_deref())
+        .collect();
+    assert_eq!(kept, [Some("b_web")], "the newer member's route wins");
+    assert!(
+        built.conflicts[&id("a")][0].starts_with("the default backend for host h.example.org"),
+        "{:?}",
+        built.conflicts
+    );
 }
