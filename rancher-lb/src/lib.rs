@@ -23,9 +23,11 @@
 //!   backend), certificates through a
 //!   crt-list chosen by SNI, endpoint changes through the runtime API without a
 //!   reload, and other changes through `haproxy -c` and a hitless reload.
-//! - `rancher` (feature `rancher`): `RancherDriver` maps a load balancer
-//!   onto a Rancher `loadBalancerService` through `rancher-client` and reads
-//!   `publicEndpoints` back as the addresses.
+//! - `rancher` (feature `rancher`): `RancherDriver` maps load balancers
+//!   onto Rancher `loadBalancerService`s through `rancher-client`, one
+//!   service shared by those on the same ports and placement (as the HAProxy
+//!   driver shares one process per host), and reads `publicEndpoints` back
+//!   as the addresses.
 //! - `testing` (feature `testing`): `FakeDriver` and the `Conformance`
 //!   battery.
 //!

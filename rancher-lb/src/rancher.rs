@@ -648,11 +648,11 @@ impl RancherDriver {
             // Until the new service exists, the members of the ones removed
             // live here only.
             for p in &c.parts {
-                if layout
+                let held = layout
                     .remove
                     .iter()
-                    .any(|i| services.ours[*i].holds(&p.member.id))
-                {
+                    .any(|i| services.ours[*i].holds(&p.member.id));
+                if held && !st.pending.iter().any(|(q, _)| q.member.id == p.member.id) {
                     st.pending.push((p.clone(), c.labels.clone()));
                 }
             }

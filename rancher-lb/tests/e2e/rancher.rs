@@ -797,3 +797,80 @@ async fn the_default_backend_answers_unmatched_paths_of_each_host() {
     );
     assert!(priority(Some("www.example.org"), None) < priority(None, None));
 }
+
+/// A service removed to be created again with a new member, and the create
+/// fails: the other members are not lost, the next call puts them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_recreate_loses_no_member() {
+    let fake = fake().await;
+    let driver = Arc::new(RancherDriver::new(fake.client(), RancherConfig::new()));
+    let web = http("web", 2, "foo.bar.com", "/foo", false);
+    settled(&driver, &web, 2).await;
+    let old = live(&fake).remove(0);
+    // Another member that needs port 8080 too: the service is made again.
+    let mut spec = LoadBalancerSpec {
+        id: "wide".into(),
+        listeners: vec![
+            ListenerSpec {
+                port: 80,
+                protocol: Protocol::Http,
+            },
+            ListenerSpec {
+                port: 8080,
+                protocol: Protocol::Http,
+            },
+        ],
+        backends: vec![BackendSpec {
+            name: "web".into(),
+            ..Default::default()
+        }],
+        scale: 1,
+        ..Default::default()
+    };
+    spec.http_routes.push(HttpRouteSpec {
+        port: 8080,
+        host: Some("wide.example.org".into()),
+        backend: "web".into(),
+        ..Default::default()
+    });
+    let wide = LoadBalancer::new(&spec).unwrap();
+
+    // Slow answers, so the creation can be failed once the removal is done.
+    fake.set_response_delay(Some(Duration::from_millis(500)));
+    fake.clear_requests();
+    let ensuring = {
+        let (driver, wide) = (driver.clone(), wide.clone());
+        tokio::spawn(async move { driver.ensure(&wide).await })
+    };
+    let removal = format!("/loadbalancerservices/{}", old.meta.id);
+    eventually("the old service removed", 10, || async {
+        fake.requests()
+            .iter()
+            .any(|r| r.is("POST", &removal) && r.query.as_deref() == Some("action=remove"))
+            .then_some(())
+    })
+    .await;
+    fake.fail_next_with(1, 500);
+    assert!(ensuring.await.unwrap().is_err(), "the creation failed");
+    fake.set_response_delay(None);
+    assert!(live(&fake).is_empty());
+    assert!(
+        driver.list().await.unwrap().contains(web.id()),
+        "web is still known"
+    );
+
+    // The retry puts both back in one service.
+    driver.ensure(&wide).await.unwrap();
+    let now = live(&fake);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(now[0].public_ports(), vec![80, 8080]);
+    let rules = routes(&now[0]);
+    assert!(
+        rules.contains(&(80, "foo.bar.com".into(), "/foo".into(), "web_web".into())),
+        "{rules:?}"
+    );
+    assert_eq!(
+        driver.list().await.unwrap(),
+        vec![web.id().clone(), wide.id().clone()]
+    );
+}
