@@ -5,37 +5,11 @@
 //! The record semantics are covered in depth by rancher-dns's own end-to-end tests;
 //! this one proves the shipped binary wires them up from a kubeconfig.
 
-use std::{net::UdpSocket, process::Stdio};
-
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
-use tokio::process::Command;
 
-use crate::support::{eventually, terminate};
-
-/// `dig` output for `args`, e.g. `["+short", "name"]`.
-async fn dig(port: u16, args: &[&str]) -> String {
-    let output = Command::new("dig")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=1", "+tries=1"])
-        .args(args)
-        .output()
-        .await
-        .expect("dig runs (scripts/test installs dnsutils)");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The sorted `+short` answer lines for `name`.
-async fn short(port: u16, name: &str) -> Vec<String> {
-    let mut lines: Vec<String> = dig(port, &["+short", name])
-        .await
-        .lines()
-        .map(str::to_owned)
-        .filter(|l| !l.starts_with(';'))
-        .collect();
-    lines.sort();
-    lines
-}
+use crate::support::{dig, eventually, free_dns_port, free_port, short, spawn_dns, terminate};
 
 fn mongodb_slice(ready: [bool; 3]) -> EndpointSlice {
     let endpoints: Vec<_> = (0..3)
@@ -92,22 +66,8 @@ async fn the_binary_serves_cluster_names_and_follows_api_writes() {
     let web = services.create(&post, &web).await.unwrap();
     let web_ip = web.spec.and_then(|s| s.cluster_ip).expect("a ClusterIP");
 
-    // A free port for the server (UDP and TCP share the number).
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rancher-dns"))
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--admin", "127.0.0.1:0", "--upstream", "127.0.0.1:9"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the rancher-dns binary starts");
+    let port = free_dns_port();
+    let mut child = spawn_dns(&kubeconfig, port, free_port());
 
     let mdb1 = "mdb-1.mongodb.default.svc.cluster.local";
     eventually("the StatefulSet pod name", || async {

@@ -7,29 +7,10 @@
 //! end-to-end tests; this one proves the shipped binary wires them up from a
 //! kubeconfig and its flags.
 
+use crate::support::{curl, eventually, free_port, kubectl, spawn_haproxy_controller, terminate};
 use rancher_lb::testing::HttpEcho;
-use tokio::process::Command;
-
-use crate::support::{eventually, free_port, kubectl, spawn_haproxy_controller, terminate};
 
 const HOSTS: [&str; 2] = ["127.0.0.2", "127.0.0.3"];
-
-/// `curl` through `addr:port` with a Host header: (status, body).
-async fn curl(url: &str, host: Option<&str>) -> (u16, String) {
-    let mut command = Command::new("curl");
-    command.args(["-s", "--max-time", "2", "-w", "\n%{http_code}"]);
-    if let Some(host) = host {
-        command.args(["-H", &format!("Host: {host}")]);
-    }
-    let output = command
-        .arg(url)
-        .output()
-        .await
-        .expect("curl runs (scripts/test installs it when missing)");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
-}
 
 fn manifests(http_port: u16, backend_port: u16) -> String {
     format!(

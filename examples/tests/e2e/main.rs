@@ -12,5 +12,6 @@ mod cni_reference;
 mod credential_provider;
 mod dns;
 mod ingress_controller;
+mod outage;
 mod ports;
 mod sandbox;

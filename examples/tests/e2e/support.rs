@@ -1,5 +1,5 @@
-//! What the binary tests share: free ports, `kubectl`, and waits with a
-//! deadline.
+//! What the binary tests share: free ports, `kubectl`, `curl`, `dig`, and
+//! waits with a deadline.
 
 use std::{
     net::TcpListener,
@@ -34,6 +34,46 @@ pub(crate) async fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String) 
     (output.status.success(), text)
 }
 
+/// `curl` through `addr:port` with a Host header: (status, body).
+pub(crate) async fn curl(url: &str, host: Option<&str>) -> (u16, String) {
+    let mut command = Command::new("curl");
+    command.args(["-s", "--max-time", "2", "-w", "\n%{http_code}"]);
+    if let Some(host) = host {
+        command.args(["-H", &format!("Host: {host}")]);
+    }
+    let output = command
+        .arg(url)
+        .output()
+        .await
+        .expect("curl runs (scripts/test installs it when missing)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// `dig` output for `args`, e.g. `["+short", "name"]`.
+pub(crate) async fn dig(port: u16, args: &[&str]) -> String {
+    let output = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=1", "+tries=1"])
+        .args(args)
+        .output()
+        .await
+        .expect("dig runs (scripts/test installs dnsutils)");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The sorted `+short` answer lines for `name`.
+pub(crate) async fn short(port: u16, name: &str) -> Vec<String> {
+    let mut lines: Vec<String> = dig(port, &["+short", name])
+        .await
+        .lines()
+        .map(str::to_owned)
+        .filter(|l| !l.starts_with(';'))
+        .collect();
+    lines.sort();
+    lines
+}
+
 /// Starts a controller binary with the HAProxy driver on `hosts`, its files
 /// in `work_dir` and its admin server on `admin_port`.
 pub(crate) fn spawn_haproxy_controller(
@@ -55,6 +95,48 @@ pub(crate) fn spawn_haproxy_controller(
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("{binary} starts: {e}"))
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 now (DNS serves both).
+pub(crate) fn free_dns_port() -> u16 {
+    loop {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free UDP port")
+            .port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Starts the `rancher-dns` binary serving on `127.0.0.1:port`, its admin
+/// server on `admin_port`, forwarding nowhere.
+pub(crate) fn spawn_dns(kubeconfig: &Path, port: u16, admin_port: u16) -> tokio::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_rancher-dns"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin", &format!("127.0.0.1:{admin_port}")])
+        .args(["--upstream", "127.0.0.1:9"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the rancher-dns binary starts")
+}
+
+/// The value of the first sample in `/metrics` on `admin_port` whose line
+/// starts with `series` (name and labels), if there is one.
+pub(crate) async fn metric(admin_port: u16, series: &str) -> Option<f64> {
+    let (code, text) = curl(&format!("http://127.0.0.1:{admin_port}/metrics"), None).await;
+    if code != 200 {
+        return None;
+    }
+    text.lines()
+        .find_map(|line| line.strip_prefix(series))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
 }
 
 /// Sends SIGTERM to `child` and checks that it exits cleanly within
