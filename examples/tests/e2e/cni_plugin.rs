@@ -240,6 +240,51 @@ fn plugin_attaches_pods_and_detaches_them_completely() {
 }
 
 #[test]
+fn plugin_dual_stack_pods_talk_over_both_families_and_masquerade() {
+    let host = TestNetns::new("h").expect("host");
+    let pod1 = TestNetns::new("p").expect("pod");
+    let pod2 = TestNetns::new("p").expect("pod");
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut c = conf("dual", "10.250.35.0/24", data.path());
+    c["ipam"]["ranges"] = json!([[{"subnet": "10.250.35.0/24"}], [{"subnet": "fd42:250:35::/64"}]]);
+    c["ipMasq"] = json!(true);
+    c["clusterNetworks"] = json!(["10.250.0.0/16", "fd42:250::/32"]);
+    let r1 = call(&host, "ADD", "dual-one", pod1.path(), &c);
+    assert!(r1.ok, "{:?}", r1.out);
+    let r2 = call(&host, "ADD", "dual-two", pod2.path(), &c);
+    assert!(r2.ok, "{:?}", r2.out);
+    assert_eq!(r2.out["ips"][1]["gateway"], "fd42:250:35::1");
+    let v6: std::net::IpAddr = r2.out["ips"][1]["address"]
+        .as_str()
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .expect("an IPv6 address");
+    let to_v6 = echo(&pod2, SocketAddr::new(v6, 0));
+    tcp_round_trip(&pod1, to_v6).expect("pod1 -> pod2 over IPv6");
+    let to_v4 = echo(&pod2, SocketAddr::new(addr_of(&r2.out), 0));
+    tcp_round_trip(&pod1, to_v4).expect("pod1 -> pod2 over IPv4");
+    // ipMasq: the host's nat table sends the pods' traffic to the masquerade chain,
+    // which returns for the cluster networks.
+    let nat = host
+        .run(|| Command::new("iptables").args(["-t", "nat", "-S"]).output())
+        .expect("in the host")
+        .expect("iptables (Debian package iptables) must be installed");
+    let nat = String::from_utf8_lossy(&nat.stdout);
+    assert!(
+        nat.contains("-A POSTROUTING -s 10.250.35.0/24") && nat.contains("RANCHER-CNI-MASQ"),
+        "{nat}"
+    );
+    assert!(
+        nat.contains("-A RANCHER-CNI-MASQ -d 10.250.0.0/16 -j RETURN"),
+        "{nat}"
+    );
+    for (id, pod) in [("dual-one", &pod1), ("dual-two", &pod2)] {
+        assert!(call(&host, "DEL", id, pod.path(), &c).ok);
+    }
+    assert!(reservations(&data.path().join("dual")).is_empty());
+}
+
+#[test]
 fn plugin_bad_input_gets_the_spec_codes_and_leaves_nothing() {
     let host = TestNetns::new("h").expect("host");
     let pod = TestNetns::new("p").expect("pod");
