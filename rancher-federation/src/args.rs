@@ -33,6 +33,10 @@ pub enum Error {
     /// The provider rejected its configuration.
     #[error(transparent)]
     Provider(#[from] provider::Error),
+    /// `--rancher`: the Rancher client could not be configured (`CATTLE_URL`,
+    /// `CATTLE_ACCESS_KEY`, `CATTLE_SECRET_KEY`).
+    #[error("--rancher: configuring the rancher client failed")]
+    Rancher(#[source] rancher_client::Error),
 }
 
 /// Result alias for this module.
@@ -78,16 +82,29 @@ pub struct ControllerArgs {
     /// Seconds one exchange with the DNS server may take.
     #[arg(long, default_value_t = 5)]
     pub rfc2136_timeout: u64,
+    /// Also make every Rancher environment labelled
+    /// `federation.rancher.io/name: <federation>` a member (and remove it when
+    /// the label goes), reached through Rancher's Kubernetes proxy. Rancher is
+    /// at `CATTLE_URL` with the account API key `CATTLE_ACCESS_KEY` /
+    /// `CATTLE_SECRET_KEY` (an environment key sees only its own environment).
+    #[arg(long)]
+    pub rancher: bool,
 }
 
 impl ControllerArgs {
-    /// The controller configuration.
-    pub fn config(&self) -> Config {
+    /// The controller configuration; with `--rancher`, a Rancher client from
+    /// `CATTLE_URL`, `CATTLE_ACCESS_KEY` and `CATTLE_SECRET_KEY` (a rustls
+    /// crypto provider must be installed).
+    pub fn config(&self) -> Result<Config> {
         let mut config = Config::new(self.namespace.clone());
         config.period = Duration::from_secs(self.health_check_period.max(1));
         config.timeout = Duration::from_secs(self.health_check_timeout.max(1));
         config.workers = self.workers.max(1);
-        config
+        if self.rancher {
+            config =
+                config.with_rancher(rancher_client::Client::from_env().map_err(Error::Rancher)?);
+        }
+        Ok(config)
     }
 
     /// The RFC 2136 provider.
@@ -157,7 +174,7 @@ mod tests {
             "--rfc2136-zone",
             "example.org",
         ]);
-        assert_eq!(binary.federation.config().namespace, "feds");
+        assert_eq!(binary.federation.config().unwrap().namespace, "feds");
     }
 
     #[test]
@@ -196,7 +213,7 @@ mod tests {
             "3",
         ]);
         assert!(cli.args.provider().is_ok());
-        assert_eq!(cli.args.config().period, Duration::from_secs(3));
-        assert_eq!(cli.args.config().namespace, "federation-system");
+        assert_eq!(cli.args.config().unwrap().period, Duration::from_secs(3));
+        assert_eq!(cli.args.config().unwrap().namespace, "federation-system");
     }
 }

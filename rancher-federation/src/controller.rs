@@ -137,6 +137,11 @@ pub struct Config {
     pub period: Duration,
     /// The member timeout when a `Federation` does not set one.
     pub timeout: Duration,
+    /// Rancher, for members discovered from Rancher environments labelled
+    /// `federation.rancher.io/name: <federation>` (feature `rancher`; the
+    /// binary's `--rancher`). `None`: Secrets are the only source.
+    #[cfg(feature = "rancher")]
+    pub rancher: Option<rancher_client::Client>,
 }
 
 impl Config {
@@ -147,7 +152,17 @@ impl Config {
             workers: 2,
             period: DEFAULT_PERIOD,
             timeout: DEFAULT_TIMEOUT,
+            #[cfg(feature = "rancher")]
+            rancher: None,
         }
+    }
+
+    /// Also discovers members from the environments of `rancher`.
+    #[cfg(feature = "rancher")]
+    #[must_use]
+    pub fn with_rancher(mut self, rancher: rancher_client::Client) -> Self {
+        self.rancher = Some(rancher);
+        self
     }
 }
 
@@ -691,43 +706,6 @@ impl Controller {
             }
         }
         state
-    }
-
-    async fn member_client(
-        &self,
-        cluster: &FederatedCluster,
-        timeout: Duration,
-    ) -> member::Result<kube::Client> {
-        let ns = &self.inner.config.namespace;
-        let secret_name = &cluster.spec.secret_ref.name;
-        let secret = Api::<Secret>::namespaced(self.inner.host.clone(), ns)
-            .get_opt(secret_name)
-            .await
-            .ok()
-            .flatten()
-            .ok_or_else(|| member::Error::MissingSecret {
-                namespace: ns.clone(),
-                name: secret_name.clone(),
-            })?;
-        let fingerprint = format!(
-            "{}|{}|{:?}|{:?}",
-            secret.resource_version().unwrap_or_default(),
-            secret.uid().unwrap_or_default(),
-            cluster.spec.api_endpoint,
-            timeout
-        );
-        if let Some((seen, client)) = self.inner.clients.lock().get(&cluster.name_any())
-            && *seen == fingerprint
-        {
-            return Ok(client.clone());
-        }
-        let config = member::config(cluster, &secret, timeout).await?;
-        let client = member::client(&cluster.name_any(), config)?;
-        self.inner
-            .clients
-            .lock()
-            .insert(cluster.name_any(), (fingerprint, client.clone()));
-        Ok(client)
     }
 
     async fn record_member(

@@ -86,8 +86,27 @@ pub struct FederatedClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_endpoint: Option<String>,
     /// The Secret, in this object's namespace, with the credentials: key
-    /// `kubeconfig`, or key `token` (and optionally `ca.crt`).
-    pub secret_ref: SecretRef,
+    /// `kubeconfig`, or key `token` (and optionally `ca.crt`). Absent for a
+    /// cluster that is a Rancher environment (`rancher`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+    /// The Rancher environment this cluster is, for members discovered from
+    /// Rancher (`--rancher`): reached through Rancher's Kubernetes proxy with
+    /// the controller's API key. Exactly one of `secretRef` and `rancher` is
+    /// set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rancher: Option<RancherEnvironment>,
+}
+
+/// A Rancher environment (a project of Rancher's API).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RancherEnvironment {
+    /// The project id, e.g. `1a7`.
+    pub project_id: String,
+    /// The environment's name when it was discovered, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// A reference to a Secret in the same namespace.

@@ -28,7 +28,9 @@
 //!   [`FederatedService`](crd::FederatedService), group `federation.rancher.io/v1alpha1`.
 //! - [`member`]: member credentials from Secrets (kubeconfig or token), auto-discovery of
 //!   clusters whose credentials Secret carries `federation.rancher.io/name: <federation>`,
-//!   health checks of `/readyz` with timeouts, region and zones from node labels.
+//!   and (feature `rancher`) of Rancher environments carrying that label, reached through
+//!   Rancher's Kubernetes proxy; health checks of `/readyz` with timeouts, region and zones
+//!   from node labels.
 //! - [`controller::Controller`]: propagates every `FederatedService` to the healthy
 //!   members (owned by the label `federation.rancher.io/federation`; a user's Service
 //!   of the same name is left alone and reported), collects each member's
@@ -130,7 +132,8 @@
 //! | --- | --- | --- |
 //! | `runtime` | yes | [`crd`], [`member`], [`controller`]: the Kubernetes side (kube, k8s-openapi, rancher-runtime) |
 //! | `rfc2136` | yes | [`Rfc2136Provider`](provider::Rfc2136Provider): RFC 2136 updates with TSIG (hickory-proto, ring) |
-//! | `clap` | no | `args::ControllerArgs`: the controller's flags for binaries |
+//! | `clap` | no | `args::ControllerArgs`: the controller's flags for binaries (with `rancher`) |
+//! | `rancher` | no | `controller::Config::rancher`: members discovered from Rancher environments (rancher-client) |
 //! | `rancher-dns` | no | `provider::RancherDnsProvider`: the zone served by `rancher-dns`'s built-in server |
 //! | `testing` | no | [`MemoryProvider`](provider::MemoryProvider) and the provider [conformance battery](provider::conformance) |
 

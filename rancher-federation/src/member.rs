@@ -21,6 +21,9 @@ use crate::{
     },
 };
 
+#[cfg(feature = "rancher")]
+pub mod rancher;
+
 /// Errors reaching a member.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -49,6 +52,26 @@ pub enum Error {
         /// The cause.
         #[source]
         source: kube::Error,
+    },
+    /// The cluster names neither a credentials Secret nor a Rancher
+    /// environment, or both.
+    #[error("cluster {cluster}: {reason}")]
+    InvalidSpec {
+        /// The member.
+        cluster: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The cluster is a Rancher environment, and reaching it through Rancher
+    /// is not possible: no `--rancher`, no API key, an invalid project id.
+    #[error("cluster {cluster}: rancher environment {project}: {reason}")]
+    Rancher {
+        /// The member.
+        cluster: String,
+        /// The project id.
+        project: String,
+        /// What is wrong (never a key).
+        reason: String,
     },
     /// The member did not answer in time.
     #[error("cluster {cluster}: no answer within {timeout:?}")]
@@ -295,9 +318,10 @@ pub fn discovered(federation: &str, secrets: &[Secret]) -> Vec<FederatedCluster>
                 spec: FederatedClusterSpec {
                     federation: federation.to_owned(),
                     api_endpoint: secret.annotations().get(API_ENDPOINT_ANNOTATION).cloned(),
-                    secret_ref: SecretRef {
+                    secret_ref: Some(SecretRef {
                         name: secret.name_any(),
-                    },
+                    }),
+                    rancher: None,
                 },
                 status: None,
             }
@@ -401,7 +425,7 @@ mod tests {
         assert_eq!(east.name_any(), "east");
         assert_eq!(east.namespace().as_deref(), Some("federation-system"));
         assert_eq!(east.spec.federation, "myfed");
-        assert_eq!(east.spec.secret_ref.name, "east");
+        assert_eq!(east.spec.secret_ref.as_ref().unwrap().name, "east");
         assert_eq!(
             east.spec.api_endpoint.as_deref(),
             Some("https://192.0.2.1:6443")
@@ -415,9 +439,10 @@ mod tests {
             FederatedClusterSpec {
                 federation: "myfed".into(),
                 api_endpoint: endpoint.map(str::to_owned),
-                secret_ref: SecretRef {
+                secret_ref: Some(SecretRef {
                     name: "east".into(),
-                },
+                }),
+                rancher: None,
             },
         )
     }

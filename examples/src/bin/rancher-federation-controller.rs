@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
     let state = AdminState::new(readiness.clone(), registry).with_leadership(leadership.clone());
     let admin = args.admin.bind(state).await?;
     shutdown.spawn(admin.serve(shutdown.token()));
-    let controller = Controller::new(client, args.federation.config(), provider)
+    let controller = Controller::new(client, args.federation.config()?, provider)
         .with_leadership(leadership)
         .with_readiness(readiness)
         .with_metrics(metrics);

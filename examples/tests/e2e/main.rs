@@ -11,6 +11,7 @@ mod cni_plugin;
 mod cni_reference;
 mod credential_provider;
 mod dns;
+mod federation_controller;
 mod ingress_controller;
 mod outage;
 mod ports;

@@ -77,6 +77,15 @@ impl World {
     /// Three clusters with labelled nodes, the CRDs and the federation in
     /// the first, and the controller running with `provider`.
     pub(crate) async fn start(provider: Arc<dyn DnsProvider>) -> Self {
+        Self::start_with(provider, None).await
+    }
+
+    /// Like [`World::start`], the controller also discovering members from
+    /// the environments of `rancher`.
+    pub(crate) async fn start_with(
+        provider: Arc<dyn DnsProvider>,
+        rancher: Option<rancher_client::Client>,
+    ) -> Self {
         rancher_runtime::install_crypto_provider();
         let sandbox = Sandbox::builder()
             .clusters(3)
@@ -147,6 +156,7 @@ impl World {
         let mut config = Config::new(NS);
         config.period = Duration::from_secs(1);
         config.timeout = Duration::from_secs(2);
+        config.rancher = rancher;
         let metrics = Metrics::default();
         let controller =
             Controller::new(host.clone(), config, provider).with_metrics(metrics.clone());

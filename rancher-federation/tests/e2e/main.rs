@@ -6,4 +6,5 @@ mod federation;
 mod forbid;
 mod manifests;
 mod namespaces;
+mod rancher;
 mod rfc2136;
