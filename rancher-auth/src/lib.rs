@@ -76,11 +76,15 @@
 //! | --- | --- | --- |
 //! | `server` | yes | [`server`]: the HTTPS webhook server on axum and tokio-rustls (ring), with certificate reload and metrics |
 //! | `rancher` | yes | [`rancher::RancherAuthenticator`]: Rancher API keys of an environment's members, through `rancher-client` |
+//! | `runtime` | no | `local::secrets`: local tokens from labelled Secrets, watched through `kube` and `rancher-runtime` |
+//! | `cli` | no | `cli`: the `rancher-auth-webhook` binary's flags (clap) and what they start |
 //! | `testing` | no | [`testing`]: fake authenticator and authorizer, conformance batteries |
 
 pub mod authn;
 pub mod authz;
 pub mod cache;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod environment;
 pub mod error;
 pub mod identity;

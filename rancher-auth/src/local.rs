@@ -28,6 +28,9 @@ use parking_lot::RwLock;
 use ring::rand::SecureRandom as _;
 
 use crate::authn::{Authentication, TokenAuthenticator};
+
+#[cfg(feature = "runtime")]
+pub mod secrets;
 use crate::error::{Error, Result};
 use crate::identity::{SYSTEM_PREFIX, Token, UserInfo};
 

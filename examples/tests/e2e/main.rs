@@ -4,6 +4,7 @@
 
 mod support;
 
+mod auth;
 mod cloud_controller;
 mod cni_containerd;
 mod cni_overlay;
