@@ -59,7 +59,8 @@ use rancher_runtime::index;
 use rancher_runtime::lease::Leadership;
 use rancher_runtime::ready::Readiness;
 use rancher_runtime::shutdown::Shutdown;
-use rancher_sandbox::{SandboxNode, Workloads};
+use rancher_sandbox::workloads::CniNetwork;
+use rancher_sandbox::{PodNetwork, SandboxNode, Workloads};
 
 pub use self::guide::EXPECT_PREFIX;
 use self::scoped::Scoped;
@@ -116,6 +117,15 @@ pub struct SandboxArgs {
     /// server instead of HAProxy (statuses only: no traffic is served).
     #[arg(long)]
     pub rancher_fake: bool,
+    /// How pods get their addresses: `loopback` (a loopback address per pod) or
+    /// `cni` (root only: a network namespace per pod wired by the `rancher-cni`
+    /// plugin built next to this binary, with an address from the node's range
+    /// of `--cluster-cidr`, reachable from the host).
+    #[arg(long, value_name = "MODE", default_value = "loopback", value_parser = ["loopback", "cni"])]
+    pub pod_network: String,
+    /// The cluster's pod range, a /24 per node.
+    #[arg(long, value_name = "CIDR", default_value = rancher_sandbox::workloads::DEFAULT_CLUSTER_CIDR)]
+    pub cluster_cidr: String,
 }
 
 /// One host of the sandbox: a loopback address, a Node name and a zone.
@@ -181,7 +191,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let sandbox = rancher_sandbox::Sandbox::builder()
         .kubeconfig_path(&args.kubeconfig_out)
         .manifests_dir(&args.manifests)
-        .workloads(workloads(&hosts))
+        .workloads(workloads(&args, &hosts, &run_dir))
         .start()
         .await
         .context("starting the API server")?;
@@ -518,8 +528,19 @@ fn announce(all: &Readiness, name: &str, part: Readiness, what: String) {
 
 /// The sandbox nodes: one per host address, labelled with its zone and region
 /// (the topology labels, and Rancher's host labels the cloud provider reads).
-fn workloads(hosts: &[HostSpec]) -> Workloads {
-    hosts.iter().fold(Workloads::new(), |w, host| {
+fn workloads(args: &SandboxArgs, hosts: &[HostSpec], run_dir: &Path) -> Workloads {
+    let mut w = Workloads::new().cluster_cidr(args.cluster_cidr.clone());
+    if args.pod_network == "cni" {
+        let plugin = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join("rancher-cni")))
+            .unwrap_or_else(|| PathBuf::from("rancher-cni"));
+        w = w.pod_network(PodNetwork::Cni(CniNetwork::new(
+            plugin,
+            run_dir.join("cni"),
+        )));
+    }
+    hosts.iter().fold(w, |w, host| {
         w.node(
             SandboxNode::new(host.name.clone(), host.address)
                 .label("topology.kubernetes.io/zone", host.zone.clone())

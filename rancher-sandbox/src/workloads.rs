@@ -43,6 +43,7 @@ use std::sync::Arc;
 pub use self::deployment::{POD_TEMPLATE_HASH, REVISION};
 pub use self::endpointslice::{HEADLESS_LABEL, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 pub use self::node::KUBELET_VERSION;
+pub use self::node::cni::CniNetwork;
 pub use self::nodeipam::{DEFAULT_CLUSTER_CIDR, NODE_MASK};
 pub use self::statefulset::{POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL};
 use crate::server::Shared;
@@ -111,6 +112,11 @@ pub enum PodNetwork {
     /// A loopback address per pod, mirroring the node's range (needs no privileges; ports
     /// below 1024 need root or a lowered `net.ipv4.ip_unprivileged_port_start`).
     Loopback,
+    /// Root mode: a network namespace per pod, wired by a CNI plugin (`rancher-cni`)
+    /// called as a container runtime calls it, with a real address from the node's
+    /// range on a bridge per node, reachable from the host. Needs root and `ip`
+    /// (iproute2); namespaces, veths and bridges go when the sandbox stops.
+    Cni(CniNetwork),
 }
 
 /// A node the sandbox runs: its Node object and a kubelet for the pods bound to it.
@@ -209,7 +215,7 @@ pub(crate) fn start(shared: &Arc<Shared>, config: &Workloads) -> Result<Running,
         shared.clone(),
         node::NodeAgent::new(
             &config.nodes(),
-            octet,
+            (&config.network, octet),
             shared.logs.clone(),
             shared.shutdown.clone(),
         ),
@@ -222,6 +228,9 @@ pub(crate) fn start(shared: &Arc<Shared>, config: &Workloads) -> Result<Running,
     runner::spawn(shared.clone(), endpointslice::EndpointSlices::new());
     runner::spawn(shared.clone(), gc::Collector::new());
     Ok(Running {
-        pod_network: node::loopback_network(octet),
+        pod_network: match &config.network {
+            PodNetwork::Loopback => node::loopback_network(octet),
+            PodNetwork::Cni(_) => config.cluster_cidr.clone(),
+        },
     })
 }

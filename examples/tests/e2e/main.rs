@@ -17,3 +17,4 @@ mod ingress_controller;
 mod outage;
 mod ports;
 mod sandbox;
+mod sandbox_root;

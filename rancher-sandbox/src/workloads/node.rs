@@ -3,6 +3,7 @@
 //! writes the pod status a kubelet writes; a container whose port cannot be bound is
 //! restarted with back-off, as a crashing container is.
 
+pub(crate) mod cni;
 pub(crate) mod echo;
 pub(crate) mod logs;
 pub(crate) mod network;
@@ -17,13 +18,14 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use self::cni::CniNetwork;
 use self::echo::Echo;
 use self::logs::PodLogs;
 use self::network::Loopback;
-use super::SandboxNode;
 use super::events::{Recorder, Severity};
 use super::objects::{self, Key, Writer, meta};
 use super::runner::Reconciler;
+use super::{PodNetwork, SandboxNode};
 use crate::store::{Change, State};
 
 /// The kubelet's name in events and field managers.
@@ -74,6 +76,8 @@ struct RunningPod {
     containers: Vec<Container>,
     /// Ports served without being declared (the Services' target ports).
     inferred: BTreeSet<(u16, String)>,
+    /// Root mode: the pod's namespace, bridge and node range.
+    netns: Option<(String, String, String)>,
 }
 
 pub(crate) struct NodeAgent {
@@ -82,6 +86,8 @@ pub(crate) struct NodeAgent {
     /// Pods bound here waiting for the node's range.
     waiting: BTreeSet<Key>,
     net: Loopback,
+    /// Root mode: pods in namespaces of their own, wired by the CNI plugin.
+    cni: Option<CniNetwork>,
     logs: Arc<PodLogs>,
     shutdown: CancellationToken,
     writer: Writer,
@@ -140,7 +146,7 @@ fn container_id(uid: &str, name: &str, restarts: u32) -> String {
 impl NodeAgent {
     pub(crate) fn new(
         nodes: &[SandboxNode],
-        loopback_octet: u8,
+        (network, loopback_octet): (&PodNetwork, u8),
         logs: Arc<PodLogs>,
         shutdown: CancellationToken,
     ) -> Self {
@@ -149,6 +155,10 @@ impl NodeAgent {
             pods: HashMap::new(),
             waiting: BTreeSet::new(),
             net: Loopback::new(loopback_octet),
+            cni: match network {
+                PodNetwork::Cni(c) => Some(c.clone()),
+                PodNetwork::Loopback => None,
+            },
             logs,
             shutdown,
             writer: Writer { manager: NAME },
@@ -162,10 +172,21 @@ impl NodeAgent {
             .is_some_and(|n| self.nodes.contains_key(n))
     }
 
+    /// The bridge of a node in root mode (nodes are numbered in name order).
+    fn bridge(&self, node: &str) -> String {
+        let index = self.nodes.keys().position(|n| n == node).unwrap_or(0);
+        self.cni
+            .as_ref()
+            .map_or_else(String::new, |c| c.bridge(index))
+    }
+
     /// Stops a pod's servers and gives its address back.
     fn stop(&mut self, key: &Key) {
         if let Some(p) = self.pods.remove(key) {
             p.stop.cancel();
+            if let (Some(cni), Some((_, bridge, range))) = (&self.cni, &p.netns) {
+                cni.del(&p.uid, bridge, range);
+            }
             if p.allocated
                 && let IpAddr::V4(ip) = p.ip
             {
@@ -272,16 +293,25 @@ impl NodeAgent {
     }
 }
 
-/// The sockets of one container, bound on `ip` (and host ports on `host_ip`).
+/// Binds `addr`, inside the pod's namespace in root mode.
+fn bind_in(netns: Option<&str>, addr: SocketAddr, protocol: &str) -> io::Result<Bound> {
+    match netns {
+        Some(ns) => cni::run_in(ns, || bind(addr, protocol))?,
+        None => bind(addr, protocol),
+    }
+}
+
+/// The sockets of one container, bound on `ip` (in the pod's namespace in root mode),
+/// and its host ports on `host_ip`.
 fn bind_container(
-    ip: IpAddr,
+    (ip, netns): (IpAddr, Option<&str>),
     host_ip: IpAddr,
     ports: &[(u16, String, Option<u16>)],
 ) -> Result<Vec<Bound>, (SocketAddr, io::Error)> {
     let mut out = Vec::new();
     for (port, protocol, host_port) in ports {
         let addr = SocketAddr::new(ip, *port);
-        out.push(bind(addr, protocol).map_err(|e| (addr, e))?);
+        out.push(bind_in(netns, addr, protocol).map_err(|e| (addr, e))?);
         if let Some(hp) = host_port {
             let addr = SocketAddr::new(host_ip, *hp);
             out.push(bind(addr, protocol).map_err(|e| (addr, e))?);
@@ -320,9 +350,44 @@ impl NodeAgent {
         let ports: Vec<Vec<(u16, String, Option<u16>)>> =
             containers.iter().map(|c| declared_ports(c)).collect();
         let host_network = pod["spec"]["hostNetwork"] == true;
+        let uid = meta(pod, "uid").to_string();
         let mut avoid = HashSet::new();
         let mut tries = 0;
+        let mut netns = None;
         let (ip, allocated, bound) = loop {
+            if let Some(cni) = self.cni.as_ref().filter(|_| !host_network) {
+                let node_rt = objects::rt(state, "", "nodes")?;
+                let range = objects::get(state, &node_rt, "", &node_name)
+                    .and_then(|n| n["spec"]["podCIDR"].as_str().map(str::to_string))
+                    .filter(|r| !r.is_empty());
+                let Some(range) = range else {
+                    self.waiting.insert(key.clone());
+                    return None;
+                };
+                let bridge = self.bridge(&node_name);
+                match cni.add(&uid, &bridge, &range) {
+                    Ok(ip) => {
+                        let ns = cni.netns(&uid);
+                        let attempt = ports
+                            .iter()
+                            .map(|p| bind_container((ip, Some(&ns)), host_ip, p))
+                            .collect();
+                        netns = Some((ns, bridge, range));
+                        break (ip, false, attempt);
+                    }
+                    Err(e) => {
+                        self.events.record(
+                            state,
+                            pod,
+                            ("v1", "Pod"),
+                            Severity::Warning,
+                            "FailedCreatePodSandBox",
+                            format!("Failed to create pod sandbox: {e}"),
+                        );
+                        return Some(Duration::from_secs(5));
+                    }
+                }
+            }
             let (ip, allocated) = if host_network {
                 (host_ip, false)
             } else {
@@ -338,7 +403,7 @@ impl NodeAgent {
             };
             let attempt: Vec<Result<Vec<Bound>, (SocketAddr, io::Error)>> = ports
                 .iter()
-                .map(|p| bind_container(ip, host_ip, p))
+                .map(|p| bind_container((ip, None), host_ip, p))
                 .collect();
             let clash = attempt.iter().find_map(|r| match r {
                 Err((addr, e)) if e.kind() == io::ErrorKind::AddrInUse && addr.ip() == ip => {
@@ -357,7 +422,6 @@ impl NodeAgent {
             }
         };
         self.waiting.remove(key);
-        let uid = meta(pod, "uid").to_string();
         let stop = self.shutdown.child_token();
         let now = objects::now();
         let pod_name = meta(pod, "name").to_string();
@@ -413,6 +477,7 @@ impl NodeAgent {
                 stop,
                 containers: running,
                 inferred: BTreeSet::new(),
+                netns,
             },
         );
         None
@@ -437,7 +502,8 @@ impl NodeAgent {
             c.restarts += 1;
             c.id = container_id(&running.uid, &c.name, c.restarts);
             let log = self.logs.open(&key.0, meta(pod, "name"), &c.name);
-            match bind_container(running.ip, running.host_ip, &declared_ports(spec)) {
+            let netns = running.netns.as_ref().map(|(ns, _, _)| ns.as_str());
+            match bind_container((running.ip, netns), running.host_ip, &declared_ports(spec)) {
                 Ok(sockets) => {
                     c.failure = None;
                     c.started_at = objects::now();
@@ -529,7 +595,8 @@ impl NodeAgent {
         });
         for (port, protocol) in wanted.difference(&running.inferred.clone()) {
             let addr = SocketAddr::new(running.ip, *port);
-            match bind(addr, protocol) {
+            let netns = running.netns.as_ref().map(|(ns, _, _)| ns.as_str());
+            match bind_in(netns, addr, protocol) {
                 Ok(s) => {
                     echo.log.push(format!("serving {addr}/{protocol}, a port a Service targets (the container declares none)"));
                     serve(vec![s], &echo, &running.stop);
@@ -718,8 +785,14 @@ impl Reconciler for NodeAgent {
 
 impl Drop for NodeAgent {
     fn drop(&mut self) {
-        for p in self.pods.values() {
-            p.stop.cancel();
+        let keys: Vec<Key> = self.pods.keys().cloned().collect();
+        for key in keys {
+            self.stop(&key);
+        }
+        if let Some(cni) = &self.cni {
+            for i in 0..self.nodes.len() {
+                cni.remove_bridge(&cni.bridge(i));
+            }
         }
     }
 }
