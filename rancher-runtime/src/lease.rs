@@ -1,9 +1,10 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease.
 //!
-//! One replica holds the Lease and renews it every `retry_period`; the others watch
-//! it and take over once it has not been renewed for `lease_duration`, measured on
-//! their own clock from when they last saw it change (as client-go does, so clock
-//! skew between replicas does not matter). Writes use the Lease's resourceVersion,
+//! One replica holds the Lease and renews it every `retry_period`; the others read
+//! it every `retry_period` and take over once it has not been renewed for
+//! `lease_duration`, measured on their own clock from when they last saw it change
+//! (as client-go does, so clock skew between replicas does not matter); a standby's
+//! round is timed to that moment rather than the next retry tick. Writes use the Lease's resourceVersion,
 //! so two candidates can never both win. On shutdown the holder releases the Lease
 //! so a standby takes over at once.
 //!
@@ -272,7 +273,7 @@ impl Elector {
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(self.retry_period) => {}
+                () = tokio::time::sleep(self.until_next_round()) => {}
             }
         }
         if self.is_leader() {
@@ -285,6 +286,29 @@ impl Elector {
 
     fn is_leader(&self) -> bool {
         *self.tx.borrow()
+    }
+
+    /// The time until the next round: `retry_period`, or less when another
+    /// holder's Lease expires sooner, so a standby takes over as soon as it
+    /// may rather than up to a retry period later.
+    fn until_next_round(&self) -> Duration {
+        if self.is_leader() {
+            return self.retry_period;
+        }
+        match &self.observed {
+            Some((_, seen)) => {
+                let expires = *seen + self.lease_duration;
+                let left = expires.saturating_duration_since(Instant::now());
+                // Zero if it has expired already (a round right after a lost
+                // race): wait a little rather than spin.
+                if left.is_zero() {
+                    self.retry_period
+                } else {
+                    left.min(self.retry_period)
+                }
+            }
+            None => self.retry_period,
+        }
     }
 
     fn set_leader(&mut self, leader: bool) {

@@ -314,3 +314,42 @@ async fn a_failed_status_patch_names_the_object() {
         "failed to patch the status of Ingress gone"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_tries_to_take_over_the_moment_the_lease_expires() {
+    let (client, mut handle) = mock();
+    let api: Api<Lease> = Api::namespaced(client, "kube-system");
+    let elector = Elector::new(api, "rancher-ingress".into(), "replica-b".into(), &args());
+    let mut leadership = elector.leadership();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(elector.run(shutdown.clone()));
+    // The holder was killed right after its last renewal: the Lease never
+    // changes again. Rounds come every 2 s, and the last one exactly when the
+    // Lease expires (15 s after it was first seen), not at the next tick (16 s).
+    let start = tokio::time::Instant::now();
+    let other = held_by("replica-a", "7");
+    let mut gets = Vec::new();
+    loop {
+        let (_, _, send) = expect(&mut handle, Method::GET, LEASE_PATH).await;
+        gets.push(start.elapsed());
+        respond(send, StatusCode::OK, &other);
+        if gets.len() == 9 {
+            break;
+        }
+    }
+    let (_, body, send) = expect(&mut handle, Method::PUT, &format!("{LEASE_PATH}?")).await;
+    assert_eq!(body["spec"]["holderIdentity"], "replica-b");
+    respond(send, StatusCode::OK, &stored(body, "8"));
+    assert!(leadership.wait_leader().await);
+    let expected: Vec<Duration> = (0..8)
+        .map(|i| Duration::from_secs(2 * i))
+        .chain([Duration::from_secs(15)])
+        .collect();
+    assert_eq!(gets, expected);
+    shutdown.cancel();
+    // The release on shutdown.
+    let (_, body, send) = expect(&mut handle, Method::PUT, &format!("{LEASE_PATH}?")).await;
+    assert!(body["spec"]["holderIdentity"].is_null());
+    respond(send, StatusCode::OK, &stored(body, "9"));
+    run.await.unwrap();
+}
