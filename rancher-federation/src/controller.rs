@@ -339,6 +339,16 @@ impl Controller {
         else {
             return Ok(None);
         };
+        let period = fed
+            .spec
+            .health_check_period_seconds
+            .map_or(inner.config.period, |s| {
+                Duration::from_secs(u64::from(s.max(1)))
+            });
+        // A standby writes nothing: no clean-up, not even the finalizer.
+        if !inner.leadership.lock().is_leader() {
+            return Ok(Some(period));
+        }
         if fed.metadata.deletion_timestamp.is_some() {
             self.clean_up(&fed).await?;
             return Ok(None);
@@ -347,15 +357,6 @@ impl Controller {
             let mut finalizers = fed.finalizers().to_vec();
             finalizers.push(CLEANUP_FINALIZER.to_owned());
             self.set_finalizers(name, finalizers).await?;
-        }
-        let period = fed
-            .spec
-            .health_check_period_seconds
-            .map_or(inner.config.period, |s| {
-                Duration::from_secs(u64::from(s.max(1)))
-            });
-        if !inner.leadership.lock().is_leader() {
-            return Ok(Some(period));
         }
         let timeout = fed
             .spec

@@ -57,7 +57,7 @@ const TOPOLOGY: [(&str, &str, &str); 3] = [
 /// The federated Services' port (the HAProxy listeners bind it on the hosts).
 const PORT: i32 = 28080;
 
-const GLOBAL: &str = "nginx.default.myfed.svc.example.org";
+pub(crate) const GLOBAL: &str = "nginx.default.myfed.svc.example.org";
 const R1: &str = "nginx.default.myfed.svc.r1.example.org";
 const R2: &str = "nginx.default.myfed.svc.r2.example.org";
 const R1A: &str = "nginx.default.myfed.svc.r1-a.r1.example.org";
@@ -86,6 +86,17 @@ impl World {
         provider: Arc<dyn DnsProvider>,
         rancher: Option<rancher_client::Client>,
     ) -> Self {
+        let world = Self::start_without_controller().await;
+        let mut config = controller_config();
+        config.rancher = rancher;
+        let controller = Controller::new(world.host.clone(), config, provider)
+            .with_metrics(world.metrics.clone());
+        tokio::spawn(controller.run(world.shutdown.clone()));
+        world
+    }
+
+    /// [`World::start`] without a controller: the test runs its own.
+    pub(crate) async fn start_without_controller() -> Self {
         rancher_runtime::install_crypto_provider();
         let sandbox = Sandbox::builder()
             .clusters(3)
@@ -153,14 +164,7 @@ impl World {
             .expect("federation");
 
         let shutdown = CancellationToken::new();
-        let mut config = Config::new(NS);
-        config.period = Duration::from_secs(1);
-        config.timeout = Duration::from_secs(2);
-        config.rancher = rancher;
         let metrics = Metrics::default();
-        let controller =
-            Controller::new(host.clone(), config, provider).with_metrics(metrics.clone());
-        tokio::spawn(controller.run(shutdown.clone()));
         Self {
             sandbox,
             metrics,
@@ -268,7 +272,7 @@ impl World {
             .expect("secret patched");
     }
 
-    async fn federate(&self, name: &str) {
+    pub(crate) async fn federate(&self, name: &str) {
         self.federate_in("default", name).await;
     }
 
@@ -304,7 +308,7 @@ impl World {
 
     /// What the cloud controller would do in member `i` (for the tests that
     /// run none): a load balancer address; and one ready endpoint.
-    async fn serve(&self, i: usize, name: &str) {
+    pub(crate) async fn serve(&self, i: usize, name: &str) {
         self.set_load_balancer(i, name, TOPOLOGY[i].2).await;
         self.set_endpoint(i, name, true).await;
     }
@@ -395,6 +399,14 @@ impl World {
     }
 }
 
+/// The controller settings of these tests: health checks every second.
+pub(crate) fn controller_config() -> Config {
+    let mut config = Config::new(NS);
+    config.period = Duration::from_secs(1);
+    config.timeout = Duration::from_secs(2);
+    config
+}
+
 fn kubeconfig(server: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: member\n  cluster:\n    server: {server}\nusers:\n- name: member\n  user: {{}}\ncontexts:\n- name: member\n  context:\n    cluster: member\n    user: member\ncurrent-context: member\n"
@@ -426,7 +438,7 @@ where
 }
 
 /// Waits until `dig name kind` answers exactly `want` (sorted).
-async fn wait_dig(bind: &Bind, name: &str, kind: &str, want: &[&str]) {
+pub(crate) async fn wait_dig(bind: &Bind, name: &str, kind: &str, want: &[&str]) {
     let mut want: Vec<String> = want.iter().map(|s| (*s).to_owned()).collect();
     want.sort();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

@@ -2,6 +2,7 @@
 //! (`named` from Debian's `bind9`) on loopback, `dig`.
 
 mod bind;
+mod failover;
 mod federation;
 mod forbid;
 mod manifests;
