@@ -59,9 +59,12 @@
 //!   ingress`, `kubectl expose`), other protobuf bodies get 415; responses are always JSON.
 //! - A `continue` token resumes after the last key of the previous page; later pages see
 //!   current data rather than a snapshot.
-//! - Server-side apply tracks ownership per applier (`operation: Apply`) with lists owned
-//!   whole; writes through update and the other patch types do not take ownership.
-//!   Conflicts are reported only between appliers.
+//! - Every write records `metadata.managedFields` as kube-apiserver does: the manager from
+//!   `fieldManager` or the User-Agent, `operation: Update` with the fields the write set
+//!   (after defaulting; allocated cluster IPs and node ports excluded) or `Apply`, the
+//!   subresource. Server-side apply owns lists whole and reports conflicts only between
+//!   appliers (a field an updater owns is taken without one). `metadata.generation` is set
+//!   on every kind, where kube-apiserver sets it only on some (not Services).
 //! - No schema validation of custom resources and no conversion between CRD versions
 //!   (every served version reads the same stored object).
 //! - Deleting a namespace deletes its objects at once (finalizers still hold them).
@@ -79,6 +82,7 @@ mod defaults;
 pub mod discovery;
 mod faults;
 mod kubeconfig;
+mod managed;
 mod openapi;
 pub mod patch;
 mod protobuf;
@@ -579,12 +583,13 @@ fn serve(
 }
 
 fn default_objects(state: &mut store::State, first_ip: &str) {
+    let by = managed::Writer::named(managed::API_SERVER_MANAGER);
     let Some(namespaces) = state.find_type("", "v1", "namespaces") else {
         return;
     };
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
-        let _ = state.create(&namespaces, "", obj);
+        let _ = state.create(&namespaces, "", obj, &by);
     }
     if let Some(services) = state.find_type("", "v1", "services") {
         let svc = json!({
@@ -593,6 +598,6 @@ fn default_objects(state: &mut store::State, first_ip: &str) {
             "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {"clusterIP": first_ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
         });
-        let _ = state.create(&services, "default", svc);
+        let _ = state.create(&services, "default", svc, &by);
     }
 }

@@ -4,8 +4,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::managed::Writer;
 use crate::resource::APIEXTENSIONS_GROUP;
 use crate::store::{Part, State};
+
+/// The field manager of objects loaded from manifests, as `kubectl create -f` names itself.
+pub const SEED_MANAGER: &str = "kubectl-create";
 
 /// One manifest document that could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -155,6 +159,7 @@ pub(crate) fn load(state: &mut State, files: &[PathBuf]) -> Result<Vec<SeedError
         }
     }
     pending.sort_by_key(|p| priority(&p.object));
+    let by = Writer::named(SEED_MANAGER);
     for p in pending {
         let err = |reason: String| SeedError {
             file: p.file.clone(),
@@ -182,7 +187,7 @@ pub(crate) fn load(state: &mut State, files: &[PathBuf]) -> Result<Vec<SeedError
             String::new()
         };
         let status = p.object.get("status").cloned();
-        match state.create(&rt, &ns, p.object) {
+        match state.create(&rt, &ns, p.object, &by) {
             Ok(created) => {
                 if rt.status
                     && let Some(status) =
@@ -194,7 +199,7 @@ pub(crate) fn load(state: &mut State, files: &[PathBuf]) -> Result<Vec<SeedError
                         .to_string();
                     let mut with_status = created.value.clone();
                     with_status["status"] = status;
-                    if let Err(e) = state.update(&rt, &ns, &name, with_status, Part::Status) {
+                    if let Err(e) = state.update(&rt, &ns, &name, with_status, Part::Status, &by) {
                         errors.push(err(format!("status not loaded: {}", e.message)));
                     }
                 }

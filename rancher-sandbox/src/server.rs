@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::convert;
 use crate::discovery;
+use crate::managed::Writer;
 use crate::openapi;
 use crate::resource::{NameRule, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -450,6 +451,12 @@ async fn resource(
         .map(|Query(q)| q)
         .unwrap_or_default();
     let method = req.method().clone();
+    let writer = Writer::from_request(
+        query.get("fieldManager").map(String::as_str),
+        req.headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let (target, legacy_watch) = {
         let state = shared.store.lock();
         parse_target(&state, group, version, rest, &path)?
@@ -516,33 +523,44 @@ async fn resource(
             Method::PUT | Method::PATCH => {
                 let (headers, body) = read_body(req).await?;
                 let ct = content_type(&headers);
-                let scale = shared.store.lock().scale(&rt, &ns, &name, |current| {
-                    match (method.as_str(), ct.as_str()) {
-                        ("PUT", _) => decode_object(&headers, &body),
-                        (_, "application/merge-patch+json") => {
-                            Ok(crate::patch::merge_patch(&current, &decode(&body, false)?))
-                        }
-                        (_, "application/json-patch+json") => crate::patch::json_patch(
-                            &current,
-                            &decode(&body, false)?,
-                        )
-                        .map_err(|e| {
-                            ApiError::invalid("Scale", "autoscaling", &name, &[e.to_string()])
-                        }),
-                        (_, "application/strategic-merge-patch+json") => {
-                            crate::patch::strategic_merge_patch(&current, &decode(&body, false)?)
-                                .map_err(|e| {
-                                    ApiError::invalid(
-                                        "Scale",
-                                        "autoscaling",
-                                        &name,
-                                        &[e.to_string()],
+                let scale =
+                    shared
+                        .store
+                        .lock()
+                        .scale(&rt, &ns, &name, &writer, |current| {
+                            match (method.as_str(), ct.as_str()) {
+                                ("PUT", _) => decode_object(&headers, &body),
+                                (_, "application/merge-patch+json") => {
+                                    Ok(crate::patch::merge_patch(&current, &decode(&body, false)?))
+                                }
+                                (_, "application/json-patch+json") => {
+                                    crate::patch::json_patch(&current, &decode(&body, false)?)
+                                        .map_err(|e| {
+                                            ApiError::invalid(
+                                                "Scale",
+                                                "autoscaling",
+                                                &name,
+                                                &[e.to_string()],
+                                            )
+                                        })
+                                }
+                                (_, "application/strategic-merge-patch+json") => {
+                                    crate::patch::strategic_merge_patch(
+                                        &current,
+                                        &decode(&body, false)?,
                                     )
-                                })
-                        }
-                        (_, other) => Err(ApiError::unsupported_media_type(other)),
-                    }
-                })?;
+                                    .map_err(|e| {
+                                        ApiError::invalid(
+                                            "Scale",
+                                            "autoscaling",
+                                            &name,
+                                            &[e.to_string()],
+                                        )
+                                    })
+                                }
+                                (_, other) => Err(ApiError::unsupported_media_type(other)),
+                            }
+                        })?;
                 Ok(json_response(StatusCode::OK, &scale))
             }
             m => Err(ApiError::method_not_allowed(format!(
@@ -638,14 +656,17 @@ async fn resource(
             }
             let (headers, body) = read_body(req).await?;
             let obj = decode_object(&headers, &body)?;
-            let created = shared.store.lock().create(&rt, &ns, obj)?;
+            let created = shared.store.lock().create(&rt, &ns, obj, &writer)?;
             ok(StatusCode::CREATED, &created)
         }
         (Method::PUT, Some(name)) => {
             let (headers, body) = read_body(req).await?;
             let obj = decode_object(&headers, &body)?;
             let existed = shared.store.lock().get(&rt, &ns, name).is_ok();
-            let updated = shared.store.lock().update(&rt, &ns, name, obj, part)?;
+            let updated = shared
+                .store
+                .lock()
+                .update(&rt, &ns, name, obj, part, &writer)?;
             ok(
                 if existed {
                     StatusCode::OK
@@ -674,10 +695,6 @@ async fn resource(
             };
             let patch = decode(&body, kind == PatchType::Apply)?;
             let existed = shared.store.lock().get(&rt, &ns, name).is_ok();
-            let manager = query
-                .get("fieldManager")
-                .map(String::as_str)
-                .filter(|m| !m.is_empty());
             let patched = shared.store.lock().patch(
                 &rt,
                 &ns,
@@ -685,7 +702,7 @@ async fn resource(
                 kind,
                 patch,
                 part,
-                manager,
+                &writer,
                 flag(&query, "force"),
             )?;
             ok(

@@ -14,7 +14,8 @@ use tokio::sync::broadcast;
 
 use crate::allocate::Allocator;
 use crate::convert;
-use crate::patch::{self, FieldPath};
+use crate::managed::{self, Writer};
+use crate::patch;
 use crate::resource::{self, APIEXTENSIONS_GROUP, Registry, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{self, ApiError, ApiResult};
@@ -85,6 +86,17 @@ pub(crate) enum Part {
     Scale,
     /// A pod's `log` subresource (served from the sandbox nodes, never passed to writes).
     Log,
+}
+
+impl Part {
+    /// The subresource `managedFields` name for writes to this part.
+    pub(crate) fn subresource(self) -> Option<&'static str> {
+        match self {
+            Self::Main => None,
+            Self::Status => Some("status"),
+            Self::Scale => Some("scale"),
+        }
+    }
 }
 
 /// The content type of a PATCH.
@@ -182,7 +194,7 @@ pub(crate) struct Store {
 /// Capacity of the change broadcast; a watcher that falls further behind is sent 410.
 const BROADCAST_CAPACITY: usize = 1 << 16;
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     jiff::Timestamp::now()
         .round(jiff::Unit::Second)
         .map(|t| t.to_string())
@@ -532,12 +544,24 @@ impl State {
         }
     }
 
-    /// Creates an object.
+    /// Creates an object, recording `by` in its `managedFields` as an `Update`.
     pub(crate) fn create(
         &mut self,
         rt: &Arc<ResourceType>,
         ns: &str,
         obj: Value,
+        by: &Writer,
+    ) -> ApiResult<Arc<Obj>> {
+        self.create_as(rt, ns, obj, Some(by))
+    }
+
+    /// Creates an object; without a writer its `managedFields` stay as given (an apply).
+    fn create_as(
+        &mut self,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        obj: Value,
+        by: Option<&Writer>,
     ) -> ApiResult<Arc<Obj>> {
         let mut obj = Self::accept_body(rt, obj)?;
         self.check_namespace(rt, ns, &mut obj)?;
@@ -613,8 +637,12 @@ impl State {
         {
             meta.remove("finalizers");
         }
+        let allocated = managed::allocated_fields(rt, &obj);
         reset_status_on_create(rt, &mut obj);
         self.defaults(rt, None, &mut obj, &name)?;
+        if let Some(by) = by {
+            managed::record_update(rt, by, None, &mut obj, &allocated, &now());
+        }
         let crd_types = if is_crd(rt) {
             Some(self.crd_types(&obj, &name)?)
         } else {
@@ -726,6 +754,7 @@ impl State {
         name: &str,
         obj: Value,
         part: Part,
+        by: &Writer,
     ) -> ApiResult<Arc<Obj>> {
         let mut obj = Self::accept_body(rt, obj)?;
         self.check_namespace(rt, ns, &mut obj)?;
@@ -742,20 +771,23 @@ impl State {
             Ok(old) => old,
             Err(e) if rt.create_on_update && part == Part::Main => {
                 let _ = e;
-                return self.create(rt, ns, obj);
+                return self.create(rt, ns, obj, by);
             }
             Err(e) => return Err(e),
         };
-        self.write(rt, &old, obj, part)
+        self.write(rt, &old, obj, part, Some(&by.through(part.subresource())))
     }
 
     /// The common path of update, patch and apply: `new` is the full desired object.
+    /// `by` is recorded in `managedFields` as an `Update`; without it (an apply) they
+    /// stay as `new` has them.
     fn write(
         &mut self,
         rt: &Arc<ResourceType>,
         old: &Arc<Obj>,
         mut new: Value,
         part: Part,
+        by: Option<&Writer>,
     ) -> ApiResult<Arc<Obj>> {
         let name = meta_str(old, "name").unwrap_or_default().to_string();
         let ns = meta_str(old, "namespace").unwrap_or_default().to_string();
@@ -810,11 +842,6 @@ impl State {
                 }
             }
         }
-        if new["metadata"].get("managedFields").is_none()
-            && let Some(mf) = old["metadata"].get("managedFields")
-        {
-            new["metadata"]["managedFields"] = mf.clone();
-        }
         if new["metadata"]
             .get("finalizers")
             .is_some_and(|f| f.as_array().is_some_and(Vec::is_empty) || f.is_null())
@@ -832,7 +859,20 @@ impl State {
             }
         }
         Self::validate(rt, &new, &name)?;
+        let allocated = managed::allocated_fields(rt, &new);
         self.defaults(rt, Some(old), &mut new, &name)?;
+        match by {
+            Some(by) => {
+                managed::record_update(rt, by, Some(&old.value), &mut new, &allocated, &now());
+            }
+            None => {
+                if new["metadata"].get("managedFields").is_none()
+                    && let Some(mf) = old["metadata"].get("managedFields")
+                {
+                    new["metadata"]["managedFields"] = mf.clone();
+                }
+            }
+        }
         // A write that changes nothing is not a write.
         new["metadata"]["resourceVersion"] = json!(old_rv);
         if new == old.value {
@@ -984,6 +1024,7 @@ impl State {
         rt: &Arc<ResourceType>,
         ns: &str,
         name: &str,
+        by: &Writer,
         change: impl FnOnce(Value) -> ApiResult<Value>,
     ) -> ApiResult<Value> {
         let old = self.get(rt, ns, name)?;
@@ -1002,7 +1043,7 @@ impl State {
         let mut new = old.value.clone();
         new["spec"]["replicas"] = json!(replicas);
         new["metadata"]["resourceVersion"] = desired["metadata"]["resourceVersion"].clone();
-        let written = self.write(rt, &old, new, Part::Main)?;
+        let written = self.write(rt, &old, new, Part::Main, Some(&by.through(Some("scale"))))?;
         Ok(Self::scale_of(&written))
     }
 
@@ -1016,9 +1057,10 @@ impl State {
         kind: PatchType,
         body: Value,
         part: Part,
-        manager: Option<&str>,
+        by: &Writer,
         force: bool,
     ) -> ApiResult<Arc<Obj>> {
+        let manager = by.applier();
         let key_ns = if rt.namespaced { ns } else { "" };
         let old = match self.get(rt, key_ns, name) {
             Ok(o) => o,
@@ -1041,7 +1083,7 @@ impl State {
             }
             PatchType::Strategic => patch::strategic_merge_patch(&current, &body)
                 .map_err(|e| patch_failed(rt, name, &e))?,
-            PatchType::Apply => self.apply_merge(rt, &current, &body, manager, force, part)?,
+            PatchType::Apply => managed::apply_merge(rt, &current, &body, manager, force, part)?,
         };
         if !patched.is_object() {
             return Err(ApiError::invalid(
@@ -1063,7 +1105,9 @@ impl State {
             ));
         }
         let patched = Self::accept_body(rt, patched)?;
-        self.write(rt, &old, patched, part)
+        let by = by.through(part.subresource());
+        let updater = (kind != PatchType::Apply).then_some(&by);
+        self.write(rt, &old, patched, part, updater)
     }
 
     fn apply_create(
@@ -1077,108 +1121,17 @@ impl State {
         let manager = manager.ok_or_else(|| {
             ApiError::bad_request("PATCH with an apply patch requires the fieldManager parameter")
         })?;
-        check_apply_config(rt, &config, name)?;
+        managed::check_apply_config(&config, name)?;
         let paths = patch::leaf_paths(&config);
         let mut obj = config;
         obj["metadata"]["name"] = json!(name);
-        obj["metadata"]["managedFields"] =
-            json!([managed_entry(manager, &rt.api_version(), &paths)]);
-        self.create(rt, ns, obj)
-    }
-
-    /// Server-side apply's merge: conflicts against other appliers, then merge the
-    /// configuration and drop fields this manager applied before and no longer does.
-    fn apply_merge(
-        &self,
-        rt: &ResourceType,
-        current: &Value,
-        config: &Value,
-        manager: Option<&str>,
-        force: bool,
-        part: Part,
-    ) -> ApiResult<Value> {
-        let name = meta_str(current, "name").unwrap_or_default().to_string();
-        let manager = manager.ok_or_else(|| {
-            ApiError::bad_request("PATCH with an apply patch requires the fieldManager parameter")
-        })?;
-        check_apply_config(rt, config, &name)?;
-        let mut paths = patch::leaf_paths(config);
-        if part == Part::Status {
-            paths.retain(|p| p.first().is_some_and(|s| s == "status"));
-        }
-        let mut entries: Vec<Value> = current["metadata"]["managedFields"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let mut conflicts = Vec::new();
-        let mut previous: Vec<FieldPath> = Vec::new();
-        for entry in &mut entries {
-            let owner = entry["manager"].as_str().unwrap_or_default().to_string();
-            let owned = patch::from_fields_v1(&entry["fieldsV1"]);
-            if owner == manager && entry["operation"] == "Apply" {
-                previous = owned;
-                continue;
-            }
-            if entry["operation"] != "Apply" {
-                continue;
-            }
-            let mut kept = Vec::new();
-            for q in owned {
-                let clash = paths.iter().find(|p| {
-                    patch::overlaps(p, &q)
-                        && patch::value_at(current, p) != patch::value_at(config, p)
-                });
-                match clash {
-                    Some(p) if !force => {
-                        conflicts.push(format!("conflict with \"{owner}\": .{}", p.join(".")));
-                        kept.push(q);
-                    }
-                    Some(_) => {}
-                    None => kept.push(q),
-                }
-            }
-            entry["fieldsV1"] = patch::to_fields_v1(&kept);
-        }
-        if !conflicts.is_empty() {
-            return Err(ApiError::conflict(
-                &rt.group,
-                &rt.plural,
-                &name,
-                &format!(
-                    "Apply failed with {} conflict{}: {}",
-                    conflicts.len(),
-                    if conflicts.len() == 1 { "" } else { "s" },
-                    conflicts.join(", ")
-                ),
-            ));
-        }
-        let mut stripped = config.clone();
-        if let Some(m) = stripped["metadata"].as_object_mut() {
-            m.remove("managedFields");
-            m.remove("resourceVersion");
-        }
-        let mut merged = patch::strategic_merge_patch(current, &stripped)
-            .map_err(|e| patch_failed(rt, &name, &e))?;
-        let others: Vec<FieldPath> = entries
-            .iter()
-            .filter(|e| !(e["manager"] == manager && e["operation"] == "Apply"))
-            .flat_map(|e| patch::from_fields_v1(&e["fieldsV1"]))
-            .collect();
-        for p in previous {
-            if !paths.iter().any(|n| patch::overlaps(n, &p))
-                && !others.iter().any(|o| patch::overlaps(o, &p))
-            {
-                patch::remove_path(&mut merged, &p);
-            }
-        }
-        entries.retain(|e| {
-            !(e["manager"] == manager && e["operation"] == "Apply")
-                && e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty())
-        });
-        entries.push(managed_entry(manager, &rt.api_version(), &paths));
-        merged["metadata"]["managedFields"] = Value::Array(entries);
-        merged["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-        Ok(merged)
+        obj["metadata"]["managedFields"] = json!([managed::applier_entry(
+            manager,
+            &rt.api_version(),
+            None,
+            &paths
+        )]);
+        self.create_as(rt, ns, obj, None)
     }
 
     /// Deletes an object, honouring finalizers and preconditions (background propagation).
@@ -1379,7 +1332,7 @@ fn is_crd(rt: &ResourceType) -> bool {
     rt.group == APIEXTENSIONS_GROUP && rt.plural == "customresourcedefinitions"
 }
 
-fn patch_failed(rt: &ResourceType, name: &str, e: &patch::PatchError) -> ApiError {
+pub(crate) fn patch_failed(rt: &ResourceType, name: &str, e: &patch::PatchError) -> ApiError {
     ApiError::invalid(
         &rt.kind,
         &rt.group,
@@ -1388,47 +1341,6 @@ fn patch_failed(rt: &ResourceType, name: &str, e: &patch::PatchError) -> ApiErro
             "patch: Invalid value: the patch does not apply: {e}"
         )],
     )
-}
-
-fn check_apply_config(rt: &ResourceType, config: &Value, name: &str) -> ApiResult<()> {
-    if !config.is_object() || !(config["metadata"].is_object() || config["metadata"].is_null()) {
-        return Err(ApiError::bad_request(
-            "an apply patch must be a YAML or JSON object whose metadata is an object",
-        ));
-    }
-    if config
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-        || config
-            .get("kind")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-    {
-        return Err(ApiError::bad_request(
-            "invalid object: apiVersion and kind must be set in an apply patch",
-        ));
-    }
-    if let Some(n) = config["metadata"]["name"].as_str()
-        && n != name
-    {
-        return Err(ApiError::bad_request(format!(
-            "the name of the object ({n}) does not match the name on the URL ({name})"
-        )));
-    }
-    let _ = rt;
-    Ok(())
-}
-
-fn managed_entry(manager: &str, api_version: &str, paths: &[FieldPath]) -> Value {
-    json!({
-        "manager": manager,
-        "operation": "Apply",
-        "apiVersion": api_version,
-        "time": now(),
-        "fieldsType": "FieldsV1",
-        "fieldsV1": patch::to_fields_v1(paths),
-    })
 }
 
 /// kube-apiserver resets status on create for kinds with a status subresource.

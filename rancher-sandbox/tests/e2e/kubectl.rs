@@ -115,7 +115,7 @@ spec:
 "#;
 
 /// A sandbox and kubectl pointed at it, in a temporary directory.
-async fn start() -> (tempfile::TempDir, rancher_sandbox::Sandbox, Kubectl) {
+pub(crate) async fn start() -> (tempfile::TempDir, rancher_sandbox::Sandbox, Kubectl) {
     super::install_provider();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");

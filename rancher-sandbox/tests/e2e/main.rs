@@ -7,6 +7,7 @@ mod bad_input;
 mod faults;
 mod kubectl;
 mod lease;
+mod managed_fields;
 mod patch;
 mod seed;
 mod watch;
