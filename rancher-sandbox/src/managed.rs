@@ -83,6 +83,17 @@ impl Writer {
     }
 }
 
+/// The writer kube-apiserver records for a cluster component: the manager its
+/// User-Agent gives (`kube-controller-manager` for every controller in it).
+pub(crate) fn component(name: &str) -> Writer {
+    let manager = match name {
+        "kubelet" => "kubelet",
+        "default-scheduler" => "kube-scheduler",
+        _ => "kube-controller-manager",
+    };
+    Writer::from_request(None, Some(manager))
+}
+
 fn truncate(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {

@@ -92,7 +92,7 @@ impl Part {
     /// The subresource `managedFields` name for writes to this part.
     pub(crate) fn subresource(self) -> Option<&'static str> {
         match self {
-            Self::Main => None,
+            Self::Main | Self::Log => None,
             Self::Status => Some("status"),
             Self::Scale => Some("scale"),
         }

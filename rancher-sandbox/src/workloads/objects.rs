@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::managed;
 use crate::resource::ResourceType;
 use crate::selector::LabelSelector;
 use crate::status::{ApiError, ApiResult};
@@ -193,7 +194,7 @@ impl Writer {
         obj: Value,
     ) -> ApiResult<Arc<Obj>> {
         state
-            .create(rt, ns, obj)
+            .create(rt, ns, obj, &managed::component(self.manager))
             .inspect_err(|e| self.refused("create", &rt.kind, ns, "", e))
     }
 
@@ -226,7 +227,7 @@ impl Writer {
     ) -> ApiResult<Arc<Obj>> {
         let (ns, name) = key_of(&obj);
         state
-            .update(rt, &ns, &name, obj, part)
+            .update(rt, &ns, &name, obj, part, &managed::component(self.manager))
             .inspect_err(|e| self.refused("update", &rt.kind, &ns, &name, e))
     }
 
