@@ -168,10 +168,20 @@ pub async fn config(
             "neither key {KUBECONFIG_KEY} nor key {TOKEN_KEY} is set"
         )));
     };
-    let mut config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .map_err(|error| invalid(format!("kubeconfig: {error}")))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|error| invalid(format!("kubeconfig: {error}")))?;
+    finish(config, endpoint.as_deref(), timeout, invalid)
+}
+
+/// Points `config` at `endpoint` (when set) and bounds connects, reads and
+/// writes by `timeout`.
+fn finish(
+    mut config: kube::Config,
+    endpoint: Option<&str>,
+    timeout: Duration,
+    invalid: impl Fn(String) -> Error,
+) -> Result<kube::Config> {
     if let Some(endpoint) = endpoint {
         config.cluster_url = endpoint
             .parse()

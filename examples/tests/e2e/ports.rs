@@ -3,7 +3,7 @@
 //! never share one `--listen` address.
 
 use std::{
-    net::{SocketAddr, TcpListener, UdpSocket},
+    net::{SocketAddr, TcpListener},
     path::Path,
     process::Stdio,
 };
@@ -11,7 +11,7 @@ use std::{
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::process::Command;
 
-use crate::support::{DEADLINE, eventually, free_port, terminate};
+use crate::support::{DEADLINE, dig, dns_command, eventually, free_dns_port, free_port, terminate};
 
 /// Each binary and the admin address its `--help` must show as the default.
 const ADMIN_DEFAULTS: [(&str, &str); 5] = [
@@ -63,17 +63,6 @@ async fn every_binary_has_an_admin_port_of_its_own() {
     );
 }
 
-/// A free port on 127.0.0.1 for UDP and TCP at once.
-fn free_dns_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// Starts `rancher-dns` on `listen` with `threads` UDP sockets (more than one
 /// means `SO_REUSEPORT` between them), its stderr captured (for one that is
 /// to fail) or passed through.
@@ -84,22 +73,12 @@ fn spawn_dns(
     threads: usize,
     capture: bool,
 ) -> tokio::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_rancher-dns"))
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["--listen", &format!("127.0.0.1:{listen}")])
-        .args(["--udp-threads", &threads.to_string()])
-        .args(["--admin", &format!("127.0.0.1:{admin}")])
-        .args(["--upstream", "127.0.0.1:9"])
-        .stdout(Stdio::null())
-        .stderr(if capture {
-            Stdio::piped()
-        } else {
-            Stdio::inherit()
-        })
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the rancher-dns binary starts")
+    let mut command = dns_command(kubeconfig, listen, admin);
+    command.args(["--udp-threads", &threads.to_string()]);
+    if capture {
+        command.stderr(Stdio::piped());
+    }
+    command.spawn().expect("the rancher-dns binary starts")
 }
 
 /// Waits for `child` to exit, which it must, unsuccessfully; returns its
@@ -116,13 +95,9 @@ async fn failure(child: tokio::process::Child) -> String {
 
 /// Whether `dig` gets an answer for the cluster zone's SOA from port `port`.
 async fn answers(port: u16) -> bool {
-    let output = Command::new("dig")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=1", "+tries=1"])
-        .args(["cluster.local", "SOA"])
-        .output()
+    dig(port, &["cluster.local", "SOA"])
         .await
-        .expect("dig runs (scripts/test installs dnsutils)");
-    String::from_utf8_lossy(&output.stdout).contains("status: NOERROR")
+        .contains("status: NOERROR")
 }
 
 async fn sandbox(dir: &Path) -> (rancher_sandbox::Sandbox, std::path::PathBuf) {

@@ -110,10 +110,12 @@ pub(crate) fn free_dns_port() -> u16 {
     }
 }
 
-/// Starts the `rancher-dns` binary serving on `127.0.0.1:port`, its admin
-/// server on `admin_port`, forwarding nowhere.
-pub(crate) fn spawn_dns(kubeconfig: &Path, port: u16, admin_port: u16) -> tokio::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_rancher-dns"))
+/// The `rancher-dns` command serving on `127.0.0.1:port`, its admin server
+/// on `admin_port`, forwarding nowhere, stderr passed through; add flags
+/// before spawning.
+pub(crate) fn dns_command(kubeconfig: &Path, port: u16, admin_port: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rancher-dns"));
+    command
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -121,7 +123,13 @@ pub(crate) fn spawn_dns(kubeconfig: &Path, port: u16, admin_port: u16) -> tokio:
         .args(["--upstream", "127.0.0.1:9"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    command
+}
+
+/// Starts [`dns_command`].
+pub(crate) fn spawn_dns(kubeconfig: &Path, port: u16, admin_port: u16) -> tokio::process::Child {
+    dns_command(kubeconfig, port, admin_port)
         .spawn()
         .expect("the rancher-dns binary starts")
 }

@@ -118,19 +118,10 @@ pub async fn config(
     // The parser's message may quote the token: drop it.
     let kubeconfig = Kubeconfig::from_yaml(&access.kubeconfig(&name))
         .map_err(|_| fail("the kubeconfig for the environment does not parse".into()))?;
-    let mut config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .map_err(|error| fail(format!("kubeconfig: {error}")))?;
-    if let Some(endpoint) = &cluster.spec.api_endpoint {
-        config.cluster_url = endpoint
-            .parse()
-            .map_err(|_| fail(format!("api endpoint {endpoint:?} is not a URL")))?;
-    }
-    config.connect_timeout = Some(timeout);
-    config.read_timeout = Some(timeout);
-    config.write_timeout = Some(timeout);
-    Ok(config)
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|error| fail(format!("kubeconfig: {error}")))?;
+    super::finish(config, cluster.spec.api_endpoint.as_deref(), timeout, fail)
 }
 
 #[cfg(test)]
