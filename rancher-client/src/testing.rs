@@ -29,8 +29,11 @@
 //!   `currentScale` and `healthState` (`healthy`, `degraded`, `unhealthy`) follow. When hosts
 //!   change (added, marked unhealthy, removed) instances move.
 //!
-//! Tests also get fault injection ([`FakeRancher::fail_next`], [`FakeRancher::drop_next`],
-//! [`FakeRancher::set_response_delay`]), a log of requests ([`FakeRancher::requests`]) and
+//! Tests also get fault injection, for the next requests ([`FakeRancher::fail_next`],
+//! [`FakeRancher::drop_next`], [`FakeRancher::lose_next_answers`],
+//! [`FakeRancher::set_response_delay`]) or for a while ([`FakeRancher::fault_for`] with a
+//! [`Fault`]: errors, dropped connections, answers lost after the change was made, slow
+//! answers; the server recovers when the time is up), a log of requests ([`FakeRancher::requests`]) and
 //! direct access to the state ([`FakeRancher::get`], [`FakeRancher::seed`], host controls).
 //!
 //! Where the fake chose a behaviour the real server's documentation does not pin down:
@@ -98,6 +101,7 @@
 #![allow(clippy::result_large_err)]
 
 mod access;
+mod faults;
 mod http;
 mod kubernetes;
 mod store;
@@ -117,7 +121,9 @@ use crate::{
     error::ErrorBody,
     resource::{LB_INSTANCE_IMAGE, state},
 };
-use http::{Faults, Shared, lock};
+pub use faults::Fault;
+use faults::Faults;
+use http::{Shared, lock};
 use store::{Kind, Store};
 
 /// Access key the fake accepts unless the builder sets another.
@@ -418,33 +424,6 @@ impl FakeRancher {
     /// Stops serving; open connections are closed.
     pub fn shutdown(&self) {
         self.guard.0.cancel();
-    }
-
-    // ----- fault injection -------------------------------------------------------------
-
-    /// Answers the next `n` requests with `500 ServerError`.
-    pub fn fail_next(&self, n: u32) {
-        self.fail_next_with(n, 500);
-    }
-
-    /// Answers the next `n` requests with `status` and a Rancher error body.
-    pub fn fail_next_with(&self, n: u32, status: u16) {
-        lock(&self.shared.faults).fail = (n > 0).then_some((n, status));
-    }
-
-    /// Closes the connection of the next `n` requests without answering.
-    pub fn drop_next(&self, n: u32) {
-        lock(&self.shared.faults).drop = n;
-    }
-
-    /// Delays every response by `delay` (`None` to stop).
-    pub fn set_response_delay(&self, delay: Option<Duration>) {
-        lock(&self.shared.faults).delay = delay;
-    }
-
-    /// Removes every injected fault.
-    pub fn clear_faults(&self) {
-        *lock(&self.shared.faults) = Faults::default();
     }
 
     // ----- requests --------------------------------------------------------------------

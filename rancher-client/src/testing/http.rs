@@ -27,21 +27,10 @@ use super::{
 };
 use crate::{Credentials, error::ErrorBody};
 
-/// Faults to inject into the next requests.
-#[derive(Debug, Default)]
-pub(crate) struct Faults {
-    /// Answer the next N requests with this status.
-    pub(crate) fail: Option<(u32, u16)>,
-    /// Close the connection without answering the next N requests.
-    pub(crate) drop: u32,
-    /// Wait this long before answering every request.
-    pub(crate) delay: Option<Duration>,
-}
-
 /// State shared by the connection tasks and the test handle.
 pub(crate) struct Shared {
     pub(crate) store: Mutex<Store>,
-    pub(crate) faults: Mutex<Faults>,
+    pub(crate) faults: Mutex<super::faults::Faults>,
     pub(crate) requests: Mutex<Vec<RecordedRequest>>,
     pub(crate) credentials: Option<Credentials>,
     pub(crate) project_id: String,
@@ -61,27 +50,6 @@ impl Shared {
         let mut s = lock(&self.store);
         s.tick();
         s
-    }
-
-    fn take_drop(&self) -> bool {
-        let mut f = lock(&self.faults);
-        if f.drop > 0 {
-            f.drop -= 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn take_failure(&self) -> Option<u16> {
-        let mut f = lock(&self.faults);
-        let (n, status) = f.fail?;
-        f.fail = (n > 1).then_some((n - 1, status));
-        Some(status)
-    }
-
-    fn delay(&self) -> Option<Duration> {
-        lock(&self.faults).delay
     }
 
     /// Whether the request carries the accepted key: basic authentication on the API, a
@@ -395,7 +363,7 @@ fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// Accepts connections until `shutdown` is cancelled. Each request first goes through the
-/// fault injection (drop, delay, fail) and the basic-auth check, then the routes.
+/// fault injection ([`super::faults`]) and the basic-auth check, then the routes.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
     let app = router(shared.clone());
     loop {
@@ -449,15 +417,16 @@ async fn handle(
             status,
         });
     };
-    if shared.take_drop() {
+    let fault = lock(&shared.faults).decide();
+    if fault.drop {
         record(None);
         kill.cancel();
         return std::future::pending().await;
     }
-    if let Some(delay) = shared.delay() {
+    if let Some(delay) = fault.delay {
         tokio::time::sleep(delay).await;
     }
-    let resp = if let Some(status) = shared.take_failure() {
+    let resp = if let Some(status) = fault.status {
         error_response(ErrorBody::new(
             status,
             crate::error::code::SERVER_ERROR,
@@ -483,5 +452,10 @@ async fn handle(
         }
     };
     record(Some(resp.status().as_u16()));
+    if fault.lose_answer {
+        // Processed; the client never hears of it.
+        kill.cancel();
+        return std::future::pending().await;
+    }
     resp
 }
