@@ -25,8 +25,9 @@ pub enum Fault {
     /// Every connection is closed without an answer before the request
     /// reaches the API.
     Drop,
-    /// Every request is processed, then its connection is closed without
-    /// the answer: the change is made, the client cannot know it.
+    /// Every change (a request other than `GET`) is processed, then its
+    /// connection is closed without the answer: the change is made, the
+    /// client cannot know it. Reads are answered.
     LoseAnswer,
     /// Every request waits this long before it is processed.
     Slow(Duration),
@@ -52,7 +53,7 @@ pub(crate) struct Faults {
     fail: Option<(u32, u16)>,
     /// Close the connection without answering the next N requests.
     drop: u32,
-    /// Process the next N requests and close without answering.
+    /// Process the next N changes and close without answering.
     lose: u32,
     /// Wait this long before answering every request.
     delay: Option<Duration>,
@@ -61,8 +62,9 @@ pub(crate) struct Faults {
 }
 
 impl Faults {
-    /// Decides the fate of a request arriving now, using up counted faults.
-    pub(crate) fn decide(&mut self) -> Decision {
+    /// Decides the fate of a request arriving now, using up counted faults;
+    /// `change` says whether it is a write (only those lose their answer).
+    pub(crate) fn decide(&mut self, change: bool) -> Decision {
         let now = Instant::now();
         self.windows.retain(|(until, _)| *until > now);
         let mut decision = Decision {
@@ -73,7 +75,7 @@ impl Faults {
             match *fault {
                 Fault::Status(status) => decision.status = decision.status.or(Some(status)),
                 Fault::Drop => decision.drop = true,
-                Fault::LoseAnswer => decision.lose_answer = true,
+                Fault::LoseAnswer => decision.lose_answer |= change,
                 Fault::Slow(delay) => {
                     decision.delay = Some(decision.delay.map_or(delay, |d| d.max(delay)));
                 }
@@ -85,7 +87,7 @@ impl Faults {
         } else if let Some((n, status)) = self.fail {
             self.fail = (n > 1).then_some((n - 1, status));
             decision.status = Some(status);
-        } else if self.lose > 0 {
+        } else if self.lose > 0 && change {
             self.lose -= 1;
             decision.lose_answer = true;
         }
@@ -109,8 +111,9 @@ impl FakeRancher {
         lock(&self.shared.faults).drop = n;
     }
 
-    /// Processes the next `n` requests, then closes their connections without
-    /// answering: what they change is changed, and the client cannot tell.
+    /// Processes the next `n` changes (requests other than `GET`), then closes
+    /// their connections without answering: what they change is changed, and
+    /// the client cannot tell. Reads in between are answered.
     pub fn lose_next_answers(&self, n: u32) {
         lock(&self.shared.faults).lose = n;
     }
@@ -144,12 +147,13 @@ mod tests {
         faults
             .windows
             .push((Instant::now() + Duration::from_secs(2), Fault::Status(503)));
-        assert_eq!(faults.decide().status, Some(503));
-        assert_eq!(faults.decide().status, Some(503));
+        assert_eq!(faults.decide(false).status, Some(503));
+        assert_eq!(faults.decide(true).status, Some(503));
         tokio::time::advance(Duration::from_secs(3)).await;
-        assert_eq!(faults.decide(), Decision::default(), "recovered");
+        assert_eq!(faults.decide(true), Decision::default(), "recovered");
         faults.lose = 1;
-        assert!(faults.decide().lose_answer);
-        assert_eq!(faults.decide(), Decision::default());
+        assert!(!faults.decide(false).lose_answer, "reads are answered");
+        assert!(faults.decide(true).lose_answer);
+        assert_eq!(faults.decide(true), Decision::default());
     }
 }

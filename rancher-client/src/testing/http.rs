@@ -3,7 +3,6 @@
 use std::{
     convert::Infallible,
     sync::{Arc, Mutex, MutexGuard},
-    time::Duration,
 };
 
 use axum::{
@@ -417,7 +416,8 @@ async fn handle(
             status,
         });
     };
-    let fault = lock(&shared.faults).decide();
+    let change = req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD;
+    let fault = lock(&shared.faults).decide(change);
     if fault.drop {
         record(None);
         kill.cancel();
@@ -451,11 +451,12 @@ async fn handle(
             Err(never) => match never {},
         }
     };
-    record(Some(resp.status().as_u16()));
     if fault.lose_answer {
         // Processed; the client never hears of it.
+        record(None);
         kill.cancel();
         return std::future::pending().await;
     }
+    record(Some(resp.status().as_u16()));
     resp
 }

@@ -264,3 +264,76 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[tokio::test]
+async fn rancher_faults_for_a_while_fail_cleanly_then_recover_without_writing() {
+    use rancher_client::testing::Fault;
+    let fake = fake().await;
+    registry(&fake, "registry.example.org", "robot", "s3cr3t");
+    let config = fake
+        .config()
+        .timeout(Duration::from_millis(500))
+        .retry(RetryPolicy {
+            max_retries: 1,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+        });
+    let provider = RancherProvider::new(
+        rancher_client::Client::new(config).unwrap(),
+        RancherConfig::default(),
+    );
+    let request = Request::new("registry.example.org/app");
+    for fault in [
+        Fault::Status(500),
+        Fault::Status(503),
+        Fault::Drop,
+        Fault::LoseAnswer,
+        Fault::Slow(Duration::from_secs(2)),
+    ] {
+        fake.fault_for(fault, Duration::from_millis(1500));
+        let started = tokio::time::Instant::now();
+        // While the fault lasts, an answer is either an error that names no
+        // secret, or (reads are answered under a lost-answer fault) right.
+        let mut failed = false;
+        while started.elapsed() < Duration::from_millis(1000) {
+            match provider.credentials(&request).await {
+                Ok(response) => {
+                    assert_eq!(fault, Fault::LoseAnswer, "{fault:?} answered");
+                    assert_eq!(
+                        user_for(&response, "registry.example.org/app"),
+                        [("robot".into(), "s3cr3t".into())]
+                    );
+                }
+                Err(err) => {
+                    let chain = error_chain(&err);
+                    assert!(!chain.contains("s3cr3t"), "{fault:?}: {chain}");
+                    failed = true;
+                }
+            }
+        }
+        assert_eq!(failed, fault != Fault::LoseAnswer, "{fault:?}");
+        // Recovered: the same answer as before the fault.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let response = loop {
+            if let Ok(response) = provider.credentials(&request).await {
+                break response;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{fault:?}: recovered"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            user_for(&response, "registry.example.org/app"),
+            [("robot".into(), "s3cr3t".into())],
+            "{fault:?}"
+        );
+    }
+    let writes: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert_eq!(writes, Vec::new(), "the provider only reads");
+}

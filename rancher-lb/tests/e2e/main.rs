@@ -4,4 +4,5 @@
 
 mod haproxy;
 mod rancher;
+mod rancher_faults;
 mod support;

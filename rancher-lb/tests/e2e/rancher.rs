@@ -19,7 +19,7 @@ use crate::support::{NET_CRT, NET_KEY, ORG_CRT, ORG_KEY, eventually};
 
 const IPS: [&str; 3] = ["192.0.2.11", "192.0.2.12", "192.0.2.13"];
 
-async fn fake() -> FakeRancher {
+pub(crate) async fn fake() -> FakeRancher {
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     FakeRancher::builder()
         .host(FakeHost::new("node-1", IPS[0]).label("zone", "a"))
@@ -33,7 +33,7 @@ async fn fake() -> FakeRancher {
 }
 
 /// The load balancer services not removed.
-fn live(fake: &FakeRancher) -> Vec<LoadBalancerService> {
+pub(crate) fn live(fake: &FakeRancher) -> Vec<LoadBalancerService> {
     fake.list::<LoadBalancerService>()
         .into_iter()
         .filter(|l| !l.meta.is_removed())
@@ -399,7 +399,7 @@ async fn resolved_backends_target_services_and_errors_are_reported() {
 
 /// An HTTP load balancer routing `host``path` to one endpoint; with `tls`,
 /// also HTTPS on 443 with the example.org certificate as the default.
-fn http(id: &str, scale: u32, host: &str, path: &str, tls: bool) -> LoadBalancer {
+pub(crate) fn http(id: &str, scale: u32, host: &str, path: &str, tls: bool) -> LoadBalancer {
     let mut listeners = vec![ListenerSpec {
         port: 80,
         protocol: Protocol::Http,
@@ -574,7 +574,7 @@ async fn load_balancers_on_port_80_share_one_service_and_keep_each_others_rules(
     assert!(driver.list().await.unwrap().is_empty());
 }
 
-fn tcp(id: &str, scale: u32) -> LoadBalancer {
+pub(crate) fn tcp(id: &str, scale: u32) -> LoadBalancer {
     LoadBalancer::new(&LoadBalancerSpec {
         id: id.into(),
         listeners: vec![ListenerSpec {
