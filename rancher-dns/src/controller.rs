@@ -9,8 +9,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1 as core;
-use k8s_openapi::api::discovery::v1 as discovery;
 use kube::Api;
 use kube::runtime::watcher;
 use parking_lot::RwLock;
@@ -27,6 +25,7 @@ use crate::index::{DnsIndex, follow};
 use crate::metrics::Metrics;
 use crate::model::{Change, Options, PodRecords, ZoneRecords};
 use crate::name;
+use crate::object;
 use crate::server::{self, Server, ServerConfig};
 
 /// Errors starting DNS.
@@ -216,7 +215,9 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     let config = watcher::Config::default;
     {
-        let events = index::watch(Api::<core::Service>::all(client.clone()), config());
+        // The lean `object` types: list pages and events are decoded into the
+        // fields DNS uses, never into whole objects.
+        let events = index::watch(Api::<object::Service>::all(client.clone()), config());
         let events = tracked(events, ready.as_ref(), "services");
         tasks.spawn(follow(
             sink.clone(),
@@ -226,7 +227,7 @@ pub async fn run(
         // An EndpointSlice holds up to 100 endpoints (1 000 at most): list
         // them in pages of 100, the most the watcher holds at a time.
         let events = index::watch(
-            Api::<discovery::EndpointSlice>::all(client.clone()),
+            Api::<object::EndpointSlice>::all(client.clone()),
             config().page_size(SLICE_PAGE),
         );
         let events = tracked(events, ready.as_ref(), "endpointslices");
@@ -236,7 +237,7 @@ pub async fn run(
             Some(watches.register("endpointslices")),
         ));
         if pods {
-            let events = index::watch(Api::<core::Pod>::all(client.clone()), config());
+            let events = index::watch(Api::<object::Pod>::all(client.clone()), config());
             let events = tracked(events, ready.as_ref(), "pods");
             tasks.spawn(follow(sink.clone(), events, Some(watches.register("pods"))));
         }

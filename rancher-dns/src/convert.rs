@@ -1,6 +1,8 @@
-//! Conversion of k8s-openapi objects into the record model (feature
+//! Conversion of Kubernetes objects into the record model (feature
 //! `runtime`): Services, `discovery.k8s.io/v1` EndpointSlices and Pods,
-//! stripped to what DNS needs.
+//! stripped to what DNS needs. The converters take the [`object`] types the
+//! controller decodes; the full `k8s-openapi` types convert into those with
+//! `From`.
 
 use std::net::IpAddr;
 
@@ -10,6 +12,7 @@ use k8s_openapi::api::discovery::v1 as discovery;
 use crate::model::{
     Endpoint, EndpointSlice, Pod, Port, Protocol, Service, ServiceKey, ServiceKind,
 };
+use crate::object;
 
 /// The label naming an EndpointSlice's Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -40,11 +43,8 @@ pub enum Error {
 /// Result alias for this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn meta(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
-    (
-        m.namespace.clone().unwrap_or_default(),
-        m.name.clone().unwrap_or_default(),
-    )
+fn meta(m: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+    (m.namespace.unwrap_or_default(), m.name.unwrap_or_default())
 }
 
 fn protocol(p: Option<&str>) -> Option<Protocol> {
@@ -56,9 +56,10 @@ fn protocol(p: Option<&str>) -> Option<Protocol> {
     }
 }
 
-/// Converts a Service.
-pub fn service(svc: &core::Service) -> Result<Service> {
-    let (namespace, name) = meta(&svc.metadata);
+/// Converts a Service (decoded by [`object`], or the full type through
+/// `From`).
+pub fn service(svc: object::Service) -> Result<Service> {
+    let (namespace, name) = meta(svc.metadata);
     let invalid = |field, reason: String| Error::Invalid {
         kind: "service",
         namespace: namespace.clone(),
@@ -66,10 +67,10 @@ pub fn service(svc: &core::Service) -> Result<Service> {
         field,
         reason,
     };
-    let spec = svc.spec.clone().unwrap_or_default();
+    let spec = svc.spec;
     let kind =
         if spec.type_.as_deref() == Some("ExternalName") {
-            let target = spec.external_name.clone().unwrap_or_default();
+            let target = spec.external_name.unwrap_or_default();
             if target.is_empty() {
                 return Err(invalid("spec.externalName", "empty".into()));
             }
@@ -77,12 +78,12 @@ pub fn service(svc: &core::Service) -> Result<Service> {
         } else if spec.cluster_ip.as_deref() == Some("None") {
             ServiceKind::Headless
         } else {
-            let raw = match (&spec.cluster_ips, &spec.cluster_ip) {
-                (Some(ips), _) if !ips.is_empty() => ips.clone(),
-                (_, Some(ip)) if !ip.is_empty() => vec![ip.clone()],
+            let raw = match (spec.cluster_ips, spec.cluster_ip) {
+                (Some(ips), _) if !ips.is_empty() => ips,
+                (_, Some(ip)) if !ip.is_empty() => vec![ip],
                 _ => Vec::new(),
             };
-            let mut ips = Vec::new();
+            let mut ips = Vec::with_capacity(raw.len());
             for ip in raw {
                 ips.push(ip.parse::<IpAddr>().map_err(|_| {
                     invalid("spec.clusterIPs", format!("{ip:?} is not an IP address"))
@@ -91,7 +92,7 @@ pub fn service(svc: &core::Service) -> Result<Service> {
             ServiceKind::ClusterIp(ips)
         };
     let mut ports = Vec::new();
-    for p in spec.ports.iter().flatten() {
+    for p in spec.ports.into_iter().flatten() {
         let (Some(protocol), Ok(port)) = (protocol(p.protocol.as_deref()), u16::try_from(p.port))
         else {
             return Err(invalid(
@@ -100,7 +101,7 @@ pub fn service(svc: &core::Service) -> Result<Service> {
             ));
         };
         ports.push(Port {
-            name: p.name.clone().filter(|n| !n.is_empty()),
+            name: p.name.filter(|n| !n.is_empty()),
             protocol,
             port,
         });
@@ -116,15 +117,15 @@ pub fn service(svc: &core::Service) -> Result<Service> {
 /// Converts an EndpointSlice. Slices without a Service label or of address
 /// type FQDN are [`Error::Ignored`]; an endpoint with an unparsable address
 /// keeps its other addresses.
-pub fn endpoint_slice(slice: &discovery::EndpointSlice) -> Result<EndpointSlice> {
-    let (namespace, name) = meta(&slice.metadata);
-    let Some(service) = slice
+pub fn endpoint_slice(slice: object::EndpointSlice) -> Result<EndpointSlice> {
+    let service = slice
         .metadata
         .labels
         .as_ref()
         .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        .cloned()
-    else {
+        .cloned();
+    let (namespace, name) = meta(slice.metadata);
+    let Some(service) = service else {
         return Err(Error::Ignored(format!(
             "endpointslice {namespace}/{name} has no {SERVICE_NAME_LABEL} label"
         )));
@@ -136,26 +137,22 @@ pub fn endpoint_slice(slice: &discovery::EndpointSlice) -> Result<EndpointSlice>
     }
     let endpoints = slice
         .endpoints
-        .iter()
+        .into_iter()
         .flatten()
         .map(|e| Endpoint {
             addresses: e.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
-            hostname: e.hostname.clone(),
-            ready: e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true),
-            pod_name: e
-                .target_ref
-                .as_ref()
-                .filter(|r| r.kind.as_deref() == Some("Pod"))
-                .and_then(|r| r.name.clone()),
+            hostname: e.hostname,
+            ready: e.ready.unwrap_or(true),
+            pod_name: e.pod_name,
         })
         .collect();
     let ports = slice
         .ports
-        .iter()
+        .into_iter()
         .flatten()
         .filter_map(|p| {
             Some(Port {
-                name: p.name.clone().filter(|n| !n.is_empty()),
+                name: p.name.filter(|n| !n.is_empty()),
                 protocol: protocol(p.protocol.as_deref())?,
                 port: u16::try_from(p.port?).ok()?,
             })
@@ -170,27 +167,120 @@ pub fn endpoint_slice(slice: &discovery::EndpointSlice) -> Result<EndpointSlice>
     })
 }
 
-/// Converts a Pod (its `status.podIPs`).
-pub fn pod(pod: &core::Pod) -> Pod {
-    let (namespace, name) = meta(&pod.metadata);
-    let status = pod.status.as_ref();
+/// Converts a Pod (its `status.podIPs`, else `status.podIP`).
+pub fn pod(pod: object::Pod) -> Pod {
+    let (namespace, name) = meta(pod.metadata);
+    let status = pod.status;
     let mut ips: Vec<IpAddr> = status
-        .and_then(|s| s.pod_ips.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p.ip.parse().ok())
+        .pod_ips
+        .iter()
+        .filter_map(|ip| ip.parse().ok())
         .collect();
     if ips.is_empty() {
-        ips.extend(
-            status
-                .and_then(|s| s.pod_ip.as_ref())
-                .and_then(|ip| ip.parse::<IpAddr>().ok()),
-        );
+        ips.extend(status.pod_ip.and_then(|ip| ip.parse::<IpAddr>().ok()));
     }
     Pod {
         namespace,
         name,
         ips,
+    }
+}
+
+/// The DNS fields of a full Service.
+impl From<&core::Service> for object::Service {
+    fn from(svc: &core::Service) -> Self {
+        let spec = svc.spec.as_ref();
+        Self {
+            metadata: lean(&svc.metadata),
+            spec: object::ServiceSpec {
+                type_: spec.and_then(|s| s.type_.clone()),
+                cluster_ip: spec.and_then(|s| s.cluster_ip.clone()),
+                cluster_ips: spec.and_then(|s| s.cluster_ips.clone()),
+                external_name: spec.and_then(|s| s.external_name.clone()),
+                ports: spec.and_then(|s| s.ports.as_ref()).map(|ports| {
+                    ports
+                        .iter()
+                        .map(|p| object::ServicePort {
+                            name: p.name.clone(),
+                            protocol: p.protocol.clone(),
+                            port: p.port,
+                        })
+                        .collect()
+                }),
+                publish_not_ready_addresses: spec.and_then(|s| s.publish_not_ready_addresses),
+            },
+        }
+    }
+}
+
+/// The DNS fields of a full EndpointSlice.
+impl From<&discovery::EndpointSlice> for object::EndpointSlice {
+    fn from(slice: &discovery::EndpointSlice) -> Self {
+        let mut metadata = lean(&slice.metadata);
+        metadata.labels = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            .map(|v| [(SERVICE_NAME_LABEL.to_owned(), v.clone())].into());
+        Self {
+            metadata,
+            address_type: slice.address_type.clone(),
+            endpoints: slice.endpoints.as_ref().map(|eps| {
+                eps.iter()
+                    .map(|e| object::Endpoint {
+                        addresses: e.addresses.clone(),
+                        hostname: e.hostname.clone(),
+                        ready: e.conditions.as_ref().and_then(|c| c.ready),
+                        pod_name: e
+                            .target_ref
+                            .as_ref()
+                            .filter(|r| r.kind.as_deref() == Some("Pod"))
+                            .and_then(|r| r.name.clone()),
+                    })
+                    .collect()
+            }),
+            ports: slice.ports.as_ref().map(|ports| {
+                ports
+                    .iter()
+                    .map(|p| object::EndpointPort {
+                        name: p.name.clone(),
+                        protocol: p.protocol.clone(),
+                        port: p.port,
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
+/// The DNS fields of a full Pod.
+impl From<&core::Pod> for object::Pod {
+    fn from(pod: &core::Pod) -> Self {
+        let status = pod.status.as_ref();
+        Self {
+            metadata: lean(&pod.metadata),
+            status: object::PodStatus {
+                pod_ip: status.and_then(|s| s.pod_ip.clone()),
+                pod_ips: status
+                    .and_then(|s| s.pod_ips.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p.ip.clone())
+                    .collect(),
+            },
+        }
+    }
+}
+
+fn lean(
+    m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: m.name.clone(),
+        namespace: m.namespace.clone(),
+        resource_version: m.resource_version.clone(),
+        ..Default::default()
     }
 }
 
@@ -223,7 +313,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let s = service(&svc).unwrap();
+        let s = service((&svc).into()).unwrap();
         assert_eq!(
             s.kind,
             ServiceKind::ClusterIp(vec![
@@ -243,20 +333,23 @@ mod tests {
         let mut headless = svc.clone();
         headless.spec.as_mut().unwrap().cluster_ip = Some("None".into());
         headless.spec.as_mut().unwrap().cluster_ips = Some(vec!["None".into()]);
-        assert_eq!(service(&headless).unwrap().kind, ServiceKind::Headless);
+        assert_eq!(
+            service((&headless).into()).unwrap().kind,
+            ServiceKind::Headless
+        );
 
         let mut ext = svc.clone();
         let spec = ext.spec.as_mut().unwrap();
         spec.type_ = Some("ExternalName".into());
         spec.external_name = Some("www.example.org".into());
         assert_eq!(
-            service(&ext).unwrap().kind,
+            service((&ext).into()).unwrap().kind,
             ServiceKind::ExternalName("www.example.org".into())
         );
 
         let mut bad = svc;
         bad.spec.as_mut().unwrap().cluster_ips = Some(vec!["nope".into()]);
-        let err = service(&bad).unwrap_err().to_string();
+        let err = service((&bad).into()).unwrap_err().to_string();
         assert!(
             err.contains("ns/web") && err.contains("spec.clusterIPs"),
             "{err}"
@@ -291,7 +384,7 @@ mod tests {
                 ..Default::default()
             }]),
         };
-        let s = endpoint_slice(&slice).unwrap();
+        let s = endpoint_slice((&slice).into()).unwrap();
         assert_eq!(s.service, "mongodb");
         assert_eq!(s.endpoints[0].hostname.as_deref(), Some("mdb-1"));
         assert!(!s.endpoints[0].ready);
@@ -301,7 +394,7 @@ mod tests {
         let mut unlabelled = slice;
         unlabelled.metadata.labels = None;
         assert!(matches!(
-            endpoint_slice(&unlabelled),
+            endpoint_slice((&unlabelled).into()),
             Err(Error::Ignored(_))
         ));
     }

@@ -23,16 +23,18 @@ use tokio::sync::mpsc;
 use crate::convert;
 use crate::metrics::Metrics;
 use crate::model::{Change, Options, ServiceKey};
+use crate::object;
 use crate::records::RecordIndex;
 
 /// A watched kind: how its objects become record-model objects and reach
-/// the [`RecordIndex`].
+/// the [`RecordIndex`]. Implemented by the lean [`object`] types the
+/// controller decodes and by the full `k8s-openapi` types.
 pub trait Watched: kube::Resource<DynamicType = ()> + Sized {
     /// The record-model object.
     type Model;
 
-    /// Converts an object.
-    fn convert(&self) -> convert::Result<Self::Model>;
+    /// Converts an object, taking what it keeps from it.
+    fn convert(self) -> convert::Result<Self::Model>;
 
     /// Adds or replaces one object.
     fn apply(records: &mut RecordIndex, model: Self::Model) -> Vec<Change>;
@@ -44,65 +46,82 @@ pub trait Watched: kube::Resource<DynamicType = ()> + Sized {
     fn reset(records: &mut RecordIndex, models: Vec<Self::Model>) -> Vec<Change>;
 }
 
-impl Watched for core::Service {
-    type Model = crate::model::Service;
+macro_rules! watched {
+    ($kind:ty, $model:ty, $convert:expr, $apply:ident, $delete:expr, $reset:ident) => {
+        impl Watched for $kind {
+            type Model = $model;
 
-    fn convert(&self) -> convert::Result<Self::Model> {
-        convert::service(self)
-    }
+            fn convert(self) -> convert::Result<Self::Model> {
+                ($convert)(self)
+            }
 
-    fn apply(records: &mut RecordIndex, model: Self::Model) -> Vec<Change> {
-        records.apply_service(model)
-    }
+            fn apply(records: &mut RecordIndex, model: Self::Model) -> Vec<Change> {
+                records.$apply(model)
+            }
 
-    fn delete(records: &mut RecordIndex, namespace: &str, name: &str) -> Vec<Change> {
-        records.delete_service(&ServiceKey::new(namespace, name))
-    }
+            fn delete(records: &mut RecordIndex, namespace: &str, name: &str) -> Vec<Change> {
+                $delete(records, namespace, name)
+            }
 
-    fn reset(records: &mut RecordIndex, models: Vec<Self::Model>) -> Vec<Change> {
-        records.reset_services(models)
-    }
+            fn reset(records: &mut RecordIndex, models: Vec<Self::Model>) -> Vec<Change> {
+                records.$reset(models)
+            }
+        }
+    };
 }
 
-impl Watched for discovery::EndpointSlice {
-    type Model = crate::model::EndpointSlice;
-
-    fn convert(&self) -> convert::Result<Self::Model> {
-        convert::endpoint_slice(self)
-    }
-
-    fn apply(records: &mut RecordIndex, model: Self::Model) -> Vec<Change> {
-        records.apply_slice(model)
-    }
-
-    fn delete(records: &mut RecordIndex, namespace: &str, name: &str) -> Vec<Change> {
-        records.delete_slice(namespace, name)
-    }
-
-    fn reset(records: &mut RecordIndex, models: Vec<Self::Model>) -> Vec<Change> {
-        records.reset_slices(models)
-    }
+fn delete_service(records: &mut RecordIndex, namespace: &str, name: &str) -> Vec<Change> {
+    records.delete_service(&ServiceKey::new(namespace, name))
 }
 
-impl Watched for core::Pod {
-    type Model = crate::model::Pod;
-
-    fn convert(&self) -> convert::Result<Self::Model> {
-        Ok(convert::pod(self))
-    }
-
-    fn apply(records: &mut RecordIndex, model: Self::Model) -> Vec<Change> {
-        records.apply_pod(model)
-    }
-
-    fn delete(records: &mut RecordIndex, namespace: &str, name: &str) -> Vec<Change> {
-        records.delete_pod(namespace, name)
-    }
-
-    fn reset(records: &mut RecordIndex, models: Vec<Self::Model>) -> Vec<Change> {
-        records.reset_pods(models)
-    }
-}
+watched!(
+    object::Service,
+    crate::model::Service,
+    convert::service,
+    apply_service,
+    delete_service,
+    reset_services
+);
+watched!(
+    core::Service,
+    crate::model::Service,
+    |s: Self| convert::service((&s).into()),
+    apply_service,
+    delete_service,
+    reset_services
+);
+watched!(
+    object::EndpointSlice,
+    crate::model::EndpointSlice,
+    convert::endpoint_slice,
+    apply_slice,
+    RecordIndex::delete_slice,
+    reset_slices
+);
+watched!(
+    discovery::EndpointSlice,
+    crate::model::EndpointSlice,
+    |s: Self| convert::endpoint_slice((&s).into()),
+    apply_slice,
+    RecordIndex::delete_slice,
+    reset_slices
+);
+watched!(
+    object::Pod,
+    crate::model::Pod,
+    |p| Ok(convert::pod(p)),
+    apply_pod,
+    RecordIndex::delete_pod,
+    reset_pods
+);
+watched!(
+    core::Pod,
+    crate::model::Pod,
+    |p: Self| Ok(convert::pod((&p).into())),
+    apply_pod,
+    RecordIndex::delete_pod,
+    reset_pods
+);
 
 /// The record index as a watch sink.
 #[derive(Debug)]
@@ -167,19 +186,23 @@ impl DnsIndex {
 
     /// Converts a listed object for [`DnsIndex::reset_models`]; an invalid
     /// one is logged, counted and left out.
-    pub fn convert_listed<K: Watched>(&self, object: &K) -> Option<K::Model> {
+    pub fn convert_listed<K: Watched>(&self, object: K) -> Option<K::Model> {
         object.convert().map_err(|e| self.invalid(&e)).ok()
     }
 
     /// Adds or replaces an object; an invalid one removes what it had.
-    pub fn apply_object<K: Watched>(&mut self, object: &K) {
+    pub fn apply_object<K: Watched>(&mut self, object: K) {
+        let key = (object.meta().namespace.clone(), object.meta().name.clone());
         let changes = match object.convert() {
             Ok(model) => K::apply(&mut self.records, model),
             Err(e) => {
                 self.invalid(&e);
-                let ns = object.meta().namespace.as_deref().unwrap_or_default();
-                let name = object.meta().name.as_deref().unwrap_or_default();
-                K::delete(&mut self.records, ns, name)
+                let (ns, name) = key;
+                K::delete(
+                    &mut self.records,
+                    ns.as_deref().unwrap_or_default(),
+                    name.as_deref().unwrap_or_default(),
+                )
             }
         };
         self.emit(changes);
@@ -202,7 +225,7 @@ impl DnsIndex {
     fn reset_objects<K: Watched>(&mut self, objects: Vec<K>) {
         let models = objects
             .into_iter()
-            .filter_map(|o| self.convert_listed(&o))
+            .filter_map(|o| self.convert_listed(o))
             .collect();
         self.reset_models::<K>(models);
     }
@@ -227,8 +250,8 @@ where
         match event {
             Ok(Event::Init) => listing = Some(Vec::new()),
             Ok(Event::InitApply(object)) => match &mut listing {
-                Some(models) => models.extend(sink.read().convert_listed(&object)),
-                None => sink.write().apply_object(&object),
+                Some(models) => models.extend(sink.read().convert_listed(object)),
+                None => sink.write().apply_object(object),
             },
             Ok(Event::InitDone) => {
                 let models = listing.take().unwrap_or_default();
@@ -237,7 +260,7 @@ where
                     r.ready();
                 }
             }
-            Ok(Event::Apply(object)) => sink.write().apply_object(&object),
+            Ok(Event::Apply(object)) => sink.write().apply_object(object),
             Ok(Event::Delete(object)) => {
                 let ns = object.namespace().unwrap_or_default();
                 sink.write().delete_object::<K>(&ns, &object.name_any());
@@ -252,7 +275,7 @@ where
 
 impl IndexNamespacedResource<core::Service> for DnsIndex {
     fn apply(&mut self, svc: core::Service) {
-        self.apply_object(&svc);
+        self.apply_object(svc);
     }
 
     fn delete(&mut self, namespace: String, name: String) {
@@ -266,7 +289,7 @@ impl IndexNamespacedResource<core::Service> for DnsIndex {
 
 impl IndexNamespacedResource<discovery::EndpointSlice> for DnsIndex {
     fn apply(&mut self, slice: discovery::EndpointSlice) {
-        self.apply_object(&slice);
+        self.apply_object(slice);
     }
 
     fn delete(&mut self, namespace: String, name: String) {
@@ -280,7 +303,7 @@ impl IndexNamespacedResource<discovery::EndpointSlice> for DnsIndex {
 
 impl IndexNamespacedResource<core::Pod> for DnsIndex {
     fn apply(&mut self, pod: core::Pod) {
-        self.apply_object(&pod);
+        self.apply_object(pod);
     }
 
     fn delete(&mut self, namespace: String, name: String) {
@@ -326,7 +349,7 @@ mod tests {
         let metrics = Metrics::new();
         let (sink, mut changes) = DnsIndex::new(Options::default(), metrics.clone());
         let sink = Arc::new(RwLock::new(sink));
-        sink.write().apply_object(&svc("gone", "10.43.0.9"));
+        sink.write().apply_object(svc("gone", "10.43.0.9"));
         let readiness = Readiness::new();
         let events = futures::stream::iter(vec![
             Ok(Event::Init),

@@ -100,7 +100,7 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `runtime` | yes | [`convert`] (k8s-openapi objects to the model), the watch sink `index` and the `controller` with `DnsArgs` and `Dns::start` |
+//! | `runtime` | yes | [`object`] (Kubernetes objects decoded into the fields DNS reads), [`convert`] (those and the full k8s-openapi objects to the model), the watch sink `index` and the `controller` with `DnsArgs` and `Dns::start` |
 //! | `clap` | no | `clap::Args` on `controller::DnsArgs` |
 //! | `testing` | no | `fixtures` (hand-built objects), `backend::MemoryBackend` and `backend::conformance` |
 
@@ -117,6 +117,8 @@ pub mod index;
 pub mod metrics;
 pub mod model;
 pub mod name;
+#[cfg(feature = "runtime")]
+pub mod object;
 pub mod records;
 pub mod server;
 pub mod snapshot;
