@@ -9,6 +9,7 @@ mod kubectl;
 mod lease;
 mod managed_fields;
 mod patch;
+mod root;
 mod seed;
 mod watch;
 mod workloads;
