@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::TryRecvError;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
 use crate::server::Shared;
@@ -30,6 +31,12 @@ pub(crate) trait Reconciler: Send + 'static {
     /// Brings `key` to its desired state under the store's lock; `Some(after)` asks to be
     /// called again after that long (a timer: minReadySeconds, a back-off).
     fn reconcile(&mut self, state: &mut State, key: &Self::Key) -> Option<Duration>;
+
+    /// Keys the controller queues itself, from work it does away from the store's lock
+    /// (the kubelet's CNI calls); taken once when the loop starts.
+    fn wakeups(&mut self) -> Option<UnboundedReceiver<Self::Key>> {
+        None
+    }
 }
 
 /// A FIFO of keys in which a key waits at most once.
@@ -93,8 +100,14 @@ pub(crate) fn spawn<R: Reconciler>(shared: Arc<Shared>, mut controller: R) {
             controller.all_keys(&state, &mut keys);
             shared.store.subscribe()
         };
+        let mut wakeups = controller.wakeups();
         let mut batch: Vec<Arc<Change>> = Vec::new();
         loop {
+            if let Some(w) = wakeups.as_mut() {
+                while let Ok(key) = w.try_recv() {
+                    keys.push(key);
+                }
+            }
             // Everything that arrived since the last round, mapped under one lock.
             let mut resync = false;
             loop {
@@ -139,7 +152,14 @@ pub(crate) fn spawn<R: Reconciler>(shared: Arc<Shared>, mut controller: R) {
                     None => std::future::pending().await,
                 }
             };
+            let woken = async {
+                match wakeups.as_mut() {
+                    Some(w) => w.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                Some(key) = woken => keys.push(key),
                 change = changes.recv() => match change {
                     Ok(change) => batch.push(change),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {

@@ -159,7 +159,9 @@ async fn the_api_server_answers_while_root_mode_pods_are_wired() {
         (adds(&calls).len() == PODS).then_some(())
     })
     .await;
-    let out = k.ok(&["get", "pods", "-l", "app=slow", "--no-headers"]).await;
+    let out = k
+        .ok(&["get", "pods", "-l", "app=slow", "--no-headers"])
+        .await;
     assert!(
         !std::fs::exists(calls.join("release")).unwrap_or(true),
         "the plugin was released too early"
