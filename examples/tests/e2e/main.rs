@@ -12,6 +12,7 @@ mod cni_plugin;
 mod cni_reference;
 mod credential_provider;
 mod dns;
+mod failover;
 mod federation_controller;
 mod ingress_controller;
 mod outage;
