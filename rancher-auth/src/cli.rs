@@ -180,6 +180,13 @@ impl WebhookArgs {
             let text = read("--roles", path)?;
             table = table.with_overrides(RoleTable::from_yaml(&text, &path.display().to_string())?);
         }
+        // Local files first, so a bad one is reported before anything is contacted.
+        let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_private_key_file) else {
+            return Err(CliError::Config(
+                "--tls-cert-file and --tls-private-key-file are required".into(),
+            ));
+        };
+        let tls = ReloadingCert::load(TlsFiles::new(cert, key))?;
         let mut union = Union::new();
         if let Some(namespace) = &self.token_namespace {
             let kube = client.client().await.map_err(CliError::Kubernetes)?;
@@ -229,13 +236,7 @@ impl WebhookArgs {
             }
             None => None,
         };
-        let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_private_key_file) else {
-            return Err(CliError::Config(
-                "--tls-cert-file and --tls-private-key-file are required".into(),
-            ));
-        };
         let metrics = Metrics::register(registry);
-        let tls = ReloadingCert::load(TlsFiles::new(cert, key))?;
         let tls_config = tls
             .server_config()
             .map_err(|e| CliError::Config(format!("TLS: {e}")))?;

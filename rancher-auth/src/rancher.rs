@@ -4,9 +4,10 @@
 //! base64(ACCESS:SECRET))`) is resolved the way Rancher's own 2017 webhook did it:
 //!
 //! 1. `GET /v2-beta/identities` with that key. Rancher refusing the key is a definite no.
-//! 2. The members of the environment this cluster is (`--environment`), read with the
-//!    webhook's own key; the user's identities (the user and its groups) are matched against
-//!    them, and the most privileged role wins (owner, member, restricted, readonly).
+//! 2. The memberships of each of the key's identities (the user and its groups) in the
+//!    environment this cluster is (`--environment`), read with the webhook's own key, one
+//!    filtered query per identity; the most privileged role wins (owner, member,
+//!    restricted, readonly).
 //! 3. The user is `login`, uid `<externalIdType>:<externalId>`, in the group
 //!    `rancher:environment:<id>:<role>`; `extra["rancher.io/principal-ids"]` lists every
 //!    identity, for audit.
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rancher_client::resource::{credentials_from_kubernetes_token, role};
-use rancher_client::{Credentials, Identity, ProjectMember};
+use rancher_client::{Credentials, Identity, ListParams, ProjectMember};
 
 use crate::authn::{Authentication, TokenAuthenticator};
 use crate::environment::environment_group;
@@ -115,11 +116,21 @@ impl RancherAuthenticator {
                 "the user identity has no login",
             ));
         }
-        let members = self
-            .client
-            .members_of(&self.config.environment)
-            .await
-            .map_err(client_error)?;
+        // One filtered query per identity (the user and its groups), side by side: the cost
+        // of a lookup does not grow with the size of the environment.
+        let lookups = identities.iter().map(|identity| {
+            let params = ListParams::new()
+                .filter("projectId", &self.config.environment)
+                .filter("externalIdType", &identity.external_id_type)
+                .filter("externalId", &identity.external_id)
+                .removed_null();
+            let api = self.client.project_members();
+            async move { api.list(&params).await }
+        });
+        let mut members = Vec::new();
+        for found in futures::future::join_all(lookups).await {
+            members.extend(found.map_err(client_error)?);
+        }
         let best = members
             .iter()
             .filter(|m| identities.iter().any(|i| m.is(i)))

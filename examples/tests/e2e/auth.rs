@@ -52,6 +52,11 @@ struct World {
 
 impl World {
     async fn start() -> Self {
+        Self::start_with_roles(None).await
+    }
+
+    /// The world, with `--roles` pointing at a file holding `roles` when given.
+    async fn start_with_roles(roles: Option<&str>) -> Self {
         rancher_runtime::install_crypto_provider();
         let fake = FakeRancher::builder()
             .project_id(ENV)
@@ -104,8 +109,13 @@ impl World {
             .await
             .unwrap();
         let admin_port = free_port();
+        let mut webhook = tokio::process::Command::new(BIN);
+        if let Some(roles) = roles {
+            std::fs::write(dir.path().join("roles.yaml"), roles).unwrap();
+            webhook.arg("--roles").arg(dir.path().join("roles.yaml"));
+        }
         let mut world = Self {
-            webhook: tokio::process::Command::new(BIN)
+            webhook: webhook
                 .args(["--listen", &format!("127.0.0.1:{port}")])
                 .arg("--tls-cert-file")
                 .arg(data("server-1.crt"))
@@ -479,4 +489,174 @@ async fn generated_kubeconfigs_work_with_kubectl() {
     assert!(err.contains("not a member of environment 1a5"), "{err}");
     assert!(!err.contains(n.secret_key.expose()), "{err}");
     support::terminate(&mut world.webhook).await;
+}
+
+fn deploy(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/rancher-auth")
+        .join(file)
+}
+
+/// The kube-apiserver side of `deploy/rancher-auth/` says what kube-apiserver must read,
+/// and the Deployment's arguments are ones the binary takes.
+#[tokio::test]
+async fn the_deploy_files_fit_kube_apiserver_and_the_binary() {
+    for (file, path) in [
+        ("apiserver/authn-webhook.kubeconfig", "/authenticate"),
+        ("apiserver/authz-webhook.kubeconfig", "/authorize"),
+    ] {
+        let kubeconfig = kube::config::Kubeconfig::read_from(deploy(file)).unwrap();
+        let cluster = kubeconfig.clusters[0].cluster.as_ref().unwrap();
+        assert!(cluster.server.as_deref().unwrap().ends_with(path), "{file}");
+        assert!(
+            cluster
+                .server
+                .as_deref()
+                .unwrap()
+                .starts_with("https://10.43.0.43/"),
+            "{file}"
+        );
+        assert_eq!(
+            cluster.certificate_authority.as_deref(),
+            Some("/etc/kubernetes/rancher-auth/ca.crt")
+        );
+        assert_eq!(kubeconfig.current_context.as_deref(), Some("webhook"));
+    }
+    let text = std::fs::read_to_string(deploy("apiserver/authorization-config.yaml")).unwrap();
+    let config: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!(config["apiVersion"], "apiserver.config.k8s.io/v1");
+    assert_eq!(config["kind"], "AuthorizationConfiguration");
+    let types: Vec<&str> = config["authorizers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["Node", "Webhook", "RBAC"]);
+    let webhook = &config["authorizers"][1]["webhook"];
+    // The fields kube-apiserver requires, with values it accepts.
+    assert_eq!(webhook["failurePolicy"], "Deny");
+    assert_eq!(webhook["subjectAccessReviewVersion"], "v1");
+    assert_eq!(webhook["matchConditionSubjectAccessReviewVersion"], "v1");
+    assert_eq!(webhook["timeout"], "3s");
+    assert_eq!(webhook["connectionInfo"]["type"], "KubeConfigFile");
+    assert_eq!(
+        webhook["connectionInfo"]["kubeConfigFile"],
+        "/etc/kubernetes/rancher-auth/authz-webhook.kubeconfig"
+    );
+    let conditions = webhook["matchConditions"].as_array().unwrap();
+    assert!(!conditions.is_empty() && conditions.len() <= 64);
+    assert!(conditions.iter().all(|c| c["expression"].is_string()));
+
+    // The kustomization renders the namespace, RBAC, Service and Deployment (and none of
+    // the kube-apiserver files).
+    let out = tokio::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(deploy(""))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .split("\n---\n")
+        .map(|doc| serde_saphyr::from_str::<serde_json::Value>(doc).unwrap())
+        .collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    assert!(!kinds.contains(&"Config") && !kinds.contains(&"AuthorizationConfiguration"));
+
+    // The Deployment: the image and arguments the binary takes (it gets as far as the
+    // certificate files, which only exist in the pod).
+    let deployment = docs.iter().find(|doc| doc["kind"] == "Deployment").unwrap();
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["image"],
+        "rancher-plugins/rancher-auth-webhook:0.1.0"
+    );
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let out = tokio::process::Command::new(BIN)
+        .args(&args)
+        .env_remove("CATTLE_URL")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("/etc/rancher-auth/tls/tls.crt"), "{err}");
+}
+
+/// `--roles FILE` replaces a role of the default table: here readonly may also read Secrets,
+/// and still writes nothing; a bad file stops the webhook with the field named.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_file_overrides_the_table() {
+    let roles = "roles:\n  readonly:\n    description: get, list and watch on everything\n    allow:\n      - verbs: [get, list, watch]\n        apiGroups: [\"*\"]\n        resources: [\"*\"]\n      - verbs: [create]\n        apiGroups: [authorization.k8s.io]\n        resources: [selfsubjectaccessreviews]\n      - verbs: [get]\n        nonResourceURLs: [/api, /api/*, /apis, /apis/*, /version]\n";
+    let mut world = World::start_with_roles(Some(roles)).await;
+    let ravi = world.kubeconfig_for("ravi", &key("ravi"));
+    let (ok, out) = world.kubectl(&ravi, &["get", "secrets"]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = world
+        .kubectl(&ravi, &["auth", "can-i", "list", "secrets"])
+        .await;
+    assert!(ok && out.trim() == "yes", "{out}");
+    let (ok, out) = world.kubectl(&ravi, &["create", "configmap", "nope"]).await;
+    assert!(!ok);
+    expect_forbidden(&out, "User \"ravi\" cannot create resource \"configmaps\"");
+    // The other roles keep the defaults: a member still cannot create ClusterRoles.
+    let mike = world.kubeconfig_for("mike", &key("mike"));
+    let (ok, out) = world
+        .kubectl(
+            &mike,
+            &[
+                "auth",
+                "can-i",
+                "create",
+                "clusterroles",
+                "--all-namespaces",
+            ],
+        )
+        .await;
+    assert!(!ok && out.starts_with("no"), "{out}");
+    support::terminate(&mut world.webhook).await;
+
+    let bad = world.dir.path().join("bad-roles.yaml");
+    std::fs::write(
+        &bad,
+        "roles:\n  member:\n    allow:\n      - verbs: [get]\n        resources: [pods]\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .arg("--roles")
+        .arg(&bad)
+        .args(["--environment", ENV, "--tls-cert-file"])
+        .arg(data("server-1.crt"))
+        .arg("--tls-private-key-file")
+        .arg(data("server-1.key"))
+        .envs(world.fake.env())
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bad-roles.yaml") && err.contains("roles.member.allow[0].apiGroups"),
+        "{err}"
+    );
 }

@@ -591,6 +591,8 @@ async fn the_deploy_manifests_apply_to_the_sandbox() {
         &["federation/crds.yaml", "federation/rbac.yaml"],
         &["federation/member-rbac.yaml"],
         &["federation/deployment.yaml", "federation/example.yaml"],
+        &["rancher-auth/rbac.yaml"],
+        &["rancher-auth/deployment.yaml"],
     ] {
         let mut args = vec!["apply".to_owned()];
         for file in step {
@@ -606,9 +608,17 @@ async fn the_deploy_manifests_apply_to_the_sandbox() {
     k.ok(&["apply", "-f", rbac.to_str().unwrap()]).await;
     assert!(applied > 20, "{applied} objects created");
     let out = k
-        .ok(&["get", "clusterroles,daemonsets,serviceaccounts", "-A"])
+        .ok(&[
+            "get",
+            "clusterroles,daemonsets,deployments,serviceaccounts",
+            "-A",
+        ])
         .await;
-    for name in ["rancher-ingress-controller", "rancher-dns"] {
+    for name in [
+        "rancher-ingress-controller",
+        "rancher-dns",
+        "rancher-auth-webhook",
+    ] {
         assert!(out.contains(name), "{out}");
     }
 }
