@@ -93,6 +93,8 @@ async fn with_status(api: &Api<Service>) -> usize {
 #[tokio::main]
 async fn main() {
     rancher_runtime::install_crypto_provider();
+    // `RUST_LOG=rancher_lb=debug` shows where each batch's time goes.
+    rancher_runtime::log::LogArgs::default().init("off");
     let n: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
@@ -128,6 +130,12 @@ async fn main() {
     };
     let mut config = Config::default();
     config.resync = resync;
+    if let Some(w) = std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+    {
+        config.workers = w;
+    }
     let nodes: Api<Node> = Api::all(client.clone());
     for i in 0..3 {
         nodes

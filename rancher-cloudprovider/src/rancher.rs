@@ -16,6 +16,7 @@
 //! | `spec.loadBalancerIP` | an instance on the host with that address, when the provider knows it as a host; otherwise a Warning event and an error, as the original did |
 //! | a UDP or SCTP port | rejected before anything changes: the load balancer serves TCP only |
 
+mod applying;
 #[cfg(feature = "clap")]
 pub mod args;
 mod hosts;
@@ -51,10 +52,21 @@ pub const HOST_LABEL_ANNOTATION: &str = "service.rancher.io/host-label";
 pub const DEFAULT_SCALE: u32 = 1;
 
 /// A [`LoadBalancer`] on a [`rancher_lb`] driver.
+///
+/// Services created together are applied together: each driver `ensure`
+/// runs in a task of its own, and a call made while other load balancers
+/// are being applied answers [`Error::Retry`] at once instead of holding a
+/// controller worker until its turn; when the driver is done, the load
+/// balancer's name comes out of [`LoadBalancer::status_changes`], and the
+/// next call returns the status without asking the driver again. A driver
+/// that batches concurrent calls (the HAProxy driver: one check and reload
+/// for all of them) then batches every pending Service, however few workers
+/// the controller runs. A change made on its own is one call that waits.
 pub struct RancherLoadBalancer {
     driver: Arc<dyn Driver>,
     hosts: Option<BTreeSet<IpAddr>>,
     settle: Duration,
+    applying: Arc<applying::Applying>,
 }
 
 impl std::fmt::Debug for RancherLoadBalancer {
@@ -73,6 +85,7 @@ impl RancherLoadBalancer {
             driver,
             hosts: None,
             settle: Duration::from_secs(2),
+            applying: Arc::new(applying::Applying::new()),
         }
     }
 
@@ -334,8 +347,13 @@ impl LoadBalancer for RancherLoadBalancer {
         nodes: &[Node],
     ) -> Result<LoadBalancerStatus> {
         let lb = self.build(cluster, service, nodes)?;
-        let status = self.driver.ensure(&lb).await.map_err(driver_error)?;
-        self.status(service, &status)
+        match self.applying.ensure(&self.driver, &lb).await {
+            applying::Outcome::Done(result) => self.status(service, &result.map_err(driver_error)?),
+            applying::Outcome::Pending => Err(Error::retry(
+                self.settle,
+                "the load balancer is being applied together with others",
+            )),
+        }
     }
 
     async fn update_load_balancer(
@@ -351,25 +369,38 @@ impl LoadBalancer for RancherLoadBalancer {
 
     async fn ensure_load_balancer_deleted(&self, cluster: &str, service: &Service) -> Result<()> {
         let id = self.id(cluster, service)?;
+        self.applying.forget(&id).await;
         self.driver.ensure_deleted(&id).await.map_err(driver_error)
     }
 
     /// Forwards the driver's status updates (an instance restarted, a host
-    /// failed) as load balancer names.
+    /// failed) and the ends of ensures that answered [`Error::Retry`] while
+    /// others were applied, as load balancer names.
     fn status_changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let mut updates = self.driver.subscribe();
+        let mut finished = self.applying.finished();
+        let applying = self.applying.clone();
         let (tx, rx) = tokio::sync::broadcast::channel(driver::STATUS_CHANNEL_CAPACITY);
         runtime.spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
             loop {
-                match updates.recv().await {
-                    Ok(update) => {
-                        if tx.send(update.id.to_string()).is_err() {
+                let received = tokio::select! {
+                    update = updates.recv() => update.map(|u| u.id.to_string()),
+                    name = finished.recv() => name,
+                };
+                match received {
+                    // The end of its ensure follows: asking now would find it
+                    // still running.
+                    Ok(name) if applying.is_running(&name) => {}
+                    Ok(name) => {
+                        if tx.send(name).is_err() {
                             return;
                         }
                     }
                     Err(RecvError::Lagged(missed)) => {
+                        // Those Services are asked again when their retry
+                        // delay ends.
                         tracing::warn!(missed, "missed load balancer status updates");
                     }
                     Err(RecvError::Closed) => return,

@@ -34,6 +34,7 @@
 //! mode 0600 under directories of mode 0700. Snippets are refused unless
 //! [`HaproxyConfig::snippets`] is set.
 
+mod apply;
 pub mod metrics;
 pub mod process;
 pub mod render;
@@ -54,13 +55,20 @@ use crate::driver::{
     StatusUpdate, placed_status,
 };
 use crate::model::{Endpoint, LbId, LoadBalancer, Name};
-use crate::placement::{Assignment, Host, Outcome, place};
+use crate::placement::{Assignment, Host, Outcome};
 use metrics::HaproxyMetrics;
 use process::Instance;
-use render::{Paths, Rendered, Server, Settings, Slots};
+use render::{Server, Settings, Slots};
 
 /// The default number of server slots per backend.
 pub const DEFAULT_SERVER_SLOTS: usize = 8;
+
+/// The default [`HaproxyConfig::coalesce`]: calls this close together are
+/// applied as one batch.
+pub const DEFAULT_COALESCE: Duration = Duration::from_millis(10);
+
+/// The default [`HaproxyConfig::coalesce_max`].
+pub const DEFAULT_COALESCE_MAX: Duration = Duration::from_millis(100);
 
 /// How long a runtime API command may take.
 const RUNTIME_TIMEOUT: Duration = Duration::from_secs(2);
@@ -119,6 +127,14 @@ pub struct HaproxyConfig {
     pub restart_backoff_min: Duration,
     /// Largest restart delay.
     pub restart_backoff_max: Duration,
+    /// Calls to [`Driver::ensure`] arriving within this long of each other
+    /// are applied together: one placement, one `haproxy -c` and at most one
+    /// reload per host for all of them. Zero applies each batch as soon as
+    /// the driver is free.
+    pub coalesce: Duration,
+    /// The longest a call waits for others to arrive with it, however many
+    /// keep arriving: the bound on the delay coalescing adds.
+    pub coalesce_max: Duration,
 }
 
 impl HaproxyConfig {
@@ -135,7 +151,19 @@ impl HaproxyConfig {
             hard_stop_after: Duration::from_secs(30),
             restart_backoff_min: Duration::from_millis(100),
             restart_backoff_max: Duration::from_secs(10),
+            coalesce: DEFAULT_COALESCE,
+            coalesce_max: DEFAULT_COALESCE_MAX,
         }
+    }
+
+    /// Sets how far apart calls to [`Driver::ensure`] may arrive and still
+    /// be applied together ([`HaproxyConfig::coalesce`]), and the longest a
+    /// call waits for others ([`HaproxyConfig::coalesce_max`]).
+    #[must_use]
+    pub fn with_coalesce(mut self, window: Duration, max: Duration) -> Self {
+        self.coalesce = window;
+        self.coalesce_max = max.max(window);
+        self
     }
 
     /// Enables raw snippets.
@@ -217,6 +245,7 @@ struct State {
 struct Waiting {
     lb: LoadBalancer,
     tx: oneshot::Sender<driver::Result<Status>>,
+    arrived: tokio::time::Instant,
 }
 
 struct Inner {
@@ -424,21 +453,6 @@ impl HaproxyDriver {
     }
 }
 
-/// A host's new configuration, checked, waiting to be applied.
-struct Pending {
-    host: IpAddr,
-    rendered: Rendered,
-    template: String,
-    generation: PathBuf,
-    /// `Some`: same structure as what runs; these runtime API commands
-    /// instead of a reload.
-    runtime: Option<Vec<String>>,
-}
-
-/// The most runtime API commands one change may take before a reload is
-/// cheaper (each command is one round trip on the stats socket).
-const MAX_RUNTIME_COMMANDS: usize = 2000;
-
 impl Inner {
     /// [`HaproxyDriver::ensure_all`] with the state lock held.
     async fn ensure_locked(
@@ -495,7 +509,17 @@ impl Inner {
     /// away are dropped). A batch that does not check is halved until the
     /// culprits are alone, so only they fail and a few bad ones among many
     /// cost a few checks, not one per call.
+    ///
+    /// Changes that arrive together share one check and reload: the batch
+    /// starts once no call has arrived for [`HaproxyConfig::coalesce`], or
+    /// [`HaproxyConfig::coalesce_max`] after its oldest call arrived. Calls
+    /// arriving while a batch is applied wait for the next one, which takes
+    /// them all.
     async fn drain_waiting(&self, state: &mut State) {
+        let gathering = tokio::time::Instant::now();
+        self.gather().await;
+        let started = tokio::time::Instant::now();
+        let reloads_before = state.reloads;
         let mut batch = std::mem::take(
             &mut *self
                 .waiting
@@ -503,6 +527,7 @@ impl Inner {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         batch.retain(|w| !w.tx.is_closed());
+        let calls = batch.len();
         let mut groups = vec![batch];
         while let Some(mut group) = groups.pop() {
             if group.is_empty() {
@@ -527,6 +552,39 @@ impl Inner {
                     }
                 }
             }
+        }
+        tracing::debug!(
+            calls,
+            gathered = ?(started - gathering),
+            took = ?started.elapsed(),
+            reloads = state.reloads - reloads_before,
+            "applied a batch of ensures"
+        );
+    }
+
+    /// Waits until no call has arrived for [`HaproxyConfig::coalesce`], or
+    /// [`HaproxyConfig::coalesce_max`] after the oldest waiting call arrived.
+    async fn gather(&self) {
+        let (window, max) = (self.config.coalesce, self.config.coalesce_max);
+        if window.is_zero() {
+            return;
+        }
+        loop {
+            let until = {
+                let waiting = self
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let arrivals = waiting.iter().map(|w| w.arrived);
+                let (Some(oldest), Some(newest)) = (arrivals.clone().min(), arrivals.max()) else {
+                    return;
+                };
+                (newest + window).min(oldest + max)
+            };
+            if tokio::time::Instant::now() >= until {
+                return;
+            }
+            tokio::time::sleep_until(until).await;
         }
     }
 
@@ -601,382 +659,6 @@ impl Inner {
             .instances_running
             .set(i64::try_from(running).unwrap_or(i64::MAX));
     }
-
-    /// Renders a host once: the configuration with server addresses as
-    /// placeholders (the template, to compare structures) and the full
-    /// configuration.
-    fn render_host(
-        &self,
-        state: &State,
-        host: IpAddr,
-        lbs: &[&LoadBalancer],
-        generation: &Path,
-    ) -> (Rendered, String) {
-        let dir = self.host_dir(host);
-        let paths = Paths {
-            generation: generation.display().to_string(),
-            admin_socket: dir.join("admin.sock").display().to_string(),
-        };
-        let mut rendered = render::render(host, lbs, &state.slots, &paths, &self.settings(), false);
-        let template = std::mem::take(&mut rendered.config);
-        rendered.config = render::fill(&template, &rendered.servers);
-        (rendered, template)
-    }
-
-    async fn check(&self, generation: &Path) -> Result<(), String> {
-        let out = tokio::process::Command::new(&self.config.binary)
-            .arg("-c")
-            .arg("-q")
-            .arg("-f")
-            .arg(generation.join("haproxy.cfg"))
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .map_err(|e| format!("cannot run {}: {e}", self.config.binary.display()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
-            text.push_str(&String::from_utf8_lossy(&out.stdout));
-            let lines: Vec<&str> = text
-                .lines()
-                .filter(|l| l.contains("ALERT"))
-                .take(5)
-                .collect();
-            Err(if lines.is_empty() {
-                format!("haproxy -c failed: {}", out.status)
-            } else {
-                lines.join(" | ")
-            })
-        }
-    }
-
-    fn write_generation(&self, generation: &Path, rendered: &Rendered) -> Result<()> {
-        mkdir_private(generation)?;
-        mkdir_private(&generation.join("maps"))?;
-        mkdir_private(&generation.join("certs"))?;
-        for f in &rendered.files {
-            let mode = if f.private { 0o600 } else { 0o644 };
-            write_file(&generation.join(&f.path), &f.contents, mode)?;
-        }
-        write_file(&generation.join("haproxy.cfg"), &rendered.config, 0o600)
-    }
-
-    fn make_current(&self, host: IpAddr, generation: &Path) -> Result<()> {
-        let dir = self.host_dir(host);
-        let tmp = dir.join("current.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(generation, &tmp)
-            .map_err(io(format!("linking {}", tmp.display())))?;
-        std::fs::rename(&tmp, dir.join("current"))
-            .map_err(io(format!("making {} current", generation.display())))
-    }
-
-    fn prune_generations(&self, host: IpAddr, keep: &Path) {
-        let Ok(entries) = std::fs::read_dir(self.host_dir(host)) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let is_gen = e.file_name().to_string_lossy().starts_with("gen-");
-            if is_gen && p != keep {
-                let _ = std::fs::remove_dir_all(&p);
-            }
-        }
-    }
-
-    /// Applies a change that only touches endpoints, without rendering: new
-    /// server slots go to the runtime API and into the running
-    /// configuration's template. `None` when the change is not of that kind
-    /// (or the runtime API failed), for the general path to take over.
-    async fn endpoints_only(&self, state: &mut State, lbs: &[LoadBalancer]) -> Option<Vec<Status>> {
-        let mut new_slots = BTreeMap::new();
-        for lb in lbs {
-            if !state.lbs.get(lb.id())?.differs_only_in_endpoints(lb) {
-                return None;
-            }
-            for b in lb.backends() {
-                let key = (lb.id().clone(), b.name.clone());
-                let old = state.slots.get(&key);
-                let slots = assign_slots(old, &b.endpoints, self.config.server_slots);
-                if old.map(Vec::len) != Some(slots.len()) {
-                    return None;
-                }
-                new_slots.insert(key, slots);
-            }
-        }
-        let mut by_backend: BTreeMap<String, &Slots> = BTreeMap::new();
-        for ((id, name), slots) in &new_slots {
-            by_backend.insert(render::backend_name(id, name, true), slots);
-            by_backend.insert(render::backend_name(id, name, false), slots);
-        }
-        let mut hosts = BTreeSet::new();
-        for lb in lbs {
-            hosts.extend(state.outcomes.get(lb.id())?.hosts.iter().copied());
-        }
-        let mut updates = Vec::new();
-        for host in hosts {
-            let hs = state
-                .host_states
-                .get(&host)
-                .filter(|h| h.instance.is_running())?;
-            let mut servers = hs.servers.clone();
-            for s in &mut servers {
-                if let Some(slots) = by_backend.get(&s.backend) {
-                    let index = s.name.trim_start_matches('s').parse::<usize>().ok()?;
-                    s.endpoint = slots.get(index.checked_sub(1)?).copied().flatten();
-                }
-            }
-            let commands = runtime_commands(&hs.servers, &servers);
-            let config = render::fill(&hs.template, &servers);
-            updates.push((host, servers, commands, config));
-        }
-        for (host, servers, commands, config) in updates {
-            if commands.is_empty() {
-                continue;
-            }
-            let hs = state.host_states.get_mut(&host)?;
-            // The live process first, then the file later restarts read.
-            let socket = hs.instance.spec().admin_socket();
-            if let Err(e) = runtime::run(&socket, &commands, RUNTIME_TIMEOUT).await {
-                tracing::warn!(%host, error = %e, "runtime update failed");
-                return None;
-            }
-            hs.servers = servers;
-            if let Err(e) = write_file(&hs.generation.join("haproxy.cfg"), &config, 0o600) {
-                // The next render rewrites it; a restart before then loses
-                // this change until the controller ensures again.
-                tracing::warn!(%host, error = %e, "writing the configuration failed");
-            }
-            state.runtime_updates += 1;
-            self.metrics.runtime_updates.inc();
-        }
-        for lb in lbs {
-            state.lbs.insert(lb.id().clone(), lb.clone());
-        }
-        state.slots.extend(new_slots);
-        self.publish(state);
-        Some(
-            lbs.iter()
-                .map(|lb| state.statuses.get(lb.id()).cloned().unwrap_or_default())
-                .collect(),
-        )
-    }
-
-    /// Places every load balancer and brings every host in line. On a failed
-    /// check nothing is changed on any host.
-    async fn apply(&self, state: &mut State, culprit: &LbId) -> driver::Result<()> {
-        let lbs: Vec<&LoadBalancer> = state.lbs.values().collect();
-        let outcomes = place(&state.hosts, &lbs, &state.assignment);
-        let mut per_host: BTreeMap<IpAddr, Vec<LbId>> = BTreeMap::new();
-        for (id, o) in &outcomes {
-            for h in &o.hosts {
-                per_host.entry(*h).or_default().push(id.clone());
-            }
-        }
-
-        let mut pending = Vec::new();
-        for (host, ids) in &per_host {
-            let lbs: Vec<&LoadBalancer> = ids.iter().filter_map(|id| state.lbs.get(id)).collect();
-            let current = state.host_states.get(host);
-            if let Some(c) = current.filter(|c| c.instance.is_running()) {
-                // Same structure as what runs (compared with the current
-                // generation's paths): only server addresses and map
-                // entries may differ, and those the runtime API changes.
-                let generation = c.generation.clone();
-                let (rendered, template) = self.render_host(state, *host, &lbs, &generation);
-                if c.template == template
-                    && let Some(mut commands) = map_commands(&generation, &c.files, &rendered.files)
-                {
-                    commands.extend(runtime_commands(&c.servers, &rendered.servers));
-                    if commands.is_empty() && rendered.config == read_config(&generation) {
-                        continue;
-                    }
-                    if commands.len() <= MAX_RUNTIME_COMMANDS {
-                        pending.push(Pending {
-                            host: *host,
-                            rendered,
-                            template,
-                            generation,
-                            runtime: Some(commands),
-                        });
-                        continue;
-                    }
-                }
-            }
-            state.next_generation += 1;
-            let generation = self
-                .host_dir(*host)
-                .join(format!("gen-{}", state.next_generation));
-            let (rendered, template) = self.render_host(state, *host, &lbs, &generation);
-            let other = |e: Error| driver::Error::other("writing haproxy files", e);
-            mkdir_private(&self.host_dir(*host)).map_err(other)?;
-            self.write_generation(&generation, &rendered)
-                .map_err(other)?;
-            if let Err(reason) = self.check(&generation).await {
-                self.metrics.rejected.inc();
-                let _ = std::fs::remove_dir_all(&generation);
-                for p in &pending {
-                    if p.runtime.is_none() {
-                        let _ = std::fs::remove_dir_all(&p.generation);
-                    }
-                }
-                return Err(driver::Error::Rejected {
-                    lb: culprit.clone(),
-                    reason: format!("the configuration for {host} does not check: {reason}"),
-                });
-            }
-            pending.push(Pending {
-                host: *host,
-                rendered,
-                template,
-                generation,
-                runtime: None,
-            });
-        }
-
-        // Everything checked: commit.
-        state.outcomes = outcomes;
-        state.assignment = state
-            .outcomes
-            .iter()
-            .map(|(k, v)| (k.clone(), v.hosts.clone()))
-            .collect();
-        let mut first_error = None;
-        for p in pending {
-            let host = p.host;
-            let result = self.commit(state, p).await;
-            if let Err(e) = result {
-                tracing::warn!(%host, error = %e, "applying haproxy changes failed");
-                first_error.get_or_insert(e);
-            }
-        }
-        // Hosts left without load balancers stop.
-        let idle: Vec<IpAddr> = state
-            .host_states
-            .keys()
-            .filter(|h| !per_host.contains_key(h))
-            .copied()
-            .collect();
-        for h in idle {
-            if let Some(hs) = state.host_states.remove(&h) {
-                hs.instance.stop().await;
-            }
-        }
-        match first_error {
-            None => Ok(()),
-            Some(e) => Err(e),
-        }
-    }
-
-    async fn commit(&self, state: &mut State, p: Pending) -> driver::Result<()> {
-        let Pending {
-            host,
-            rendered,
-            template,
-            generation,
-            runtime,
-        } = p;
-        let other = |context: &str| {
-            let context = format!("haproxy on {host}: {context}");
-            move |e: Error| driver::Error::other(context, e)
-        };
-        if let Some(commands) = runtime {
-            // Same structure: the files for later reloads and restarts (the
-            // changed maps and the configuration, each replaced atomically),
-            // then the live process.
-            let Some(hs) = state.host_states.get_mut(&host) else {
-                return Ok(());
-            };
-            for f in &rendered.files {
-                if hs.files.iter().any(|old| old == f) {
-                    continue;
-                }
-                let mode = if f.private { 0o600 } else { 0o644 };
-                write_file(&generation.join(&f.path), &f.contents, mode)
-                    .map_err(other("writing a map file"))?;
-            }
-            write_file(&generation.join("haproxy.cfg"), &rendered.config, 0o600)
-                .map_err(other("writing the configuration"))?;
-            let socket = hs.instance.spec().admin_socket();
-            match runtime::run(&socket, &commands, RUNTIME_TIMEOUT).await {
-                Ok(()) => {
-                    state.runtime_updates += 1;
-                    self.metrics.runtime_updates.inc();
-                }
-                Err(e) => {
-                    // The files on disk are complete: a reload reads them.
-                    tracing::warn!(%host, error = %e, "runtime update failed; reloading instead");
-                    if let Err(e) = hs.instance.reload().await {
-                        // HAProxy may hold part of the commands: whatever
-                        // comes next goes through a new generation.
-                        hs.template.clear();
-                        return Err(driver::Error::other(
-                            format!("reloading haproxy on {host}"),
-                            e,
-                        ));
-                    }
-                    state.reloads += 1;
-                    self.metrics.reloads.inc();
-                }
-            }
-            hs.servers = rendered.servers;
-            hs.conflicts = rendered.conflicts;
-            hs.template = template;
-            hs.files = rendered.files;
-            return Ok(());
-        }
-        self.make_current(host, &generation)
-            .map_err(other("switching generations"))?;
-        match state.host_states.get_mut(&host) {
-            Some(hs) => {
-                hs.files = rendered.files;
-                hs.template = template;
-                hs.servers = rendered.servers;
-                hs.conflicts = rendered.conflicts;
-                hs.generation = generation.clone();
-                if hs.instance.is_running() {
-                    hs.instance.reload().await.map_err(|e| {
-                        driver::Error::other(format!("reloading haproxy on {host}"), e)
-                    })?;
-                    state.reloads += 1;
-                    self.metrics.reloads.inc();
-                }
-                // Otherwise the supervisor starts it with the new generation.
-            }
-            None => {
-                let instance = Instance::start(process::Spec {
-                    host,
-                    binary: self.config.binary.clone(),
-                    dir: self.host_dir(host),
-                    backoff_min: self.config.restart_backoff_min,
-                    backoff_max: self.config.restart_backoff_max,
-                    changed: self.changed.clone(),
-                });
-                let running = instance.wait_running(process::START_TIMEOUT).await;
-                state.host_states.insert(
-                    host,
-                    HostState {
-                        instance,
-                        files: rendered.files,
-                        template,
-                        servers: rendered.servers,
-                        generation: generation.clone(),
-                        conflicts: rendered.conflicts,
-                    },
-                );
-                if !running {
-                    tracing::warn!(%host, "haproxy did not start in time; the supervisor keeps trying");
-                }
-            }
-        }
-        self.prune_generations(host, &generation);
-        Ok(())
-    }
-}
-
-fn read_config(generation: &Path) -> String {
-    std::fs::read_to_string(generation.join("haproxy.cfg")).unwrap_or_default()
 }
 
 /// The same error for another caller of one batch.
@@ -1001,139 +683,45 @@ fn shared_error(e: &driver::Error) -> driver::Error {
     }
 }
 
-/// Escapes a runtime API argument: the stats socket splits commands on `;`
-/// and arguments on blanks, with `\\` as the escape.
-fn cli_arg(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        if matches!(c, ';' | ' ' | '\t' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Parses a rendered map file (`key value` lines) into its entries.
-fn map_entries(contents: &str) -> BTreeMap<&str, &str> {
-    contents.lines().filter_map(|l| l.split_once(' ')).collect()
-}
-
-/// Runtime API commands turning the running generation's `old` files into
-/// `new` ones, when only map entries and certificate contents differ:
-/// certificates first, then map additions and changes, then removals, so a
-/// route that moves is never missing. `None` when another file (a crt-list)
-/// or the set of files differs.
-fn map_commands(
-    generation: &Path,
-    old: &[render::File],
-    new: &[render::File],
-) -> Option<Vec<String>> {
-    if old.len() != new.len() {
-        return None;
-    }
-    // Paths before hosts when adding, hosts before paths when removing: a
-    // host is never known without its paths, so its requests do not lose
-    // the any-host routes in between. Certificates first.
-    let (mut path_upserts, mut host_upserts) = (Vec::new(), Vec::new());
-    let (mut host_removals, mut path_removals) = (Vec::new(), Vec::new());
-    let mut certificates = Vec::new();
-    for (o, n) in old.iter().zip(new) {
-        if o == n {
-            continue;
-        }
-        if o.path != n.path {
-            return None;
-        }
-        if n.path.starts_with("certs/") && n.path.ends_with(".pem") {
-            // A rotated certificate (same file, same SNI names in the
-            // crt-list): a transaction with the new PEM, then its commit.
-            let file = cli_arg(&generation.join(&n.path).display().to_string());
-            let pem: Vec<&str> = n.contents.lines().filter(|l| !l.is_empty()).collect();
-            certificates.push(format!("set ssl cert {file} <<\n{}\n", pem.join("\n")));
-            certificates.push(format!("commit ssl cert {file}"));
-            continue;
-        }
-        if !n.path.starts_with("maps/") {
-            return None;
-        }
-        let hosts = n.path.starts_with("maps/host-") || n.path.starts_with("maps/wildcard-");
-        let (upserts, removals) = if hosts {
-            (&mut host_upserts, &mut host_removals)
-        } else {
-            (&mut path_upserts, &mut path_removals)
-        };
-        let map = cli_arg(&generation.join(&n.path).display().to_string());
-        let (before, after) = (map_entries(&o.contents), map_entries(&n.contents));
-        for (key, value) in &after {
-            let verb = match before.get(key) {
-                Some(v) if v == value => continue,
-                Some(_) => "set",
-                None => "add",
-            };
-            upserts.push(format!(
-                "{verb} map {map} {} {}",
-                cli_arg(key),
-                cli_arg(value)
-            ));
-        }
-        for key in before.keys().filter(|k| !after.contains_key(*k)) {
-            removals.push(format!("del map {map} {}", cli_arg(key)));
-        }
-    }
-    let mut commands = certificates;
-    commands.extend(path_upserts);
-    commands.extend(host_upserts);
-    commands.extend(host_removals);
-    commands.extend(path_removals);
-    Some(commands)
-}
-
-/// Runtime API commands turning `old` server slots into `new` ones (same
-/// structure).
-fn runtime_commands(old: &[Server], new: &[Server]) -> Vec<String> {
-    let mut out = Vec::new();
-    for (o, n) in old.iter().zip(new) {
-        if o.endpoint == n.endpoint {
-            continue;
-        }
-        let target = format!("{}/{}", n.backend, n.name);
-        match n.endpoint {
-            Some(ep) => {
-                out.push(format!(
-                    "set server {target} addr {} port {}",
-                    ep.address, ep.port
-                ));
-                out.push(format!("set server {target} state ready"));
-            }
-            None => out.push(format!("set server {target} state maint")),
-        }
-    }
-    out
-}
-
 #[async_trait]
 impl Driver for HaproxyDriver {
     /// Concurrent calls are applied together: whoever gets the state lock
     /// applies every call waiting for it, so N load balancers created at once
     /// cost one check and reload per host, not N.
     async fn ensure(&self, lb: &LoadBalancer) -> driver::Result<Status> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         self.inner
             .waiting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Waiting { lb: lb.clone(), tx });
-        {
-            let mut state = self.inner.state.lock().await;
-            self.inner.drain_waiting(&mut state).await;
-        }
-        rx.await.unwrap_or_else(|_| {
+            .push(Waiting {
+                lb: lb.clone(),
+                tx,
+                arrived: tokio::time::Instant::now(),
+            });
+        let stopped = || {
             Err(driver::Error::other(
                 format!("ensuring {}", lb.id()),
                 "the driver stopped before applying it",
             ))
-        })
+        };
+        loop {
+            // The holder of the lock may apply this call with its own: then
+            // the answer is here without taking a turn at the lock (and
+            // applying whatever arrived meanwhile for others).
+            tokio::select! {
+                biased;
+                result = &mut rx => return result.unwrap_or_else(|_| stopped()),
+                mut state = self.inner.state.lock() => {
+                    match rx.try_recv() {
+                        Ok(result) => return result,
+                        Err(oneshot::error::TryRecvError::Closed) => return stopped(),
+                        Err(oneshot::error::TryRecvError::Empty) => {}
+                    }
+                    self.inner.drain_waiting(&mut state).await;
+                }
+            }
+        }
     }
 
     async fn list(&self) -> driver::Result<Vec<LbId>> {
@@ -1196,81 +784,6 @@ mod tests {
         assert_eq!(s3.len(), 8);
         assert_eq!(s3[1], Some(ep(2)));
         assert_eq!(s3.iter().flatten().count(), 5);
-    }
-
-    #[test]
-    fn runtime_commands_fill_and_free_slots() {
-        let server = |name: &str, endpoint| Server {
-            backend: "be:h:a:web".into(),
-            name: name.into(),
-            endpoint,
-        };
-        let old = vec![server("s1", Some(ep(1))), server("s2", None)];
-        let new = vec![server("s1", None), server("s2", Some(ep(2)))];
-        assert_eq!(
-            runtime_commands(&old, &new),
-            vec![
-                "set server be:h:a:web/s1 state maint",
-                "set server be:h:a:web/s2 addr 10.0.0.2 port 80",
-                "set server be:h:a:web/s2 state ready",
-            ]
-        );
-    }
-
-    #[test]
-    fn map_commands_add_and_change_before_removing_and_escape_keys() {
-        let file = |path: &str, contents: &str| render::File {
-            path: path.into(),
-            contents: contents.into(),
-            private: false,
-        };
-        let generation = Path::new("/run/lb/gen-3");
-        // The host map comes first in the files, as rendered.
-        let old = vec![
-            file("maps/host-80.map", "a a\nc c\n"),
-            file(
-                "maps/path-exact-80.map",
-                "a/x be:h:a:one\na/y be:h:a:one\nc/ be:h:a:one\n",
-            ),
-        ];
-        let new = vec![
-            file("maps/host-80.map", "a a\nb b\n"),
-            file(
-                "maps/path-exact-80.map",
-                "a/x be:h:a:two\na/z;1 be:h:a:one\nb/ be:h:a:one\n",
-            ),
-        ];
-        // Paths before their host when adding, the host before its paths
-        // when removing.
-        assert_eq!(
-            map_commands(generation, &old, &new),
-            Some(vec![
-                "set map /run/lb/gen-3/maps/path-exact-80.map a/x be:h:a:two".to_owned(),
-                "add map /run/lb/gen-3/maps/path-exact-80.map a/z\\;1 be:h:a:one".to_owned(),
-                "add map /run/lb/gen-3/maps/path-exact-80.map b/ be:h:a:one".to_owned(),
-                "add map /run/lb/gen-3/maps/host-80.map b b".to_owned(),
-                "del map /run/lb/gen-3/maps/host-80.map c".to_owned(),
-                "del map /run/lb/gen-3/maps/path-exact-80.map a/y".to_owned(),
-                "del map /run/lb/gen-3/maps/path-exact-80.map c/".to_owned(),
-            ])
-        );
-        assert_eq!(map_commands(generation, &old, &old), Some(Vec::new()));
-        // A rotated certificate: a transaction with the new PEM, committed.
-        let cert = vec![file("certs/a:c.pem", "one")];
-        let rotated = vec![file("certs/a:c.pem", "-----BEGIN X-----\nAB\n\nCD\n")];
-        assert_eq!(
-            map_commands(generation, &cert, &rotated),
-            Some(vec![
-                "set ssl cert /run/lb/gen-3/certs/a:c.pem <<\n-----BEGIN X-----\nAB\nCD\n"
-                    .to_owned(),
-                "commit ssl cert /run/lb/gen-3/certs/a:c.pem".to_owned(),
-            ])
-        );
-        // A crt-list or a different set of files needs a reload.
-        let list = vec![file("certs/crt-list-443.txt", "a")];
-        let grown = vec![file("certs/crt-list-443.txt", "a\nb")];
-        assert_eq!(map_commands(generation, &list, &grown), None);
-        assert_eq!(map_commands(generation, &old, &new[..1]), None);
     }
 
     #[test]

@@ -347,6 +347,11 @@ impl Reconciler {
             "ensuring load balancer".into(),
         )
         .await;
+        // Known before the call: a provider that answered `Retry` may report
+        // when it is done, and that report must find this Service.
+        self.names
+            .lock()
+            .insert(lb.load_balancer_name(&self.cluster, model), key.clone());
         let result = lb.ensure_load_balancer(&self.cluster, model, nodes).await;
         self.metrics.call("ensure", &result);
         let status = match result {
@@ -380,9 +385,6 @@ impl Reconciler {
             "ensured load balancer".into(),
         )
         .await;
-        self.names
-            .lock()
-            .insert(lb.load_balancer_name(&self.cluster, model), key.clone());
         self.applied.lock().insert(
             key.clone(),
             Applied {

@@ -277,3 +277,127 @@ async fn load_balancer_services_on_real_haproxy() {
     running.stop().await;
     driver.shutdown().await;
 }
+
+/// Echo servers on every node for each of `service`'s node ports.
+async fn serve(
+    service: &Service,
+    nodes: &[(&'static str, &'static str)],
+    echoes: &mut Vec<JoinHandle<()>>,
+) {
+    for port in node_ports(service) {
+        for (node, ip) in nodes {
+            echoes.push(echo(node, ip, port).await);
+        }
+    }
+}
+
+/// A port free on every address of `ips` right now.
+async fn free_port(ips: &[&str]) -> u16 {
+    loop {
+        let first = TcpListener::bind((ips[0], 0)).await.expect("bind");
+        let port = first.local_addr().expect("addr").port();
+        let mut free = true;
+        for ip in &ips[1..] {
+            free &= TcpListener::bind((*ip, port)).await.is_ok();
+        }
+        if free {
+            return port;
+        }
+    }
+}
+
+#[tokio::test]
+async fn services_created_together_share_reloads_and_serve_once_their_status_is_written() {
+    const BATCH_HOSTS: [&str; 2] = ["127.0.92.1", "127.0.92.2"];
+    const BATCH_NODES: [(&str, &str); 2] = [("node-c", "127.0.92.11"), ("node-d", "127.0.92.12")];
+    const SERVICES: usize = 24;
+    let work = tempfile::tempdir().unwrap();
+    let hosts: Vec<IpAddr> = BATCH_HOSTS.iter().map(|h| h.parse().unwrap()).collect();
+    let driver = Arc::new(
+        HaproxyDriver::new(HaproxyConfig::new(
+            work.path().join("haproxy"),
+            hosts.iter().copied().map(Host::new).collect(),
+        ))
+        .await
+        .expect("haproxy driver"),
+    );
+    let lb = RancherLoadBalancer::new(driver.clone()).with_hosts(hosts.clone());
+    let running = Running::start(Arc::new(RancherCloud::new(lb)), Config::default()).await;
+    for (name, ip) in BATCH_NODES {
+        running.create_node(name, ip).await;
+    }
+    let services = running.services("default");
+
+    // One Service first, so that the processes run; then the others at once.
+    let mut ports = Vec::new();
+    for _ in 0..SERVICES {
+        ports.push(free_port(&BATCH_HOSTS).await);
+    }
+    let create = |i: usize| {
+        let running = &running;
+        let port = i32::from(ports[i]);
+        async move {
+            running
+                .create_service(mk_service(
+                    "default",
+                    &format!("many-{i}"),
+                    &[("tcp", port)],
+                ))
+                .await
+        }
+    };
+    let mut echoes = Vec::new();
+    let first = create(0).await;
+    serve(&first, &BATCH_NODES, &mut echoes).await;
+    wait_for("the first status", || async {
+        let svc = services.get("many-0").await.ok()?;
+        (!status_ips(&svc).is_empty()).then_some(())
+    })
+    .await;
+    let before = driver.counters().await;
+    let created = futures::future::join_all((1..SERVICES).map(create)).await;
+    for svc in &created {
+        serve(svc, &BATCH_NODES, &mut echoes).await;
+    }
+
+    // Each status, as soon as it is seen, names an address that serves.
+    let mut seen = std::collections::BTreeSet::from(["many-0".to_owned()]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < SERVICES {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for every status; seen {seen:?}"
+        );
+        for svc in services.list(&Default::default()).await.unwrap().items {
+            let name = svc.name_any();
+            let ips = status_ips(&svc);
+            if ips.is_empty() || seen.contains(&name) {
+                continue;
+            }
+            let port = svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port;
+            let port = u16::try_from(port).unwrap();
+            let answer = ask(&ips[0], port).await;
+            assert!(
+                answer.as_deref().is_some_and(|a| a.ends_with(" hello")),
+                "{name}: status {ips:?} written before {}:{port} served: {answer:?}",
+                ips[0]
+            );
+            seen.insert(name);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Created together, applied together: a few reloads, not one per Service.
+    let reloads = driver.counters().await.reloads - before.reloads;
+    assert!(
+        reloads <= 8,
+        "{reloads} reloads for {} Services created at once",
+        SERVICES - 1
+    );
+
+    for task in echoes {
+        task.abort();
+    }
+    running.stop().await;
+    driver.shutdown().await;
+}

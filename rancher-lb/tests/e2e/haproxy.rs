@@ -531,6 +531,70 @@ async fn concurrent_ensures_share_reloads_and_a_bad_one_fails_alone() {
     h.finish().await;
 }
 
+/// Load balancers whose ensures arrive a few milliseconds apart, as a
+/// controller's workers send them when many Services are created at once,
+/// share one `haproxy -c` and one reload. Without coalescing the first call
+/// is applied alone and the rest after it: two reloads or more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensures_arriving_together_share_one_reload() {
+    // A window wide enough that a loaded machine still sees the calls as
+    // together; the default is 10 ms.
+    let h = Harness::with(1, |c| {
+        c.with_coalesce(Duration::from_millis(300), Duration::from_secs(30))
+    })
+    .await;
+    let web = http_echo("web").await;
+    let lb = |id: String, port: u16| {
+        LoadBalancer::new(&LoadBalancerSpec {
+            id: id.clone(),
+            listeners: vec![http_listener(port)],
+            http_routes: vec![route(
+                port,
+                Some(&format!("{id}.example.org")),
+                "/",
+                PathMatch::Prefix,
+                "web",
+            )],
+            backends: vec![backend("web", &[web.addr])],
+            scale: 1,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    h.driver
+        .ensure(&lb("first".into(), free_port().await))
+        .await
+        .unwrap();
+    let before = h.driver.counters().await;
+
+    // Ten new listeners, one call every 5 ms: each changes the structure.
+    let mut ports = Vec::new();
+    for _ in 0..10 {
+        ports.push(free_port().await);
+    }
+    let mut calls = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let (driver, lb) = (h.driver.clone(), lb(format!("t{i}"), *port));
+        calls.push(tokio::spawn(async move { driver.ensure(&lb).await }));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for call in calls {
+        let status = call.await.unwrap().unwrap();
+        assert_eq!(status.addresses, vec![host(2)]);
+    }
+    let reloads = h.driver.counters().await.reloads - before.reloads;
+    assert_eq!(
+        reloads, 1,
+        "{reloads} reloads for 10 ensures arriving together"
+    );
+    // Each answered only once its listener serves.
+    for (i, port) in ports.iter().enumerate() {
+        let name = format!("t{i}.example.org");
+        assert_eq!(body(host(2), *port, &name, "/z").await.1, "web /z http");
+    }
+    h.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_and_prefix_segments() {
     let h = Harness::new(1).await;
