@@ -8,7 +8,8 @@
 //! `addresses` (by `type`), `taints` (by `key`), `hostAliases` (by `ip`),
 //! `ownerReferences` (by `uid`); `finalizers` merge as a set. Every other list is replaced
 //! whole, which is also what kube-apiserver does for Ingress `rules` and `tls`,
-//! EndpointSlice `endpoints` and `status.loadBalancer.ingress`. The directives `$patch`
+//! EndpointSlice `endpoints` and `ports` (atomic lists, although their items have a
+//! `port`: a top-level `ports` is an EndpointSlice's) and `status.loadBalancer.ingress`. The directives `$patch`
 //! (`replace`, `delete`, `merge`), `$retainKeys`, `$deleteFromPrimitiveList/<field>` and
 //! `$setElementOrder/<field>` are understood (the last only for order).
 
@@ -256,7 +257,15 @@ fn list_strategy<'a>(field: &str, sample: Option<&'a Value>) -> ListStrategy<'a>
 /// Applies a strategic merge patch.
 pub fn strategic_merge_patch(target: &Value, patch: &Value) -> Result<Value> {
     match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => Ok(Value::Object(merge_map(t, p)?)),
+        (Value::Object(t), Value::Object(p)) => {
+            let mut out = merge_map(t, p)?;
+            // The only built-in kind with a top-level `ports` is EndpointSlice,
+            // whose `ports` is an atomic list.
+            if let Some(Value::Array(ports)) = p.get("ports") {
+                out.insert("ports".to_owned(), Value::Array(strip_list(ports)));
+            }
+            Ok(Value::Object(out))
+        }
         (_, Value::Object(p)) => Ok(Value::Object(merge_map(&Map::new(), p)?)),
         _ => Err(PatchError(
             "a strategic merge patch must be a JSON object".to_string(),
@@ -599,6 +608,21 @@ mod tests {
             strategic_merge_patch(&t, &p).unwrap()["spec"],
             json!({"ports": []})
         );
+    }
+
+    #[test]
+    fn endpoint_slice_ports_are_replaced_whole() {
+        let t = json!({"addressType": "IPv4", "ports": [{"port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["10.0.0.1"]}]});
+        let p = json!({"ports": [{"port": 9090, "protocol": "TCP"}]});
+        let out = strategic_merge_patch(&t, &p).unwrap();
+        assert_eq!(out["ports"], json!([{"port": 9090, "protocol": "TCP"}]));
+        assert_eq!(out["endpoints"], t["endpoints"]);
+        // A Service's ports still merge by port.
+        let t = json!({"spec": {"ports": [{"port": 80}]}});
+        let p = json!({"spec": {"ports": [{"port": 443}]}});
+        let out = strategic_merge_patch(&t, &p).unwrap();
+        assert_eq!(out["spec"]["ports"], json!([{"port": 80}, {"port": 443}]));
     }
 
     #[test]

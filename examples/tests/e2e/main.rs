@@ -17,5 +17,6 @@ mod federation_controller;
 mod ingress_controller;
 mod outage;
 mod ports;
+mod restart;
 mod sandbox;
 mod sandbox_root;

@@ -9,72 +9,11 @@ use std::time::Instant;
 use rancher_lb::testing::HttpEcho;
 
 use crate::support::{
-    curl, eventually, free_dns_port, free_port, kubectl, metric, short, spawn_dns,
+    CLASS, app, curl, eventually, free_dns_port, free_port, kubectl, metric, short, spawn_dns,
     spawn_haproxy_controller, terminate,
 };
 
 const HOSTS: [&str; 1] = ["127.0.95.1"];
-
-/// A Service on the echo backend and an Ingress for `host` routing to it.
-fn app(name: &str, host: &str, http_port: u16, backend_port: u16) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  ports:
-  - port: 80
-    targetPort: {backend_port}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-1
-  namespace: default
-  labels:
-    kubernetes.io/service-name: {name}
-addressType: IPv4
-ports:
-- port: {backend_port}
-  protocol: TCP
-endpoints:
-- addresses: ["127.0.0.1"]
-  conditions:
-    ready: true
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: {name}
-  namespace: default
-  annotations:
-    http.port: "{http_port}"
-spec:
-  ingressClassName: rancher
-  rules:
-  - host: {host}
-    http:
-      paths:
-      - path: /
-        pathType: Prefix
-        backend:
-          service:
-            name: {name}
-            port:
-              number: 80
-"#
-    )
-}
-
-const CLASS: &str = r#"apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata:
-  name: rancher
-spec:
-  controller: rancher.io/ingress
-"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_and_ingress_serve_through_an_outage_and_follow_changes_after_it() {

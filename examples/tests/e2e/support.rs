@@ -180,3 +180,67 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A Service `name` with an EndpointSlice `name-1` on 127.0.0.1:`backend_port`
+/// and an Ingress `name` of class `rancher` for `host` on `http_port`
+/// routing to it.
+pub(crate) fn app(name: &str, host: &str, http_port: u16, backend_port: u16) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: default
+spec:
+  ports:
+  - port: 80
+    targetPort: {backend_port}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-1
+  namespace: default
+  labels:
+    kubernetes.io/service-name: {name}
+addressType: IPv4
+ports:
+- port: {backend_port}
+  protocol: TCP
+endpoints:
+- addresses: ["127.0.0.1"]
+  conditions:
+    ready: true
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {name}
+  namespace: default
+  annotations:
+    http.port: "{http_port}"
+spec:
+  ingressClassName: rancher
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: {name}
+            port:
+              number: 80
+"#
+    )
+}
+
+/// The IngressClass `rancher` of the in-tree controller.
+pub(crate) const CLASS: &str = r#"apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: rancher
+spec:
+  controller: rancher.io/ingress
+"#;

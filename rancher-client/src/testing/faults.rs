@@ -62,8 +62,10 @@ pub(crate) struct Faults {
 }
 
 impl Faults {
-    /// Decides the fate of a request arriving now, using up counted faults;
+    /// Decides the fate of a request arriving now, using up a counted drop;
     /// `change` says whether it is a write (only those lose their answer).
+    /// The counted failures and lost answers are taken by [`Faults::after_delay`],
+    /// once the request's delay is over.
     pub(crate) fn decide(&mut self, change: bool) -> Decision {
         let now = Instant::now();
         self.windows.retain(|(until, _)| *until > now);
@@ -84,14 +86,24 @@ impl Faults {
         if self.drop > 0 {
             self.drop -= 1;
             decision.drop = true;
-        } else if let Some((n, status)) = self.fail {
+        }
+        decision
+    }
+
+    /// Completes `decision` once the request's delay is over (so a failure
+    /// set meanwhile still applies to it), using up a counted failure or,
+    /// failing that, a counted lost answer.
+    pub(crate) fn after_delay(&mut self, decision: &mut Decision, change: bool) {
+        if decision.status.is_some() {
+            return;
+        }
+        if let Some((n, status)) = self.fail {
             self.fail = (n > 1).then_some((n - 1, status));
             decision.status = Some(status);
         } else if self.lose > 0 && change {
             self.lose -= 1;
             decision.lose_answer = true;
         }
-        decision
     }
 }
 
@@ -152,8 +164,14 @@ mod tests {
         tokio::time::advance(Duration::from_secs(3)).await;
         assert_eq!(faults.decide(true), Decision::default(), "recovered");
         faults.lose = 1;
-        assert!(!faults.decide(false).lose_answer, "reads are answered");
-        assert!(faults.decide(true).lose_answer);
-        assert_eq!(faults.decide(true), Decision::default());
+        let mut read = faults.decide(false);
+        faults.after_delay(&mut read, false);
+        assert!(!read.lose_answer, "reads are answered");
+        let mut write = faults.decide(true);
+        faults.after_delay(&mut write, true);
+        assert!(write.lose_answer);
+        let mut next = faults.decide(true);
+        faults.after_delay(&mut next, true);
+        assert_eq!(next, Decision::default());
     }
 }

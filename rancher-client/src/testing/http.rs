@@ -417,7 +417,7 @@ async fn handle(
         });
     };
     let change = req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD;
-    let fault = lock(&shared.faults).decide(change);
+    let mut fault = lock(&shared.faults).decide(change);
     if fault.drop {
         record(None);
         kill.cancel();
@@ -426,6 +426,7 @@ async fn handle(
     if let Some(delay) = fault.delay {
         tokio::time::sleep(delay).await;
     }
+    lock(&shared.faults).after_delay(&mut fault, change);
     let resp = if let Some(status) = fault.status {
         error_response(ErrorBody::new(
             status,

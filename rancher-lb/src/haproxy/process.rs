@@ -7,8 +7,17 @@
 //! listening sockets handed over and lets the old one finish its
 //! connections). A master that exits without being asked to is started again
 //! after an exponential backoff.
+//!
+//! The running master's pid is kept in `haproxy.pid` in the host directory.
+//! A supervisor killed without a chance to stop its HAProxy (SIGKILL, OOM)
+//! leaves it running, still serving its last configuration on the same
+//! addresses; the next supervisor of that directory starts its own master,
+//! and once that one serves, retires the leftover (a soft stop, which lets it
+//! finish its connections, then SIGTERM, then SIGKILL), so traffic never
+//! stops and the old configuration does not outlive the restart.
 
 use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -90,6 +99,9 @@ impl Spec {
     }
     pub(crate) fn config(&self) -> PathBuf {
         self.dir.join("current").join("haproxy.cfg")
+    }
+    pub(crate) fn pid_file(&self) -> PathBuf {
+        self.dir.join("haproxy.pid")
     }
 }
 
@@ -252,14 +264,7 @@ fn spawn(spec: &Spec) -> std::io::Result<Child> {
 
 async fn terminate(child: &mut Child) {
     if let Some(pid) = child.id() {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
+        signal(pid, "TERM").await;
         if tokio::time::timeout(STOP_TIMEOUT, child.wait())
             .await
             .is_ok()
@@ -302,9 +307,82 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
+/// Whether `pid` is a live (not zombie) HAProxy master started on this
+/// spec's master socket.
+fn is_master_of(spec: &Spec, pid: u32) -> bool {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let Ok(stat) = std::fs::read_to_string(proc.join("stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name.
+    let zombie = stat
+        .rsplit_once(") ")
+        .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'));
+    if zombie {
+        return false;
+    }
+    let Ok(cmdline) = std::fs::read(proc.join("cmdline")) else {
+        return false;
+    };
+    let socket = spec.master_socket();
+    let socket = socket.as_os_str().as_bytes();
+    cmdline.split(|b| *b == 0).any(|arg| {
+        arg.strip_prefix(socket)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(b","))
+    })
+}
+
+/// The master an earlier supervisor of this directory left running, if any.
+fn leftover_master(spec: &Spec) -> Option<u32> {
+    let pid = std::fs::read_to_string(spec.pid_file())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    is_master_of(spec, pid).then_some(pid)
+}
+
+async fn signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+}
+
+/// Stops a leftover master: a soft stop (its workers stop listening and
+/// finish their connections), then SIGTERM, then SIGKILL.
+async fn retire(spec: Spec, pid: u32) {
+    for sig in ["USR1", "TERM", "KILL"] {
+        if !is_master_of(&spec, pid) {
+            break;
+        }
+        tracing::info!(host = %spec.host, pid, signal = sig, "stopping the haproxy left by an earlier run");
+        signal(pid, sig).await;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while is_master_of(&spec, pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn write_pid(spec: &Spec, pid: u32) {
+    let tmp = spec.dir.join("haproxy.pid.tmp");
+    let written = std::fs::write(&tmp, format!("{pid}\n"))
+        .and_then(|()| std::fs::rename(&tmp, spec.pid_file()));
+    if let Err(error) = written {
+        tracing::warn!(host = %spec.host, %error, "cannot write haproxy.pid");
+    }
+}
+
 async fn supervise(spec: Spec, shared: Arc<Mutex<Snapshot>>, mut stop: watch::Receiver<bool>) {
     let mut backoff = spec.backoff_min;
     let mut restarts = 0u32;
+    // Read before our own master overwrites the file.
+    let mut leftover = leftover_master(&spec);
     loop {
         if *stop.borrow() {
             break;
@@ -342,6 +420,12 @@ async fn supervise(spec: Spec, shared: Arc<Mutex<Snapshot>>, mut stop: watch::Re
         if ready {
             let pid = child.id();
             tracing::info!(host = %spec.host, pid, "haproxy is running");
+            if let Some(pid) = pid {
+                write_pid(&spec, pid);
+            }
+            if let Some(old) = leftover.take() {
+                tokio::spawn(retire(spec.clone(), old));
+            }
             set(&spec, &shared, |s| {
                 s.state = InstanceState::Running;
                 s.master_pid = pid;
@@ -382,6 +466,7 @@ async fn supervise(spec: Spec, shared: Arc<Mutex<Snapshot>>, mut stop: watch::Re
         }
         backoff = (backoff * 2).min(spec.backoff_max);
     }
+    let _ = std::fs::remove_file(spec.pid_file());
     set(&spec, &shared, |s| {
         s.state = InstanceState::Down {
             reason: "stopped".into(),
