@@ -2,7 +2,8 @@
 //! test makes (one standing for the host, two for pods). Needs root and iproute2.
 
 use rancher_cni::{
-    dataplane::LinuxDataplane,
+    dataplane::{BridgeSpec, Dataplane, LinuxDataplane, PodNetwork, VethSpec},
+    model::Attachment,
     testing::{dataplane_conformance, netns::TestNetns},
 };
 
@@ -28,4 +29,76 @@ fn linux_dataplane_conforms() {
     // The battery removed what it made; the pods are empty again.
     let links = pod_a.ip(&["-o", "link"]).expect("links");
     assert!(!String::from_utf8_lossy(&links.stdout).contains("eth0"));
+}
+
+/// `ip -d -j link show dev NAME` in `ns`, as JSON.
+fn link_json(ns: &TestNetns, name: &str) -> serde_json::Value {
+    let out = ns
+        .ip(&["-d", "-j", "link", "show", "dev", name])
+        .expect("ip link show");
+    let mut all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("ip -j");
+    all.pop().expect("one link")
+}
+
+/// What `create_veth` reports is what the kernel has: the MACs the result carries,
+/// both ends up, the host end on the bridge with hairpin on, the MTU, and the
+/// container end configured by `configure_pod`.
+#[test]
+fn linux_veth_is_what_it_reports() {
+    let host = TestNetns::new("h").expect("host netns");
+    let pod = TestNetns::new("p").expect("pod netns");
+    let att = Attachment::new("linux-veth-report", "eth0");
+    let spec = VethSpec {
+        netns: pod.path().to_string(),
+        ifname: "eth0".into(),
+        host_veth: att.host_veth(),
+        bridge: "cnitest0".into(),
+        mtu: 1400,
+        hairpin: true,
+    };
+    let made = host
+        .run(|| {
+            let dp = LinuxDataplane::new().expect("dataplane");
+            dp.ensure_bridge(&BridgeSpec {
+                name: "cnitest0".into(),
+                mtu: 1400,
+                addresses: vec!["10.250.79.1/24".parse().expect("cidr")],
+                promisc: false,
+            })
+            .expect("bridge");
+            let made = dp.create_veth(&spec).expect("create_veth");
+            dp.configure_pod(&PodNetwork {
+                netns: pod.path().to_string(),
+                ifname: "eth0".into(),
+                addresses: vec!["10.250.79.2/24".parse().expect("cidr")],
+                routes: vec![(
+                    "0.0.0.0/0".parse().expect("cidr"),
+                    "10.250.79.1".parse().expect("ip"),
+                )],
+            })
+            .expect("configure_pod");
+            made
+        })
+        .expect("in the host namespace");
+    let host_end = link_json(&host, &spec.host_veth);
+    let inner = link_json(&pod, "eth0");
+    assert_eq!(host_end["address"], made.host_mac.to_string());
+    assert_eq!(inner["address"], made.container_mac.to_string());
+    for link in [&host_end, &inner] {
+        assert!(
+            link["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "UP")),
+            "{link} is up"
+        );
+        assert_eq!(link["mtu"], 1400);
+    }
+    assert_eq!(host_end["master"], "cnitest0");
+    assert_eq!(host_end["linkinfo"]["info_slave_data"]["hairpin"], true);
+    let addrs = pod
+        .ip(&["-4", "-o", "addr", "show", "dev", "eth0"])
+        .expect("addr");
+    assert!(String::from_utf8_lossy(&addrs.stdout).contains("10.250.79.2/24"));
+    let routes = pod.ip(&["route", "show", "default"]).expect("routes");
+    assert!(String::from_utf8_lossy(&routes.stdout).contains("via 10.250.79.1 dev eth0"));
 }

@@ -5,7 +5,14 @@
 mod masq;
 mod netlink;
 
-use std::{collections::BTreeMap, io, net::IpAddr, os::fd::AsRawFd, path::Path};
+use std::{
+    collections::BTreeMap,
+    hash::{BuildHasher, RandomState},
+    io,
+    net::IpAddr,
+    os::fd::AsRawFd,
+    path::Path,
+};
 
 use ipnet::IpNet;
 use netlink_packet_core::NLM_F_DUMP;
@@ -81,6 +88,53 @@ fn name_of(link: &LinkMessage) -> Option<&str> {
         LinkAttribute::IfName(n) => Some(n.as_str()),
         _ => None,
     })
+}
+
+/// A random locally administered unicast MAC address (what the kernel picks for a
+/// veth end when asked for none). `RandomState`'s keys come from the OS's random
+/// source and differ per call, so two calls never agree by construction.
+fn random_mac(salt: &str) -> MacAddr {
+    let bytes = RandomState::new().hash_one(salt).to_le_bytes();
+    MacAddr([
+        (bytes[0] & 0xfe) | 0x02,
+        bytes[1],
+        bytes[2],
+        bytes[3],
+        bytes[4],
+        bytes[5],
+    ])
+}
+
+/// The request creating `spec`'s pair: the host end up from the start, both with their
+/// MACs, one transmit queue each (left to the kernel, a veth gets one per CPU and
+/// then drops to one, waiting for an RCU grace period per end), the host end on
+/// `bridge`, the peer moved into the container's namespace `netns_fd`.
+fn veth_message(spec: &VethSpec, bridge: u32, macs: &VethInfo, netns_fd: i32) -> LinkMessage {
+    // The peer cannot be brought up here: the kernel configures it before it is
+    // paired, and a veth without its pair refuses to open.
+    let mut peer = LinkMessage::default();
+    peer.attributes
+        .push(LinkAttribute::IfName(spec.ifname.clone()));
+    peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
+    peer.attributes
+        .push(LinkAttribute::Address(macs.container_mac.0.to_vec()));
+    peer.attributes.push(LinkAttribute::NumTxQueues(1));
+    peer.attributes.push(LinkAttribute::NetNsFd(netns_fd));
+    let mut msg = LinkMessage::default();
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    msg.attributes
+        .push(LinkAttribute::IfName(spec.host_veth.clone()));
+    msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
+    msg.attributes
+        .push(LinkAttribute::Address(macs.host_mac.0.to_vec()));
+    msg.attributes.push(LinkAttribute::NumTxQueues(1));
+    msg.attributes.push(LinkAttribute::Controller(bridge));
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Veth),
+        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+    ]));
+    msg
 }
 
 /// Turns on IP forwarding for `v6` or IPv4 in the calling thread's namespace.
@@ -246,100 +300,111 @@ impl Dataplane for LinuxDataplane {
 
     fn create_veth(&self, spec: &VethSpec) -> Result<VethInfo> {
         let (mut ns, ns_file) = Self::open_netns(&spec.netns)?;
-        if ns
-            .link(&spec.ifname)
-            .map_err(kernel(format!("look up {} in {}", spec.ifname, spec.netns)))?
-            .is_some()
-        {
-            return Err(Error::Exists {
-                name: spec.ifname.clone(),
-                netns: Some(spec.netns.clone()),
-            });
-        }
         let mut nl = self.host.lock();
         let bridge = Self::link_index(&mut nl, &spec.bridge)?.header.index;
-        // A host end left by a plugin killed in the middle of an earlier ADD of
-        // this attachment: its peer is not in the container (checked above).
-        nl.delete_link(&spec.host_veth)
-            .map_err(kernel(format!("delete stale {}", spec.host_veth)))?;
-        let mut peer = LinkMessage::default();
-        peer.attributes
-            .push(LinkAttribute::IfName(spec.ifname.clone()));
-        peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
-        peer.attributes
-            .push(LinkAttribute::NetNsFd(ns_file.as_raw_fd()));
-        let mut msg = LinkMessage::default();
-        msg.attributes
-            .push(LinkAttribute::IfName(spec.host_veth.clone()));
-        msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
-        msg.attributes.push(LinkAttribute::Controller(bridge));
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Veth),
-            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
-        ]));
-        nl.request(RouteNetlinkMessage::NewLink(msg), CREATE_EXCL)
-            .map_err(|e| {
-                if is_exists(&e) {
-                    Error::Exists {
-                        name: spec.ifname.clone(),
-                        netns: Some(spec.netns.clone()),
-                    }
-                } else {
-                    kernel(format!(
-                        "create veth {} to {} in {}",
-                        spec.host_veth, spec.ifname, spec.netns
-                    ))(e)
+        // The MACs are chosen here, as the kernel would (random, locally
+        // administered), so that reporting them needs no lookup.
+        let info = VethInfo {
+            host_mac: random_mac(&spec.host_veth),
+            container_mac: random_mac(&spec.ifname),
+        };
+        let msg = veth_message(spec, bridge, &info, ns_file.as_raw_fd());
+        let mut created = nl.request(RouteNetlinkMessage::NewLink(msg.clone()), CREATE_EXCL);
+        if matches!(&created, Err(e) if is_exists(e)) {
+            // Either CNI_IFNAME is taken in the container, or a host end was left
+            // by a plugin killed in the middle of an earlier ADD of this attachment
+            // (its peer is not in the container, or the name would be taken).
+            if ns
+                .link(&spec.ifname)
+                .map_err(kernel(format!("look up {} in {}", spec.ifname, spec.netns)))?
+                .is_some()
+            {
+                return Err(Error::Exists {
+                    name: spec.ifname.clone(),
+                    netns: Some(spec.netns.clone()),
+                });
+            }
+            nl.delete_link(&spec.host_veth)
+                .map_err(kernel(format!("delete stale {}", spec.host_veth)))?;
+            created = nl.request(RouteNetlinkMessage::NewLink(msg), CREATE_EXCL);
+        }
+        created.map_err(|e| {
+            if is_exists(&e) {
+                Error::Exists {
+                    name: spec.ifname.clone(),
+                    netns: Some(spec.netns.clone()),
                 }
-            })?;
-        let result = (|| {
-            let host = Self::link_index(&mut nl, &spec.host_veth)?;
+            } else {
+                kernel(format!(
+                    "create veth {} to {} in {}",
+                    spec.host_veth, spec.ifname, spec.netns
+                ))(e)
+            }
+        })?;
+        let mut up = LinkMessage::default();
+        up.header.flags = LinkFlags::Up;
+        up.header.change_mask = LinkFlags::Up;
+        up.attributes
+            .push(LinkAttribute::IfName(spec.ifname.clone()));
+        if let Err(e) = ns.request(RouteNetlinkMessage::NewLink(up), 0) {
+            let _ = nl.delete_link(&spec.host_veth);
+            return Err(kernel(format!("set {} up in {}", spec.ifname, spec.netns))(
+                e,
+            ));
+        }
+        // A new bridge port starts with hairpin off: only turning it on costs a
+        // request (by name: the index is not needed).
+        if spec.hairpin {
             let mut set = LinkMessage::default();
-            set.header.index = host.header.index;
-            set.header.flags = LinkFlags::Up;
-            set.header.change_mask = LinkFlags::Up;
+            set.attributes
+                .push(LinkAttribute::IfName(spec.host_veth.clone()));
             set.attributes.push(LinkAttribute::LinkInfo(vec![
                 LinkInfo::PortKind(InfoPortKind::Bridge),
                 LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
-                    spec.hairpin,
+                    true,
                 )])),
             ]));
-            nl.request(RouteNetlinkMessage::NewLink(set), 0)
-                .map_err(kernel(format!(
-                    "set {} up (hairpin {})",
-                    spec.host_veth, spec.hairpin
-                )))?;
-            let inner = Self::link_index(&mut ns, &spec.ifname)?;
-            ns.set_up(inner.header.index, false)
-                .map_err(kernel(format!("set {} up in {}", spec.ifname, spec.netns)))?;
-            Ok(VethInfo {
-                host_mac: mac_of(&host),
-                container_mac: mac_of(&inner),
-            })
-        })();
-        if result.is_err() {
-            let _ = nl.delete_link(&spec.host_veth);
+            if let Err(e) = nl.request(RouteNetlinkMessage::NewLink(set), 0) {
+                let _ = nl.delete_link(&spec.host_veth);
+                return Err(kernel(format!("turn hairpin on for {}", spec.host_veth))(e));
+            }
         }
-        result
+        Ok(info)
     }
 
     fn configure_pod(&self, network: &PodNetwork) -> Result<()> {
         let (mut ns, _file) = Self::open_netns(&network.netns)?;
         let index = Self::link_index(&mut ns, &network.ifname)?.header.index;
+        // Addresses then routes, in one round trip: the kernel handles them in
+        // order, so each route finds its gateway's subnet on the link.
+        let mut requests = Vec::new();
         for net in &network.addresses {
-            ns.add_address(index, *net).map_err(kernel(format!(
-                "add {net} to {} in {}",
-                network.ifname, network.netns
-            )))?;
+            requests.push((
+                RouteNetlinkMessage::NewAddress(Netlink::address_message(index, *net)),
+                CREATE_EXCL,
+            ));
         }
         for (dst, gw) in &network.routes {
             let msg = Netlink::route_message(index, *dst, Some(*gw), false);
-            match ns.request(RouteNetlinkMessage::NewRoute(msg), CREATE_EXCL) {
-                Err(e) if !is_exists(&e) => {
-                    return Err(kernel(format!(
-                        "add route {dst} via {gw} in {}",
-                        network.netns
-                    ))(e));
-                }
+            requests.push((RouteNetlinkMessage::NewRoute(msg), CREATE_EXCL));
+        }
+        let results = ns.batch(requests).map_err(kernel(format!(
+            "configure {} in {}",
+            network.ifname, network.netns
+        )))?;
+        let ops = network
+            .addresses
+            .iter()
+            .map(|net| format!("add {net} to {} in {}", network.ifname, network.netns))
+            .chain(
+                network
+                    .routes
+                    .iter()
+                    .map(|(dst, gw)| format!("add route {dst} via {gw} in {}", network.netns)),
+            );
+        for (result, op) in results.into_iter().zip(ops) {
+            match result {
+                Err(e) if !is_exists(&e) => return Err(kernel(op)(e)),
                 _ => {}
             }
         }
@@ -457,10 +522,8 @@ impl Dataplane for LinuxDataplane {
                     .ok_or_else(|| {
                         Error::Missing("no default route to find the underlay interface by".into())
                     })?;
-                nl.links()
-                    .map_err(kernel("list links"))?
-                    .into_iter()
-                    .find(|l| l.header.index == oif)
+                nl.link_by_index(oif)
+                    .map_err(kernel(format!("look up interface {oif}")))?
                     .ok_or_else(|| Error::Missing(format!("no interface with index {oif}")))?
             }
         };

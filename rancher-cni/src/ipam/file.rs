@@ -176,9 +176,22 @@ impl Locked for FileLocked {
     }
 
     fn set_last_reserved(&mut self, set: usize, addr: IpAddr) -> Result<()> {
+        // Rewritten in place, not replaced by a rename: replacing frees the old
+        // file's block, and on a filesystem mounted with `discard` that waits for
+        // the disk. The file is only where the round-robin resumes: a write torn
+        // by a killed plugin leaves a hint that is wrong or unreadable (read as
+        // none), never a second holder of an address.
         let path = self.dir.join(format!("{LAST_RESERVED_PREFIX}{set}"));
-        let tmp = self.write_tmp(addr.to_string().as_bytes())?;
-        fs::rename(&tmp, &path).map_err(io(&path))
+        let content = addr.to_string();
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(&path))?;
+        f.write_all(content.as_bytes()).map_err(io(&path))?;
+        f.set_len(content.len() as u64).map_err(io(&path))
     }
 }
 

@@ -77,25 +77,32 @@ impl Netlink {
         Ok((socket.map_err(NetnsError::Io)?, target))
     }
 
-    /// Sends `message` with `flags` (plus REQUEST and ACK) and collects the answers.
-    pub(crate) fn request(
-        &mut self,
-        message: RouteNetlinkMessage,
-        flags: u16,
-    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+    /// Appends `message` with `flags` (plus REQUEST, and ACK unless it is a dump)
+    /// to `out`; returns its sequence number.
+    fn encode(&mut self, message: RouteNetlinkMessage, flags: u16, out: &mut Vec<u8>) -> u32 {
         self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
-        header.sequence_number = seq;
+        header.sequence_number = self.seq;
         let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(message));
         packet.finalize();
-        let mut out = vec![0; packet.buffer_len()];
-        packet.serialize(&mut out);
-        self.socket.send(&out, 0)?;
-        let mut answers = Vec::new();
-        loop {
+        let start = out.len();
+        out.resize(start + packet.buffer_len(), 0);
+        packet.serialize(&mut out[start..]);
+        self.seq
+    }
+
+    /// Reads answers until every request from `first` to `last` (sequence numbers)
+    /// has its acknowledgement or end of dump, giving each message to `on`.
+    fn receive(
+        &mut self,
+        first: u32,
+        last: u32,
+        mut on: impl FnMut(u32, NetlinkPayload<RouteNetlinkMessage>),
+    ) -> io::Result<()> {
+        let mut pending = last.wrapping_sub(first) + 1;
+        while pending > 0 {
             let size = self.socket.recv(&mut &mut self.buf[..], 0)?;
             let mut offset = 0;
             while offset < size {
@@ -108,22 +115,76 @@ impl Netlink {
                     break;
                 }
                 offset += len;
-                if msg.header.sequence_number != seq {
+                let seq = msg.header.sequence_number;
+                if seq.wrapping_sub(first) > last.wrapping_sub(first) {
                     continue;
                 }
-                match msg.payload {
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(answers),
-                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
-                        };
-                    }
-                    NetlinkPayload::Done(_) => return Ok(answers),
-                    NetlinkPayload::InnerMessage(inner) => answers.push(inner),
-                    _ => {}
+                if matches!(
+                    msg.payload,
+                    NetlinkPayload::Error(_) | NetlinkPayload::Done(_)
+                ) {
+                    pending -= 1;
                 }
+                on(seq, msg.payload);
             }
         }
+        Ok(())
+    }
+
+    /// Sends `message` with `flags` (plus REQUEST and ACK) and collects the answers.
+    pub(crate) fn request(
+        &mut self,
+        message: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let mut out = Vec::new();
+        let seq = self.encode(message, flags, &mut out);
+        self.socket.send(&out, 0)?;
+        let mut answers = Vec::new();
+        let mut error = None;
+        self.receive(seq, seq, |_, payload| match payload {
+            NetlinkPayload::Error(e) => {
+                error = e.code.map(|code| io::Error::from_raw_os_error(-code.get()));
+            }
+            NetlinkPayload::InnerMessage(inner) => answers.push(inner),
+            _ => {}
+        })?;
+        match error {
+            Some(e) => Err(e),
+            None => Ok(answers),
+        }
+    }
+
+    /// Sends every request (none a dump) in one datagram and waits for all their
+    /// acknowledgements: one round trip for the lot. The kernel carries on past a
+    /// failed request, so each has its own result, in order.
+    pub(crate) fn batch(
+        &mut self,
+        requests: Vec<(RouteNetlinkMessage, u16)>,
+    ) -> io::Result<Vec<io::Result<()>>> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let count = requests.len();
+        let mut first = None;
+        let mut last = 0;
+        for (message, flags) in requests {
+            last = self.encode(message, flags & !NLM_F_DUMP, &mut out);
+            first.get_or_insert(last);
+        }
+        let first = first.unwrap_or(last);
+        self.socket.send(&out, 0)?;
+        let mut results: Vec<io::Result<()>> = (0..count).map(|_| Ok(())).collect();
+        self.receive(first, last, |seq, payload| {
+            if let NetlinkPayload::Error(e) = payload
+                && let Some(code) = e.code
+                && let Some(slot) = results.get_mut(seq.wrapping_sub(first) as usize)
+            {
+                *slot = Err(io::Error::from_raw_os_error(-code.get()));
+            }
+        })?;
+        Ok(results)
     }
 
     /// A dump of links.
@@ -145,6 +206,20 @@ impl Netlink {
     pub(crate) fn link(&mut self, name: &str) -> io::Result<Option<LinkMessage>> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(RouteNetlinkMessage::GetLink(msg), 0) {
+            Ok(answers) => Ok(answers.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l),
+                _ => None,
+            })),
+            Err(e) if is_gone(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The link with index `index`; `None` when there is none.
+    pub(crate) fn link_by_index(&mut self, index: u32) -> io::Result<Option<LinkMessage>> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
         match self.request(RouteNetlinkMessage::GetLink(msg), 0) {
             Ok(answers) => Ok(answers.into_iter().find_map(|m| match m {
                 RouteNetlinkMessage::NewLink(l) => Some(l),
@@ -206,8 +281,8 @@ impl Netlink {
             .collect())
     }
 
-    /// Adds `net` to link `index`; `Ok` when it is there already.
-    pub(crate) fn add_address(&mut self, index: u32, net: IpNet) -> io::Result<()> {
+    /// The request that adds `net` to link `index` (with [`CREATE_EXCL`]).
+    pub(crate) fn address_message(index: u32, net: IpNet) -> AddressMessage {
         let mut msg = AddressMessage::default();
         msg.header.family = family(net.addr());
         msg.header.prefix_len = net.prefix_len();
@@ -219,8 +294,14 @@ impl Netlink {
         }
         msg.attributes.push(AddressAttribute::Local(net.addr()));
         msg.attributes.push(AddressAttribute::Address(net.addr()));
+        msg
+    }
+
+    /// Adds `net` to link `index`; `Ok` when it is there already.
+    pub(crate) fn add_address(&mut self, index: u32, net: IpNet) -> io::Result<()> {
+        let msg = Self::address_message(index, net);
         match self.request(RouteNetlinkMessage::NewAddress(msg), CREATE_EXCL) {
-            Err(e) if e.raw_os_error() == Some(libc_eexist()) => Ok(()),
+            Err(e) if is_exists(&e) => Ok(()),
             other => other.map(drop),
         }
     }
@@ -320,10 +401,6 @@ pub(crate) fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
-fn libc_eexist() -> i32 {
-    nix::errno::Errno::EEXIST as i32
-}
-
 /// Whether `e` says the object does not exist.
 pub(crate) fn is_gone(e: &io::Error) -> bool {
     use nix::errno::Errno;
@@ -335,5 +412,5 @@ pub(crate) fn is_gone(e: &io::Error) -> bool {
 
 /// Whether `e` says the object exists.
 pub(crate) fn is_exists(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc_eexist())
+    e.raw_os_error() == Some(nix::errno::Errno::EEXIST as i32)
 }
