@@ -474,28 +474,7 @@ async fn resource(
     } = target;
     let ns = namespace.clone().unwrap_or_default();
     let output = output_for(req.headers(), &query);
-    let ok = |code: StatusCode, obj: &Value| -> ApiResult<Response> {
-        let presented = convert::present(&rt, obj);
-        let body = match output {
-            Output::Table(include) => {
-                let rv = obj["metadata"]["resourceVersion"]
-                    .as_str()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                table::table(
-                    &rt,
-                    [presented.as_ref()].into_iter(),
-                    rv,
-                    None,
-                    include,
-                    true,
-                )
-            }
-            Output::Metadata => table::partial_metadata(&presented),
-            Output::Full => presented.into_owned(),
-        };
-        Ok(json_response(code, &body))
-    };
+    let ok = |code: StatusCode, obj: &Value| respond(&rt, output, code, obj);
     if part == Part::Log {
         if method != Method::GET {
             return Err(ApiError::method_not_allowed(format!(
@@ -514,139 +493,14 @@ async fn resource(
         );
     }
     if part == Part::Scale {
-        let name = name.unwrap_or_default();
-        return match method {
-            Method::GET => {
-                let obj = shared.store.lock().get(&rt, &ns, &name)?;
-                Ok(json_response(StatusCode::OK, &State::scale_of(&obj)))
-            }
-            Method::PUT | Method::PATCH => {
-                let (headers, body) = read_body(req).await?;
-                let ct = content_type(&headers);
-                let scale =
-                    shared
-                        .store
-                        .lock()
-                        .scale(&rt, &ns, &name, &writer, |current| {
-                            match (method.as_str(), ct.as_str()) {
-                                ("PUT", _) => decode_object(&headers, &body),
-                                (_, "application/merge-patch+json") => {
-                                    Ok(crate::patch::merge_patch(&current, &decode(&body, false)?))
-                                }
-                                (_, "application/json-patch+json") => {
-                                    crate::patch::json_patch(&current, &decode(&body, false)?)
-                                        .map_err(|e| {
-                                            ApiError::invalid(
-                                                "Scale",
-                                                "autoscaling",
-                                                &name,
-                                                &[e.to_string()],
-                                            )
-                                        })
-                                }
-                                (_, "application/strategic-merge-patch+json") => {
-                                    crate::patch::strategic_merge_patch(
-                                        &current,
-                                        &decode(&body, false)?,
-                                    )
-                                    .map_err(|e| {
-                                        ApiError::invalid(
-                                            "Scale",
-                                            "autoscaling",
-                                            &name,
-                                            &[e.to_string()],
-                                        )
-                                    })
-                                }
-                                (_, other) => Err(ApiError::unsupported_media_type(other)),
-                            }
-                        })?;
-                Ok(json_response(StatusCode::OK, &scale))
-            }
-            m => Err(ApiError::method_not_allowed(format!(
-                "the server does not allow {m} on {path}"
-            ))),
-        };
+        return scale(shared, req, &rt, (&ns, name.unwrap_or_default()), &writer).await;
     }
     match (method.clone(), name.as_deref()) {
         (Method::GET, Some(name)) => {
             let obj = shared.store.lock().get(&rt, &ns, name)?;
             ok(StatusCode::OK, &obj)
         }
-        (Method::GET, None) => {
-            let opts = list_options(&rt, &query)?;
-            if legacy_watch || flag(&query, "watch") {
-                let initial = flag(&query, "sendInitialEvents");
-                let from = match query.get("resourceVersion").map(String::as_str) {
-                    None | Some("" | "0") => WatchFrom::Current,
-                    Some(_) if initial => WatchFrom::Current,
-                    Some(v) => WatchFrom::Version(v.parse().map_err(|_| {
-                        ApiError::bad_request(format!("invalid resourceVersion {v:?}"))
-                    })?),
-                };
-                let timeout = match query.get("timeoutSeconds").filter(|s| !s.is_empty()) {
-                    Some(t) => Some(Duration::from_secs(t.parse().map_err(|_| {
-                        ApiError::bad_request(format!("invalid timeoutSeconds {t:?}"))
-                    })?)),
-                    None => None,
-                };
-                let params = WatchParams {
-                    from,
-                    labels: opts.labels,
-                    fields: opts.fields,
-                    bookmarks: flag(&query, "allowWatchBookmarks"),
-                    timeout,
-                    output,
-                    initial_events_end: initial,
-                };
-                let body = watch::start(shared, rt.clone(), namespace, params);
-                let mut resp = Response::new(body);
-                resp.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                resp.headers_mut().insert(
-                    header::TRANSFER_ENCODING,
-                    HeaderValue::from_static("chunked"),
-                );
-                return Ok(resp);
-            }
-            let page = shared.store.lock().list(&rt, namespace.as_deref(), &opts)?;
-            let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
-            if let Some(c) = &page.continue_token {
-                meta["continue"] = json!(c);
-            }
-            if let Some(r) = page.remaining {
-                meta["remainingItemCount"] = json!(r);
-            }
-            let items = page.items.iter().map(|o| convert::present(&rt, o));
-            match output {
-                Output::Table(include) => {
-                    let presented: Vec<Cow<'_, Value>> = items.collect();
-                    let t = table::table(
-                        &rt,
-                        presented.iter().map(AsRef::as_ref),
-                        page.resource_version,
-                        page.continue_token.as_deref(),
-                        include,
-                        true,
-                    );
-                    Ok(json_response(StatusCode::OK, &t))
-                }
-                Output::Metadata => {
-                    let body = ListBody {
-                        kind: "PartialObjectMetadataList".to_string(),
-                        api_version: "meta.k8s.io/v1".to_string(),
-                        metadata: meta,
-                        items: items
-                            .map(|o| Cow::Owned(table::partial_metadata(&o)))
-                            .collect(),
-                    };
-                    Ok(json_response(StatusCode::OK, &body))
-                }
-                Output::Full => Ok(list_response(&rt, &meta, &page.items)),
-            }
-        }
+        (Method::GET, None) => list_or_watch(shared, &rt, namespace, &query, output, legacy_watch),
         (Method::POST, None) => {
             if rt.namespaced && namespace.is_none() {
                 return Err(ApiError::method_not_allowed(format!(
@@ -679,20 +533,7 @@ async fn resource(
         (Method::PATCH, Some(name)) => {
             let (headers, body) = read_body(req).await?;
             let ct = content_type(&headers);
-            let kind = match ct.as_str() {
-                "application/merge-patch+json" => PatchType::Merge,
-                "application/json-patch+json" => PatchType::Json,
-                "application/strategic-merge-patch+json" => {
-                    if rt.names == NameRule::PathSegment {
-                        return Err(ApiError::unsupported_media_type(
-                            "application/strategic-merge-patch+json (not supported for custom resources)",
-                        ));
-                    }
-                    PatchType::Strategic
-                }
-                "application/apply-patch+yaml" => PatchType::Apply,
-                other => return Err(ApiError::unsupported_media_type(other)),
-            };
+            let kind = patch_type(&ct, &rt)?;
             let patch = decode(&body, kind == PatchType::Apply)?;
             let existed = shared.store.lock().get(&rt, &ns, name).is_ok();
             let patched = shared.store.lock().patch(
@@ -761,4 +602,192 @@ async fn resource(
             "the server does not allow {m} on {path}"
         ))),
     }
+}
+
+/// An object in the representation asked for (full, metadata only, or a table row).
+fn respond(
+    rt: &ResourceType,
+    output: Output,
+    code: StatusCode,
+    obj: &Value,
+) -> ApiResult<Response> {
+    let presented = convert::present(rt, obj);
+    let body = match output {
+        Output::Table(include) => {
+            let rv = obj["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            table::table(
+                rt,
+                [presented.as_ref()].into_iter(),
+                rv,
+                None,
+                include,
+                true,
+            )
+        }
+        Output::Metadata => table::partial_metadata(&presented),
+        Output::Full => presented.into_owned(),
+    };
+    Ok(json_response(code, &body))
+}
+
+/// The Scale subresource: GET, PUT, and the three patch types on it.
+async fn scale(
+    shared: &Arc<Shared>,
+    req: Request,
+    rt: &Arc<ResourceType>,
+    (ns, name): (&str, String),
+    writer: &Writer,
+) -> ApiResult<Response> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    match method {
+        Method::GET => {
+            let obj = shared.store.lock().get(rt, ns, &name)?;
+            Ok(json_response(StatusCode::OK, &State::scale_of(&obj)))
+        }
+        Method::PUT | Method::PATCH => {
+            let (headers, body) = read_body(req).await?;
+            let ct = content_type(&headers);
+            let scale = shared
+                .store
+                .lock()
+                .scale(rt, ns, &name, writer, |current| {
+                    match (method.as_str(), ct.as_str()) {
+                        ("PUT", _) => decode_object(&headers, &body),
+                        (_, "application/merge-patch+json") => {
+                            Ok(crate::patch::merge_patch(&current, &decode(&body, false)?))
+                        }
+                        (_, "application/json-patch+json") => crate::patch::json_patch(
+                            &current,
+                            &decode(&body, false)?,
+                        )
+                        .map_err(|e| {
+                            ApiError::invalid("Scale", "autoscaling", &name, &[e.to_string()])
+                        }),
+                        (_, "application/strategic-merge-patch+json") => {
+                            crate::patch::strategic_merge_patch(&current, &decode(&body, false)?)
+                                .map_err(|e| {
+                                    ApiError::invalid(
+                                        "Scale",
+                                        "autoscaling",
+                                        &name,
+                                        &[e.to_string()],
+                                    )
+                                })
+                        }
+                        (_, other) => Err(ApiError::unsupported_media_type(other)),
+                    }
+                })?;
+            Ok(json_response(StatusCode::OK, &scale))
+        }
+        m => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow {m} on {path}"
+        ))),
+    }
+}
+
+/// A collection's GET: a watch (`?watch=1` or the legacy `/watch/` path) or a list, in
+/// the representation asked for.
+fn list_or_watch(
+    shared: &Arc<Shared>,
+    rt: &Arc<ResourceType>,
+    namespace: Option<String>,
+    query: &HashMap<String, String>,
+    output: Output,
+    legacy_watch: bool,
+) -> ApiResult<Response> {
+    let opts = list_options(rt, query)?;
+    if legacy_watch || flag(query, "watch") {
+        let initial = flag(query, "sendInitialEvents");
+        let from = match query.get("resourceVersion").map(String::as_str) {
+            None | Some("" | "0") => WatchFrom::Current,
+            Some(_) if initial => WatchFrom::Current,
+            Some(v) => WatchFrom::Version(
+                v.parse()
+                    .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?,
+            ),
+        };
+        let timeout = match query.get("timeoutSeconds").filter(|s| !s.is_empty()) {
+            Some(t) => Some(Duration::from_secs(t.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid timeoutSeconds {t:?}"))
+            })?)),
+            None => None,
+        };
+        let params = WatchParams {
+            from,
+            labels: opts.labels,
+            fields: opts.fields,
+            bookmarks: flag(query, "allowWatchBookmarks"),
+            timeout,
+            output,
+            initial_events_end: initial,
+        };
+        let body = watch::start(shared, rt.clone(), namespace, params);
+        let mut resp = Response::new(body);
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp.headers_mut().insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        return Ok(resp);
+    }
+    let page = shared.store.lock().list(rt, namespace.as_deref(), &opts)?;
+    let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
+    if let Some(c) = &page.continue_token {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = page.remaining {
+        meta["remainingItemCount"] = json!(r);
+    }
+    let items = page.items.iter().map(|o| convert::present(rt, o));
+    match output {
+        Output::Table(include) => {
+            let presented: Vec<Cow<'_, Value>> = items.collect();
+            let t = table::table(
+                rt,
+                presented.iter().map(AsRef::as_ref),
+                page.resource_version,
+                page.continue_token.as_deref(),
+                include,
+                true,
+            );
+            Ok(json_response(StatusCode::OK, &t))
+        }
+        Output::Metadata => {
+            let body = ListBody {
+                kind: "PartialObjectMetadataList".to_string(),
+                api_version: "meta.k8s.io/v1".to_string(),
+                metadata: meta,
+                items: items
+                    .map(|o| Cow::Owned(table::partial_metadata(&o)))
+                    .collect(),
+            };
+            Ok(json_response(StatusCode::OK, &body))
+        }
+        Output::Full => Ok(list_response(rt, &meta, &page.items)),
+    }
+}
+
+/// The patch type a PATCH's content type names.
+fn patch_type(ct: &str, rt: &ResourceType) -> ApiResult<PatchType> {
+    Ok(match ct {
+        "application/merge-patch+json" => PatchType::Merge,
+        "application/json-patch+json" => PatchType::Json,
+        "application/strategic-merge-patch+json" => {
+            if rt.names == NameRule::PathSegment {
+                return Err(ApiError::unsupported_media_type(
+                    "application/strategic-merge-patch+json (not supported for custom resources)",
+                ));
+            }
+            PatchType::Strategic
+        }
+        "application/apply-patch+yaml" => PatchType::Apply,
+        other => return Err(ApiError::unsupported_media_type(other)),
+    })
 }

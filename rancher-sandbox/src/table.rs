@@ -369,118 +369,10 @@ fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
     let status = &o["status"];
     match &rt.printer {
         Printer::Namespace => vec![name, json!(s(&status["phase"])), age],
-        Printer::Node => {
-            let ready = arr(&status["conditions"])
-                .iter()
-                .find(|c| c["type"] == "Ready");
-            let mut st = match ready.map(|c| s(&c["status"])) {
-                Some(x) if x == "True" => "Ready".to_string(),
-                Some(x) if x == "False" => "NotReady".to_string(),
-                _ => "Unknown".to_string(),
-            };
-            if spec["unschedulable"] == true {
-                st.push_str(",SchedulingDisabled");
-            }
-            let roles: Vec<String> = meta["labels"]
-                .as_object()
-                .map(|l| {
-                    l.keys()
-                        .filter_map(|k| {
-                            k.strip_prefix("node-role.kubernetes.io/")
-                                .map(str::to_string)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            vec![
-                name,
-                json!(st),
-                json!(join_or(roles, "<none>")),
-                age,
-                json!(s(&status["nodeInfo"]["kubeletVersion"])),
-            ]
-        }
-        Printer::Pod => {
-            let total = arr(&spec["containers"]).len();
-            let statuses = arr(&status["containerStatuses"]);
-            let ready = statuses.iter().filter(|c| c["ready"] == true).count();
-            let restarts: i64 = statuses
-                .iter()
-                .filter_map(|c| c["restartCount"].as_i64())
-                .sum();
-            let phase = if meta.get("deletionTimestamp").is_some_and(|v| !v.is_null()) {
-                "Terminating".to_string()
-            } else if let Some(r) = status["reason"].as_str() {
-                r.to_string()
-            } else if let Some(r) = statuses.iter().rev().find_map(|c| {
-                c["state"]["waiting"]["reason"]
-                    .as_str()
-                    .or_else(|| c["state"]["terminated"]["reason"].as_str())
-            }) {
-                // As kubectl prints it: a waiting or terminated container's reason.
-                r.to_string()
-            } else {
-                s(&status["phase"])
-            };
-            vec![
-                name,
-                json!(format!("{ready}/{total}")),
-                json!(phase),
-                json!(restarts.to_string()),
-                age,
-            ]
-        }
-        Printer::Service => {
-            let ty = spec["type"].as_str().unwrap_or("ClusterIP");
-            let mut external: Vec<String> = arr(&spec["externalIPs"]).iter().map(s).collect();
-            let external = match ty {
-                "ExternalName" => s(&spec["externalName"]),
-                "LoadBalancer" => {
-                    external.extend(lb_addresses(status));
-                    join_or(external, "<pending>")
-                }
-                _ => join_or(external, "<none>"),
-            };
-            let ports: Vec<String> = arr(&spec["ports"])
-                .iter()
-                .map(|p| match p["nodePort"].as_i64() {
-                    Some(np) => format!(
-                        "{}:{np}/{}",
-                        s(&p["port"]),
-                        p["protocol"].as_str().unwrap_or("TCP")
-                    ),
-                    None => format!(
-                        "{}/{}",
-                        s(&p["port"]),
-                        p["protocol"].as_str().unwrap_or("TCP")
-                    ),
-                })
-                .collect();
-            let cip = spec["clusterIP"].as_str().unwrap_or("<none>");
-            vec![
-                name,
-                json!(ty),
-                json!(if cip.is_empty() { "<none>" } else { cip }),
-                json!(external),
-                json!(join_or(ports, "<none>")),
-                age,
-            ]
-        }
-        Printer::Endpoints => {
-            let mut eps = Vec::new();
-            for subset in arr(&o["subsets"]) {
-                for a in arr(&subset["addresses"]) {
-                    let ports = arr(&subset["ports"]);
-                    if ports.is_empty() {
-                        eps.push(s(&a["ip"]));
-                    }
-                    for p in ports {
-                        eps.push(format!("{}:{}", s(&a["ip"]), s(&p["port"])));
-                    }
-                }
-            }
-            vec![name, json!(truncated(eps, 3)), age]
-        }
+        Printer::Node => node_row(o, name, age),
+        Printer::Pod => pod_row(o, name, age),
+        Printer::Service => service_row(o, name, age),
+        Printer::Endpoints => endpoints_row(o, name, age),
         Printer::ConfigMap => {
             let n = o["data"].as_object().map_or(0, |m| m.len())
                 + o["binaryData"].as_object().map_or(0, |m| m.len());
@@ -490,67 +382,10 @@ fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
             let n = o["data"].as_object().map_or(0, |m| m.len());
             vec![name, json!(s(&o["type"])), json!(n), age]
         }
-        Printer::Event => {
-            let last = [
-                &o["lastTimestamp"],
-                &o["eventTime"],
-                &o["series"]["lastObservedTime"],
-                &meta["creationTimestamp"],
-            ]
-            .into_iter()
-            .find(|v| v.is_string())
-            .map_or_else(|| "<unknown>".to_string(), age_of);
-            let obj = &o["involvedObject"];
-            vec![
-                json!(last),
-                json!(s(&o["type"])),
-                json!(s(&o["reason"])),
-                json!(format!(
-                    "{}/{}",
-                    s(&obj["kind"]).to_lowercase(),
-                    s(&obj["name"])
-                )),
-                json!(s(&o["message"])),
-            ]
-        }
+        Printer::Event => event_row(o),
         Printer::Lease => vec![name, json!(s(&spec["holderIdentity"])), age],
-        Printer::EndpointSlice => {
-            let ports: Vec<String> = arr(&o["ports"])
-                .iter()
-                .filter_map(|p| p["port"].as_i64().map(|n| n.to_string()))
-                .collect();
-            let addrs: Vec<String> = arr(&o["endpoints"])
-                .iter()
-                .flat_map(|e| arr(&e["addresses"]).iter().map(s))
-                .collect();
-            vec![
-                name,
-                json!(s(&o["addressType"])),
-                json!(join_or(ports, "<unset>")),
-                json!(truncated(addrs, 3)),
-                age,
-            ]
-        }
-        Printer::Ingress => {
-            let hosts: Vec<String> = arr(&spec["rules"])
-                .iter()
-                .map(|r| r["host"].as_str().unwrap_or("*").to_string())
-                .collect();
-            let ports = if arr(&spec["tls"]).is_empty() {
-                "80"
-            } else {
-                "80, 443"
-            };
-            let class = spec["ingressClassName"].as_str().unwrap_or("<none>");
-            vec![
-                name,
-                json!(class),
-                json!(join_or(hosts, "*")),
-                json!(lb_addresses(status).join(",")),
-                json!(ports),
-                age,
-            ]
-        }
+        Printer::EndpointSlice => endpointslice_row(o, name, age),
+        Printer::Ingress => ingress_row(o, name, age),
         Printer::IngressClass => {
             let params = &spec["parameters"];
             let p = if params.is_object() {
@@ -586,27 +421,7 @@ fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
             let replicas = spec["replicas"].as_i64().unwrap_or(0);
             vec![name, json!(format!("{ready}/{replicas}")), age]
         }
-        Printer::DaemonSet => {
-            let n = |f: &str| status[f].as_i64().unwrap_or(0);
-            let selector = spec["template"]["spec"]["nodeSelector"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={}", s(v)))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default();
-            vec![
-                name,
-                json!(n("desiredNumberScheduled")),
-                json!(n("currentNumberScheduled")),
-                json!(n("numberReady")),
-                json!(n("updatedNumberScheduled")),
-                json!(n("numberAvailable")),
-                json!(join_or(selector, "<none>")),
-                age,
-            ]
-        }
+        Printer::DaemonSet => daemonset_row(o, name, age),
         Printer::Crd => vec![name, json!(s(&meta["creationTimestamp"]))],
         Printer::Custom(cols) => {
             let mut out = vec![name];
@@ -625,6 +440,228 @@ fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
         }
         Printer::Default => vec![name, age],
     }
+}
+
+/// A Node's row: status (with `SchedulingDisabled`), roles, age, kubelet version.
+fn node_row(o: &Value, name: Value, age: Value) -> Vec<Value> {
+    let meta = &o["metadata"];
+    let spec = &o["spec"];
+    let status = &o["status"];
+    let ready = arr(&status["conditions"])
+        .iter()
+        .find(|c| c["type"] == "Ready");
+    let mut st = match ready.map(|c| s(&c["status"])) {
+        Some(x) if x == "True" => "Ready".to_string(),
+        Some(x) if x == "False" => "NotReady".to_string(),
+        _ => "Unknown".to_string(),
+    };
+    if spec["unschedulable"] == true {
+        st.push_str(",SchedulingDisabled");
+    }
+    let roles: Vec<String> = meta["labels"]
+        .as_object()
+        .map(|l| {
+            l.keys()
+                .filter_map(|k| {
+                    k.strip_prefix("node-role.kubernetes.io/")
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    vec![
+        name,
+        json!(st),
+        json!(join_or(roles, "<none>")),
+        age,
+        json!(s(&status["nodeInfo"]["kubeletVersion"])),
+    ]
+}
+
+/// A pod's row: ready containers, the status kubectl prints, restarts, age.
+fn pod_row(o: &Value, name: Value, age: Value) -> Vec<Value> {
+    let meta = &o["metadata"];
+    let spec = &o["spec"];
+    let status = &o["status"];
+    let total = arr(&spec["containers"]).len();
+    let statuses = arr(&status["containerStatuses"]);
+    let ready = statuses.iter().filter(|c| c["ready"] == true).count();
+    let restarts: i64 = statuses
+        .iter()
+        .filter_map(|c| c["restartCount"].as_i64())
+        .sum();
+    let phase = if meta.get("deletionTimestamp").is_some_and(|v| !v.is_null()) {
+        "Terminating".to_string()
+    } else if let Some(r) = status["reason"].as_str() {
+        r.to_string()
+    } else if let Some(r) = statuses.iter().rev().find_map(|c| {
+        c["state"]["waiting"]["reason"]
+            .as_str()
+            .or_else(|| c["state"]["terminated"]["reason"].as_str())
+    }) {
+        // As kubectl prints it: a waiting or terminated container's reason.
+        r.to_string()
+    } else {
+        s(&status["phase"])
+    };
+    vec![
+        name,
+        json!(format!("{ready}/{total}")),
+        json!(phase),
+        json!(restarts.to_string()),
+        age,
+    ]
+}
+
+/// A Service's row: type, cluster IP, external addresses, ports, age.
+fn service_row(o: &Value, name: Value, age: Value) -> Vec<Value> {
+    let spec = &o["spec"];
+    let status = &o["status"];
+    let ty = spec["type"].as_str().unwrap_or("ClusterIP");
+    let mut external: Vec<String> = arr(&spec["externalIPs"]).iter().map(s).collect();
+    let external = match ty {
+        "ExternalName" => s(&spec["externalName"]),
+        "LoadBalancer" => {
+            external.extend(lb_addresses(status));
+            join_or(external, "<pending>")
+        }
+        _ => join_or(external, "<none>"),
+    };
+    let ports: Vec<String> = arr(&spec["ports"])
+        .iter()
+        .map(|p| match p["nodePort"].as_i64() {
+            Some(np) => format!(
+                "{}:{np}/{}",
+                s(&p["port"]),
+                p["protocol"].as_str().unwrap_or("TCP")
+            ),
+            None => format!(
+                "{}/{}",
+                s(&p["port"]),
+                p["protocol"].as_str().unwrap_or("TCP")
+            ),
+        })
+        .collect();
+    let cip = spec["clusterIP"].as_str().unwrap_or("<none>");
+    vec![
+        name,
+        json!(ty),
+        json!(if cip.is_empty() { "<none>" } else { cip }),
+        json!(external),
+        json!(join_or(ports, "<none>")),
+        age,
+    ]
+}
+
+/// An Endpoints' row: up to three addresses.
+fn endpoints_row(o: &Value, name: Value, age: Value) -> Vec<Value> {
+    let mut eps = Vec::new();
+    for subset in arr(&o["subsets"]) {
+        for a in arr(&subset["addresses"]) {
+            let ports = arr(&subset["ports"]);
+            if ports.is_empty() {
+                eps.push(s(&a["ip"]));
+            }
+            for p in ports {
+                eps.push(format!("{}:{}", s(&a["ip"]), s(&p["port"])));
+            }
+        }
+    }
+    vec![name, json!(truncated(eps, 3)), age]
+}
+
+/// An Event's row: last seen, type, reason, object, message.
+fn event_row(o: &Value) -> Vec<Value> {
+    let meta = &o["metadata"];
+    let last = [
+        &o["lastTimestamp"],
+        &o["eventTime"],
+        &o["series"]["lastObservedTime"],
+        &meta["creationTimestamp"],
+    ]
+    .into_iter()
+    .find(|v| v.is_string())
+    .map_or_else(|| "<unknown>".to_string(), age_of);
+    let obj = &o["involvedObject"];
+    vec![
+        json!(last),
+        json!(s(&o["type"])),
+        json!(s(&o["reason"])),
+        json!(format!(
+            "{}/{}",
+            s(&obj["kind"]).to_lowercase(),
+            s(&obj["name"])
+        )),
+        json!(s(&o["message"])),
+    ]
+}
+
+/// An EndpointSlice's row: address type, ports, up to three addresses.
+fn endpointslice_row(o: &Value, name: Value, age: Value) -> Vec<Value> {
+    let ports: Vec<String> = arr(&o["ports"])
+        .iter()
+        .filter_map(|p| p["port"].as_i64().map(|n| n.to_string()))
+        .collect();
+    let addrs: Vec<String> = arr(&o["endpoints"])
+        .iter()
+        .flat_map(|e| arr(&e["addresses"]).iter().map(s))
+        .collect();
+    vec![
+        name,
+        json!(s(&o["addressType"])),
+        json!(join_or(ports, "<unset>")),
+        json!(truncated(addrs, 3)),
+        age,
+    ]
+}
+
+/// An Ingress's row: class, hosts, addresses, ports, age.
+fn ingress_row(o: &Value, name: Value, age: Value) -> Vec<Value> {
+    let spec = &o["spec"];
+    let status = &o["status"];
+    let hosts: Vec<String> = arr(&spec["rules"])
+        .iter()
+        .map(|r| r["host"].as_str().unwrap_or("*").to_string())
+        .collect();
+    let ports = if arr(&spec["tls"]).is_empty() {
+        "80"
+    } else {
+        "80, 443"
+    };
+    let class = spec["ingressClassName"].as_str().unwrap_or("<none>");
+    vec![
+        name,
+        json!(class),
+        json!(join_or(hosts, "*")),
+        json!(lb_addresses(status).join(",")),
+        json!(ports),
+        age,
+    ]
+}
+
+/// A DaemonSet's row: its counts and node selector.
+fn daemonset_row(o: &Value, name: Value, age: Value) -> Vec<Value> {
+    let spec = &o["spec"];
+    let status = &o["status"];
+    let n = |f: &str| status[f].as_i64().unwrap_or(0);
+    let selector = spec["template"]["spec"]["nodeSelector"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", s(v)))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    vec![
+        name,
+        json!(n("desiredNumberScheduled")),
+        json!(n("currentNumberScheduled")),
+        json!(n("numberReady")),
+        json!(n("updatedNumberScheduled")),
+        json!(n("numberAvailable")),
+        json!(join_or(selector, "<none>")),
+        age,
+    ]
 }
 
 fn row(rt: &ResourceType, o: &Value, include: IncludeObject) -> Value {

@@ -10,6 +10,7 @@ mod lease;
 mod managed_fields;
 mod patch;
 mod root;
+mod scheduling;
 mod seed;
 mod watch;
 mod workloads;

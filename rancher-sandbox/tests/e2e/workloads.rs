@@ -45,7 +45,7 @@ const TWO_NODES: &[(&str, &str, &str)] = &[
 ];
 
 /// Runs `kubectl` until its output passes `check`, failing at the deadline.
-async fn until(k: &Kubectl, args: &[&str], check: impl Fn(&str) -> bool) -> String {
+pub(super) async fn until(k: &Kubectl, args: &[&str], check: impl Fn(&str) -> bool) -> String {
     let end = tokio::time::Instant::now() + DEADLINE;
     loop {
         let (ok, out, err) = k.run(args).await;
@@ -61,7 +61,7 @@ async fn until(k: &Kubectl, args: &[&str], check: impl Fn(&str) -> bool) -> Stri
 }
 
 /// `kubectl get ... -o json` items.
-async fn items(k: &Kubectl, args: &[&str]) -> Vec<Value> {
+pub(super) async fn items(k: &Kubectl, args: &[&str]) -> Vec<Value> {
     let mut all = args.to_vec();
     all.extend(["-o", "json"]);
     let out = k.ok(&all).await;
@@ -86,7 +86,7 @@ async fn ready_endpoints(client: &kube::Client, service: &str) -> Vec<String> {
     out
 }
 
-async fn wait_endpoints(client: &kube::Client, service: &str, n: usize) -> Vec<String> {
+pub(super) async fn wait_endpoints(client: &kube::Client, service: &str, n: usize) -> Vec<String> {
     let end = tokio::time::Instant::now() + DEADLINE;
     loop {
         let eps = ready_endpoints(client, service).await;
@@ -102,7 +102,7 @@ async fn wait_endpoints(client: &kube::Client, service: &str, n: usize) -> Vec<S
 }
 
 /// One HTTP/1.1 GET; the response body.
-async fn http_get(addr: &str, path: &str) -> String {
+pub(super) async fn http_get(addr: &str, path: &str) -> String {
     let addr: SocketAddr = addr.parse().unwrap();
     let mut s = tokio::time::timeout(DEADLINE, tokio::net::TcpStream::connect(addr))
         .await
