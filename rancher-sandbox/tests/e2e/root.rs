@@ -1,7 +1,8 @@
 //! Root mode, with a stand-in CNI plugin that blocks in ADD until the test releases it:
 //! the API server keeps answering reads and writes while pods are being wired (the
 //! plugin runs away from the store's lock), pods are wired side by side, they show
-//! `ContainerCreating` meanwhile, and they run once the plugin answers. The network is a
+//! `ContainerCreating` meanwhile, they run once the plugin answers, and a pod deleted
+//! while its ADD runs is unwired when the ADD returns. The network is a
 //! /24 of 10.250.0.0/16 picked at random; namespaces are named after this process's id
 //! and removed even when the test fails.
 
@@ -174,6 +175,24 @@ async fn the_api_server_answers_while_root_mode_pods_are_wired() {
         "{out}"
     );
 
+    // Scaled down while every ADD is blocked: the pod deleted meanwhile is unwired (a
+    // DEL, its namespace removed) once its ADD returns.
+    k.ok(&[
+        "scale",
+        "deployment",
+        "slow",
+        &format!("--replicas={}", PODS - 1),
+    ])
+    .await;
+    eventually("one pod fewer", || async {
+        let list = pods
+            .list(&ListParams::default().labels("app=slow"))
+            .await
+            .ok()?;
+        (list.items.len() == PODS - 1).then_some(())
+    })
+    .await;
+
     // Released: the pods run with the plugin's addresses.
     std::fs::write(calls.join("release"), "").expect("release");
     let ips: Vec<String> = eventually("the pods run with their addresses", || async {
@@ -192,7 +211,7 @@ async fn the_api_server_answers_while_root_mode_pods_are_wired() {
             })
             .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
             .collect();
-        (ips.len() == PODS).then_some(ips)
+        (ips.len() == PODS - 1).then_some(ips)
     })
     .await;
     for ip in &ips {
