@@ -3,7 +3,8 @@
 //! shows (among them the paragraph as written: `kubectl create
 //! deployment web2`, `expose`, `create ingress`, `curl` through HAProxy on
 //! 127.0.0.2 port 80, then `scale` and `delete pod`), then presses Ctrl-C and
-//! checks that no HAProxy process is left.
+//! checks that no HAProxy process is left; and the main job in root mode
+//! (`--pod-network cni`).
 //!
 //! The demo manifests are copied with the listener ports moved up (Ingress
 //! HTTP 18080, HTTPS 18443, LoadBalancer 18081), and the DNS servers and the
@@ -511,5 +512,129 @@ fn the_rancher_fake_guide_shows_both_addresses_every_time() {
             run_until(&format!("{kubectl} get events.events.k8s.io -A"), |_| true)
         );
         sandbox.interrupt();
+    }
+}
+
+/// The namespaces and bridges named `PREFIX-…` and `PREFIXb…` (a root-mode
+/// sandbox's), removed when the test ends however it ends.
+struct RootLeftovers(Option<String>);
+
+impl Drop for RootLeftovers {
+    fn drop(&mut self) {
+        let Some(prefix) = &self.0 else { return };
+        for entry in std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&format!("{prefix}-")) {
+                let _ = Command::new("ip").args(["netns", "del", &name]).output();
+            }
+        }
+        for bridge in ["b0", "b1"] {
+            let _ = Command::new("ip")
+                .args(["link", "del", &format!("{prefix}{bridge}")])
+                .output();
+        }
+    }
+}
+
+/// `--pod-network cni`, as root: the main job's pods get network namespaces of
+/// their own, wired by the `rancher-cni` binary built next to it, with addresses
+/// from `--cluster-cidr` (a /23 of 10.250.0.0/16 picked at random); they answer
+/// from the host, DNS names them, and Ctrl-C removes the namespaces and bridges.
+/// The Rancher fake stands in for HAProxy, so this runs next to the guide test.
+#[test]
+fn the_main_job_in_root_mode_wires_its_pods_with_rancher_cni() {
+    let third = fastrand::u8(0..128) * 2;
+    let cidr = format!("10.250.{third}.0/23");
+    let in_range = |ip: &str| {
+        ip.starts_with(&format!("10.250.{third}."))
+            || ip.starts_with(&format!("10.250.{}.", third + 1))
+    };
+    // Removes what a failed run leaves (after the sandbox, declared below, is killed).
+    let mut leftovers = RootLeftovers(None);
+    let (mut sandbox, run) = Sandbox::start(&[
+        "--rancher-fake",
+        "--pod-network",
+        "cni",
+        "--cluster-cidr",
+        &cidr,
+    ]);
+    let prefix = format!("sb{}", sandbox.child.id() % 1_000_000);
+    leftovers.0 = Some(prefix.clone());
+    let kubectl = format!("kubectl --kubeconfig {}", run.kubeconfig.display());
+    let namespaces = || -> Vec<String> {
+        std::fs::read_dir("/run/netns")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&format!("{prefix}-")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    // The StatefulSet's first pod: an address from the range, answering from the
+    // host, and named by DNS.
+    let mdb0 = run_until(
+        &format!("{kubectl} get pod mdb-0 -o jsonpath='{{.status.podIP}}'"),
+        |out| !out.is_empty(),
+    );
+    assert!(
+        in_range(&mdb0),
+        "mdb-0 has {mdb0}, not an address of {cidr}"
+    );
+    run_until(
+        &format!("curl -fsS --max-time 2 http://{mdb0}:27017/root"),
+        |out| out.trim_end() == "mdb-0 /root",
+    );
+    run_until(
+        &format!(
+            "dig @127.0.0.1 -p {} +short mdb-0.mongodb.default.svc.cluster.local",
+            run.dns.port()
+        ),
+        |out| out.trim() == mdb0,
+    );
+    // The nginx Deployment's pods too, each in a namespace of its own.
+    let ips = run_until(
+        &format!("{kubectl} get pods -l app=nginx -o jsonpath='{{.items[*].status.podIP}}'"),
+        |out| out.split_whitespace().count() == 2,
+    );
+    for ip in ips.split_whitespace() {
+        assert!(
+            in_range(ip),
+            "an nginx pod has {ip}, not an address of {cidr}"
+        );
+        run_until(
+            &format!("curl -fsS --max-time 2 http://{ip}:8080/foo"),
+            |out| out.starts_with("nginx-") && out.trim_end().ends_with(" /foo"),
+        );
+    }
+    assert!(namespaces().len() >= 5, "{:?}", namespaces());
+
+    // Ctrl-C: no namespace and no bridge left.
+    sandbox.interrupt();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let bridges = ["b0", "b1"]
+            .iter()
+            .filter(|b| {
+                Command::new("ip")
+                    .args(["link", "show", &format!("{prefix}{b}")])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+            .count();
+        let left = namespaces();
+        if left.is_empty() && bridges == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "left behind: namespaces {left:?}, {bridges} bridge(s) {prefix}b*"
+        );
+        pause(100);
     }
 }
