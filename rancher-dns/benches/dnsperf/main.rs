@@ -28,7 +28,8 @@
 //! Run with `cargo bench -p rancher-dns --bench dnsperf` (needs `nsd`,
 //! `dnsperf` and `taskset`; build the binary first with
 //! `cargo build --release -p rancher-examples --bin rancher-dns`).
-//! `DNSPERF_SKIP_QPS` and `DNSPERF_SKIP_BINARY` leave parts out; `--scale
+//! `DNSPERF_SKIP_QPS`, `DNSPERF_SKIP_IN_PROCESS` and `DNSPERF_SKIP_BINARY` leave
+//! parts out, `DNSPERF_BINARY_LOG` keeps the binary's log in a file; `--scale
 //! lean|full` runs one in-process scale run. Without
 //! `--bench` it does nothing, so test runs that build every target stay
 //! quick.
@@ -478,8 +479,10 @@ fn main() {
         }
     }
     // Each in a process of its own, so that its memory figures are its own.
-    scale::in_child(scale::Decode::Full);
-    scale::in_child(scale::Decode::Lean);
+    if std::env::var_os("DNSPERF_SKIP_IN_PROCESS").is_none() {
+        scale::in_child(scale::Decode::Full);
+        scale::in_child(scale::Decode::Lean);
+    }
     if std::env::var_os("DNSPERF_SKIP_BINARY").is_none() {
         scale::binary();
     }

@@ -148,6 +148,7 @@ where
         let sink = Arc::new(RwLock::new(sink));
         let pages = SERVICES.div_ceil(SERVICE_PAGE);
         follow(sink.clone(), initial_list::<S>(pages, service_page), None).await;
+        let rss_services = status_mb("self", "VmRSS:");
         let pages = (2 * SERVICES).div_ceil(SLICE_PAGE as usize);
         follow(sink.clone(), initial_list::<E>(pages, slice_page), None).await;
         let rss_index = status_mb("self", "VmRSS:");
@@ -162,6 +163,7 @@ where
         backend.sync(&zone).await.expect("sync");
         drop(zone);
         let first_sync = started.elapsed();
+        let cpu = cpu_seconds("self");
         let names = sink.read().records().len();
         let rss = status_mb("self", "VmRSS:");
         let hwm = status_mb("self", "VmHWM:");
@@ -217,11 +219,11 @@ where
         println!("| --- | --- |");
         println!("| owner names in the zone | {names} |");
         println!(
-            "| time to first full answer set (decoding, index, snapshot) | {:.2} s |",
+            "| time to first full answer set (building the pages' JSON, decoding, index, snapshot); CPU time of the process until then | {:.2} s; {cpu:.2} s CPU |",
             first_sync.as_secs_f64()
         );
         println!(
-            "| RSS after the first sync (process; before: {rss_before:.1} MB, index built: {rss_index:.1} MB) | {rss:.1} MB |"
+            "| RSS after the first sync (process; before: {rss_before:.1} MB, Services indexed: {rss_services:.1} MB, slices indexed: {rss_index:.1} MB) | {rss:.1} MB |"
         );
         println!("| high-water mark (VmHWM) | {hwm:.1} MB |");
         println!("| malloc arenas after the first sync | {arenas} |");
@@ -408,22 +410,36 @@ pub(crate) fn arenas(pid: &str) -> usize {
     1 + heaps + full
 }
 
-/// Calls glibc's `malloc_trim(0)` in process `pid` through gdb (what
-/// trimming after the first sync would give back); false without gdb.
-fn trim(pid: &str) -> bool {
-    Command::new("gdb")
-        .args([
-            "-p",
-            pid,
-            "-batch",
-            "-nx",
-            "-ex",
-            "call (int) malloc_trim(0)",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+/// CPU time (user and system) process `pid` has used, in seconds: the
+/// figure that matters on a loaded machine, where wall-clock time also
+/// waits for other engineers' builds.
+pub(crate) fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    // `/proc` counts in USER_HZ, 100 per second on Linux.
+    ticks / 100.0
+}
+
+/// Where the binary's log goes: the file `DNSPERF_BINARY_LOG` names
+/// (appended to), or nowhere.
+fn log_to() -> Stdio {
+    std::env::var_os("DNSPERF_BINARY_LOG")
+        .and_then(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .ok()
+        })
+        .map_or_else(Stdio::null, Stdio::from)
 }
 
 /// What one run of the binary showed.
@@ -433,12 +449,12 @@ struct BinaryRun {
     hwm: f64,
     answers: bool,
     arenas: usize,
-    /// RSS after `malloc_trim(0)`, when gdb could call it.
-    trimmed: Option<f64>,
+    /// CPU seconds used until ready.
+    cpu: f64,
 }
 
 /// One binary against the sandbox, with `env` added: time until `/readyz`,
-/// RSS then, VmHWM, arenas, RSS after trimming.
+/// RSS then, VmHWM, arenas, CPU time.
 fn measure_binary(
     binary: &Path,
     kubeconfig: &Path,
@@ -461,7 +477,7 @@ fn measure_binary(
         ])
         .envs(env.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log_to())
         .spawn()
         .expect("start rancher-dns");
     let child = Killed(child);
@@ -479,9 +495,9 @@ fn measure_binary(
         &format!("db{j}-4.db{j}.{}.svc.cluster.local", cluster::namespace(j)),
     ) == Some(0);
     let pid = child.0.id().to_string();
+    let cpu = cpu_seconds(&pid);
     let (rss, hwm) = (status_mb(&pid, "VmRSS:"), status_mb(&pid, "VmHWM:"));
     let arenas = arenas(&pid);
-    let trimmed = trim(&pid).then(|| status_mb(&pid, "VmRSS:"));
     drop(child);
     BinaryRun {
         ready,
@@ -489,7 +505,7 @@ fn measure_binary(
         hwm,
         answers,
         arenas,
-        trimmed,
+        cpu,
     }
 }
 
@@ -552,8 +568,15 @@ pub(crate) fn binary() {
     // lock an arena of its own (up to 8 per core): one arena is the floor.
     runs.push((
         "this tree, `MALLOC_ARENA_MAX=1`",
-        binary,
+        binary.clone(),
         &[("MALLOC_ARENA_MAX", "1")][..],
+    ));
+    // And every free gives the top of the heap back (glibc's trim
+    // threshold at 0): what trimming as memory is freed saves.
+    runs.push((
+        "this tree, `MALLOC_ARENA_MAX=1 MALLOC_TRIM_THRESHOLD_=0`",
+        binary,
+        &[("MALLOC_ARENA_MAX", "1"), ("MALLOC_TRIM_THRESHOLD_", "0")][..],
     ));
     if let Some(base) = std::env::var_os("DNSPERF_BASELINE").map(PathBuf::from) {
         runs.push(("baseline (`DNSPERF_BASELINE`)", base, &[][..]));
@@ -561,21 +584,14 @@ pub(crate) fn binary() {
     for (which, binary, env) in runs {
         let run = measure_binary(&binary, &kubeconfig, env, &rt);
         println!(
-            "| {which}: start until /readyz (first full answer set served) | {:.2} s |",
-            run.ready
+            "| {which}: start until /readyz (first full answer set served); CPU time used until then | {:.2} s; {:.2} s CPU |",
+            run.ready, run.cpu
         );
         println!(
             "| {which}: RSS then / high-water mark (VmHWM); answers a StatefulSet pod name: {} | {:.1} MB / {:.1} MB |",
             run.answers, run.rss, run.hwm
         );
-        let trimmed = run.trimmed.map_or_else(
-            || "not measured (no gdb)".to_owned(),
-            |t| format!("{t:.1} MB"),
-        );
-        println!(
-            "| {which}: malloc arenas then; RSS after `malloc_trim(0)` (called through gdb) | {} arenas; {trimmed} |",
-            run.arenas
-        );
+        println!("| {which}: malloc arenas then | {} |", run.arenas);
         println!(
             "| {which}: RSS against CoreDNS's published sizing, (pods + services) / 1000 + 54 MB = {COREDNS_MB:.0} MB | {:.2}x |",
             run.rss / COREDNS_MB
