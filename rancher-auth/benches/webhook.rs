@@ -229,15 +229,16 @@ async fn sequential(
 }
 
 fn main() {
-    let pinned = cores() >= 2 && pin_self(1);
+    let cores = cores();
+    let pinned = cores >= 2 && pin_self(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime");
-    runtime.block_on(run(pinned));
+    runtime.block_on(run(pinned, cores));
 }
 
-async fn run(pinned: bool) {
+async fn run(pinned: bool, cores: usize) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let seconds: u64 = std::env::var("BENCH_SECONDS")
         .ok()
@@ -369,7 +370,7 @@ async fn run(pinned: bool) {
         } else {
             "any core (not pinned)"
         },
-        cores()
+        cores
     );
     println!("| what | decisions/s | p50 ms | p99 ms | failures |");
     println!("| --- | --- | --- | --- | --- |");
