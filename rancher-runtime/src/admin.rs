@@ -11,7 +11,9 @@
 //!   says `leader` or `standby`; a standby is ready too, so rolling updates do
 //!   not stall.
 //! - `/metrics` serves the [`prometheus_client`] registry in OpenMetrics text,
-//!   with the watch metrics of [`Readiness::collector`] added.
+//!   with the watch metrics of [`Readiness::collector`] added, and
+//!   `runtime_alive_tasks`: the tasks alive in the process's Tokio runtime (a
+//!   count that returns to its level after churn shows no task leaked).
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
@@ -108,9 +110,11 @@ pub struct AdminState {
 impl AdminState {
     /// State reporting `readiness` and the metrics in `registry`, plus the
     /// watch metrics of `readiness` (`watch_stale`, `watch_seconds_since_sync`,
-    /// `watch_restarts_total`, under the registry's prefix).
+    /// `watch_restarts_total`, under the registry's prefix) and the runtime's
+    /// `runtime_alive_tasks`.
     pub fn new(readiness: Readiness, mut registry: Registry) -> Self {
         registry.register_collector(Box::new(readiness.collector()));
+        registry.register_collector(Box::new(RuntimeCollector));
         Self {
             readiness,
             leadership: None,
@@ -187,6 +191,31 @@ impl AdminState {
             }
             _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
         }
+    }
+}
+
+/// Encodes `runtime_alive_tasks` from the Tokio runtime the scrape runs on.
+#[derive(Debug)]
+struct RuntimeCollector;
+
+impl prometheus_client::collector::Collector for RuntimeCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::{encoding::EncodeMetric, metrics::gauge::ConstGauge};
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return Ok(());
+        };
+        let tasks = i64::try_from(handle.metrics().num_alive_tasks()).unwrap_or(i64::MAX);
+        let gauge = ConstGauge::new(tasks);
+        let metric = encoder.encode_descriptor(
+            "runtime_alive_tasks",
+            "Tasks alive in the process's Tokio runtime",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)
     }
 }
 
@@ -304,6 +333,7 @@ mod tests {
         let (status, body) = get(addr, "/metrics").await;
         assert_eq!(status, 200);
         assert!(body.contains("test_syncs_total 3"), "{body}");
+        assert!(body.contains("test_runtime_alive_tasks "), "{body}");
         assert_eq!(get(addr, "/nope").await.0, 404);
 
         shutdown.cancel();

@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod churn;
 mod cloud_controller;
 mod cni_containerd;
 mod cni_overlay;
