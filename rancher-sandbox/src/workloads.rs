@@ -210,16 +210,18 @@ pub(crate) fn start(shared: &Arc<Shared>, config: &Workloads) -> Result<Running,
         .ok_or_else(|| Error::ClusterCidr(config.cluster_cidr.clone()))?;
     shared.store.lock().garbage_collector = true;
     let octet = node::network::Loopback::random_octet();
-    runner::spawn(shared.clone(), ipam);
-    runner::spawn(
-        shared.clone(),
-        node::NodeAgent::new(
-            &config.nodes(),
-            (&config.network, octet),
-            shared.logs.clone(),
-            shared.shutdown.clone(),
-        ),
+    let mut agent = node::NodeAgent::new(
+        &config.nodes(),
+        (&config.network, octet),
+        shared.logs.clone(),
+        shared.shutdown.clone(),
     );
+    // The nodes exist before any controller runs: the scheduler never sees
+    // the seeded pods with no node to bind them to (a FailedScheduling
+    // Warning on a clean start).
+    agent.register_all(&mut shared.store.lock());
+    runner::spawn(shared.clone(), ipam);
+    runner::spawn(shared.clone(), agent);
     runner::spawn(shared.clone(), scheduler::Scheduler::new());
     runner::spawn(shared.clone(), deployment::Deployments::new());
     runner::spawn(shared.clone(), replicaset::ReplicaSets::new());

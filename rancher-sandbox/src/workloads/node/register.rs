@@ -7,6 +7,14 @@ use crate::store::State;
 use crate::workloads::objects;
 
 impl NodeAgent {
+    /// Registers every node (before the controllers start).
+    pub(crate) fn register_all(&mut self, state: &mut State) {
+        let names: Vec<String> = self.nodes.keys().cloned().collect();
+        for name in names {
+            self.register(state, &name);
+        }
+    }
+
     /// Registers (or re-registers) a node.
     pub(super) fn register(&mut self, state: &mut State, name: &str) {
         let Some(spec) = self.nodes.get(name).cloned() else {
