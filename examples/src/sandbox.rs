@@ -431,7 +431,11 @@ async fn run_controllers(
         () = shutdown.triggered() => return Ok(()),
     }
     let (federation, federation_lines) = start_federation(args, hosts, &client).await?;
-    let mut guide = guide::guide(args, hosts, &client)
+    let rancher = match &lb.0 {
+        Lb::Rancher(fake) => Some(fake),
+        Lb::Haproxy(_) => None,
+    };
+    let mut guide = guide::guide(args, hosts, &client, rancher)
         .await
         .context("reading objects for the guide")?;
     guide.push_str(&federation_lines);

@@ -8,6 +8,9 @@ use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ListParams};
+use rancher_client::LoadBalancerService;
+use rancher_client::resource::Protocol;
+use rancher_client::testing::FakeRancher;
 
 use super::{
     COMMAND_PREFIX, HostSpec, SandboxArgs, ingress_addresses, is_load_balancer, key,
@@ -29,6 +32,7 @@ pub(super) async fn guide(
     args: &SandboxArgs,
     hosts: &[HostSpec],
     client: &kube::Client,
+    rancher: Option<&FakeRancher>,
 ) -> anyhow::Result<String> {
     use rancher_ingress::annotations as a;
     let kubeconfig = args.kubeconfig_out.display();
@@ -45,7 +49,7 @@ pub(super) async fn guide(
         &mut g,
         format!("kubectl --kubeconfig {kubeconfig} get nodes,ingress,services"),
     );
-    workloads(&mut g, args, hosts, client).await?;
+    workloads(&mut g, args, hosts, client, rancher.is_some()).await?;
 
     // Ingresses.
     let ingresses: Api<Ingress> = Api::all(client.clone());
@@ -130,13 +134,8 @@ pub(super) async fn guide(
         }
     }
 
-    if args.rancher_fake {
-        let _ = writeln!(
-            g,
-            "\n(--rancher-fake: the fake Rancher server only reports where Rancher would run \
-             the load balancers, and nothing serves traffic. Ingresses on the same ports share \
-             one Rancher load balancer service, so they run on the same hosts.)"
-        );
+    if let Some(fake) = rancher {
+        rancher_services(&mut g, fake);
     }
 
     // DNS.
@@ -228,6 +227,58 @@ pub(super) async fn guide(
     Ok(g)
 }
 
+/// The `--rancher-fake` part: what the fake Rancher holds, and how to ask it.
+fn rancher_services(g: &mut String, fake: &FakeRancher) {
+    let _ = writeln!(
+        g,
+        "\nRancher load balancer services (--rancher-fake: the fake Rancher server only reports \
+         where Rancher would run them, and nothing serves traffic; Ingresses on the same ports \
+         share one service, so they run on the same hosts):"
+    );
+    for svc in fake
+        .list::<LoadBalancerService>()
+        .iter()
+        .filter(|s| !s.meta.is_removed())
+    {
+        let rules: Vec<String> = svc
+            .lb_config
+            .iter()
+            .flat_map(|c| &c.port_rules)
+            .map(|r| {
+                let (port, protocol) = (r.source_port, r.protocol.as_str());
+                match (r.protocol, &r.hostname, &r.path) {
+                    (Protocol::Http | Protocol::Https, host, path) => format!(
+                        "{port}/{protocol} {}{}",
+                        host.as_deref().unwrap_or("*"),
+                        path.as_deref().unwrap_or("/")
+                    ),
+                    _ => format!("{port}/{protocol}"),
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            g,
+            "  {} on {}: {}",
+            svc.meta.name.as_deref().unwrap_or(&svc.meta.id),
+            svc.public_ips().join(", "),
+            rules.join(", ")
+        );
+    }
+    let auth = fake
+        .credentials()
+        .map(|c| format!("-u {}:{} ", c.access_key, c.secret_key.expose()))
+        .unwrap_or_default();
+    let _ = writeln!(
+        g,
+        "{COMMAND_PREFIX}curl -fsS {auth}{}/loadbalancerservices | python3 -m json.tool",
+        fake.url()
+    );
+    let _ = writeln!(
+        g,
+        "{EXPECT_PREFIX}each service's portRules and publicEndpoints, as the Rancher API shows them"
+    );
+}
+
 /// The first registry of a `kubernetes.io/dockerconfigjson` Secret.
 fn first_registry(secret: &Secret) -> Option<String> {
     let data = secret.data.as_ref()?.get(".dockerconfigjson")?;
@@ -260,6 +311,7 @@ async fn workloads(
     args: &SandboxArgs,
     hosts: &[HostSpec],
     client: &kube::Client,
+    rancher_fake: bool,
 ) -> anyhow::Result<()> {
     let k = format!("kubectl --kubeconfig {}", args.kubeconfig_out.display());
     let cmd = |g: &mut String, line: String| {
@@ -297,11 +349,18 @@ async fn workloads(
     let Some(host) = hosts.first() else {
         return Ok(());
     };
-    let _ = writeln!(
-        g,
-        "\nA Deployment of your own, exposed, behind an Ingress on {} port 80:",
-        host.address
-    );
+    if rancher_fake {
+        let _ = writeln!(
+            g,
+            "\nA Deployment of your own, exposed, behind an Ingress on port 80:"
+        );
+    } else {
+        let _ = writeln!(
+            g,
+            "\nA Deployment of your own, exposed, behind an Ingress on {} port 80:",
+            host.address
+        );
+    }
     cmd(
         g,
         format!("{k} create deployment web2 --image=nginx --replicas=2"),
@@ -312,26 +371,51 @@ async fn workloads(
         format!("{k} create ingress web2 --rule=\"web2.example.com/*=web2:80\""),
     );
     cmd(g, format!("{k} rollout status deployment/web2"));
-    cmd(
-        g,
-        format!("curl -H 'Host: web2.example.com' http://{}/", host.address),
-    );
-    expect(
-        g,
-        "\"web2-<hash>-<id> /\" from one of its two pods within a few seconds (a pod that \
-         declares no port serves its Service's target port, 80)",
-    );
+    if rancher_fake {
+        let addresses: Vec<String> = hosts.iter().map(|h| h.address.to_string()).collect();
+        cmd(g, format!("{k} get ingress web2"));
+        expect(
+            g,
+            &format!(
+                "ADDRESS {} within a few seconds: on port 80 like the seed's Ingresses, its \
+                 rules join their shared Rancher service (below) and run on the same hosts",
+                addresses.join(",")
+            ),
+        );
+    } else {
+        cmd(
+            g,
+            format!("curl -H 'Host: web2.example.com' http://{}/", host.address),
+        );
+        expect(
+            g,
+            "\"web2-<hash>-<id> /\" from one of its two pods within a few seconds (a pod that \
+             declares no port serves its Service's target port, 80)",
+        );
+    }
+    let follows = if rancher_fake {
+        "the EndpointSlice follows"
+    } else {
+        "the EndpointSlice and HAProxy follow"
+    };
     cmd(g, format!("{k} scale deployment web2 --replicas=3"));
-    expect(
-        g,
-        "a third pod, and HAProxy gets a third server through its runtime API, without a reload",
-    );
+    if rancher_fake {
+        expect(
+            g,
+            "a third pod, and a third endpoint in web2's EndpointSlice",
+        );
+    } else {
+        expect(
+            g,
+            "a third pod, and HAProxy gets a third server through its runtime API, without a \
+             reload",
+        );
+    }
     if let Some(pod) = nginx.first().and_then(|p| p.metadata.name.clone()) {
         cmd(g, format!("{k} delete pod {pod}"));
         expect(
             g,
-            "the ReplicaSet starts a new nginx pod with a new name; the EndpointSlice and \
-             HAProxy follow",
+            &format!("the ReplicaSet starts a new nginx pod with a new name; {follows}"),
         );
     }
     Ok(())

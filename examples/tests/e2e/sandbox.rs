@@ -24,26 +24,31 @@ use rancher_examples::sandbox::{COMMAND_PREFIX, DEMO_MANIFESTS, READY_LINE};
 
 const HOSTS: [&str; 2] = ["127.0.0.2", "127.0.0.3"];
 
-/// Copies the demo manifests, applying `(file, from, to)` text replacements;
-/// each must match, so a change of the manifests fails here loudly.
-fn copy_manifests(to: &Path) {
-    let edits: &[(&str, &str, &str)] = &[
-        (
-            "10-web.yaml",
-            "    scale: \"2\"\n",
-            "    scale: \"2\"\n    http.port: \"18080\"\n",
-        ),
-        (
-            "30-loadbalancer.yaml",
-            "      port: 8080\n      targetPort: 8080\n",
-            "      port: 18081\n      targetPort: 8080\n",
-        ),
-        (
-            "40-tls.yaml",
-            "  name: secure\n  namespace: default\n",
-            "  name: secure\n  namespace: default\n  annotations:\n    http.port: \"18080\"\n    https.port: \"18443\"\n",
-        ),
-    ];
+/// Copies the demo manifests, applying `(file, from, to)` text replacements
+/// when `move_ports`; each must match, so a change of the manifests fails
+/// here loudly.
+fn copy_manifests(to: &Path, move_ports: bool) {
+    let edits: &[(&str, &str, &str)] = if !move_ports {
+        &[]
+    } else {
+        &[
+            (
+                "10-web.yaml",
+                "    scale: \"2\"\n",
+                "    scale: \"2\"\n    http.port: \"18080\"\n",
+            ),
+            (
+                "30-loadbalancer.yaml",
+                "      port: 8080\n      targetPort: 8080\n",
+                "      port: 18081\n      targetPort: 8080\n",
+            ),
+            (
+                "40-tls.yaml",
+                "  name: secure\n  namespace: default\n",
+                "  name: secure\n  namespace: default\n  annotations:\n    http.port: \"18080\"\n    https.port: \"18443\"\n",
+            ),
+        ]
+    };
     std::fs::create_dir_all(to).expect("manifests dir");
     for entry in std::fs::read_dir(DEMO_MANIFESTS).expect("demo manifests") {
         let path = entry.expect("entry").path();
@@ -184,7 +189,9 @@ impl Sandbox {
     fn start(extra: &[&str]) -> (Self, Run) {
         let work = tempfile::tempdir().expect("tempdir");
         let manifests = work.path().join("manifests");
-        copy_manifests(&manifests);
+        // With --rancher-fake nothing listens on the hosts: the demo's own
+        // ports, as a newcomer runs it.
+        copy_manifests(&manifests, !extra.contains(&"--rancher-fake"));
         let run = Run {
             kubeconfig: work.path().join("kubeconfig"),
             run_dir: work.path().join("run"),
@@ -486,10 +493,43 @@ fn the_guide_commands_work_and_ctrl_c_leaves_nothing_behind() {
     }
 }
 
+/// The Rancher load balancer services the guide's Rancher API command
+/// shows, as `(name, sorted public addresses, port rule hostnames)`.
+fn rancher_services(command: &str) -> Vec<(String, Vec<String>, Vec<String>)> {
+    let out = run_until(command, |out| out.contains("\"data\""));
+    let list: serde_json::Value = serde_json::from_str(&out).expect("the Rancher API answers JSON");
+    let strings = |v: &serde_json::Value, key: &str| -> Vec<String> {
+        let mut out: Vec<String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e[key].as_str().map(str::to_owned))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    };
+    list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter(|s| s["state"] != "removed")
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_owned(),
+                strings(&s["publicEndpoints"], "ipAddress"),
+                strings(&s["lbConfig"]["portRules"], "hostname"),
+            )
+        })
+        .collect()
+}
+
 /// `--rancher-fake`: the Rancher driver on a fake Rancher. The seed's two
 /// Ingresses share one Rancher load balancer service, so the guide shows
 /// both hosts for `scalelb` (and for the TLS Ingress) on every start, and
-/// nothing warns.
+/// nothing warns. The first time, the guide's commands are followed as a
+/// newcomer would: the Rancher API shows the one shared service, and the
+/// reader's own Ingress joins it.
 #[test]
 fn the_rancher_fake_guide_shows_both_addresses_every_time() {
     for round in 0..3 {
@@ -501,7 +541,27 @@ fn the_rancher_fake_guide_shows_both_addresses_every_time() {
         ] {
             assert!(output.contains(ingress), "round {round}:\n{output}");
         }
+        let shared: Vec<&String> = sandbox
+            .seen
+            .iter()
+            .filter(|l| l.starts_with("  ingress-"))
+            .collect();
+        assert_eq!(
+            shared.len(),
+            1,
+            "round {round}: one shared service in:\n{output}"
+        );
+        assert!(
+            shared[0].contains(" on 127.0.0.2, 127.0.0.3: ")
+                && shared[0].contains("foo.bar.com/foo")
+                && shared[0].contains("secure.example.org/"),
+            "round {round}: {}",
+            shared[0]
+        );
         let kubectl = format!("kubectl --kubeconfig {}", run.kubeconfig.display());
+        if round == 0 {
+            follow_the_rancher_fake_guide(&sandbox, &kubectl);
+        }
         let types = run_until(
             &format!("{kubectl} get events.events.k8s.io -A -o jsonpath='{{.items[*].type}}'"),
             |out| out.contains("Normal"),
@@ -637,4 +697,96 @@ fn the_main_job_in_root_mode_wires_its_pods_with_rancher_cni() {
         );
         pause(100);
     }
+}
+
+/// Runs the `--rancher-fake` guide's commands: the Rancher API shows one
+/// service on both hosts with both Ingresses' rules; the reader's own
+/// Deployment and Ingress (the guide prints no `curl` through a load balancer,
+/// since nothing serves traffic) get both hosts by joining that service.
+fn follow_the_rancher_fake_guide(sandbox: &Sandbox, kubectl: &str) {
+    let output = sandbox.seen.join("\n");
+    let commands: Vec<&str> = sandbox
+        .seen
+        .iter()
+        .filter_map(|l| l.strip_prefix(COMMAND_PREFIX))
+        .collect();
+    let with = |needle: &str| -> Vec<&str> {
+        commands
+            .iter()
+            .copied()
+            .filter(|c| c.contains(needle))
+            .collect()
+    };
+    assert!(
+        with("Host: ").is_empty() && with("https://").is_empty(),
+        "a curl through a load balancer that nothing serves in:\n{output}"
+    );
+    let get = with("get nodes,ingress,services");
+    assert_eq!(get.len(), 1, "one kubectl get line in:\n{output}");
+    run_until(get[0], |out| {
+        ["scalelb", "secure"].iter().all(|name| {
+            out.lines()
+                .any(|l| l.contains(name) && l.contains("127.0.0.2,127.0.0.3"))
+        })
+    });
+    let api = with("/loadbalancerservices");
+    assert_eq!(api.len(), 1, "one Rancher API line in:\n{output}");
+    let hosts: Vec<String> = HOSTS.iter().map(|h| (*h).to_owned()).collect();
+    let ingress_services = |command: &str| -> Vec<(String, Vec<String>, Vec<String>)> {
+        rancher_services(command)
+            .into_iter()
+            .filter(|(name, ..)| name.starts_with("ingress-"))
+            .collect()
+    };
+    let services = ingress_services(api[0]);
+    assert_eq!(services.len(), 1, "{services:?}");
+    assert_eq!(services[0].1, hosts, "{services:?}");
+    assert_eq!(
+        services[0].2,
+        ["foo.bar.com", "secure.example.org"],
+        "{services:?}"
+    );
+
+    for step in [
+        "create deployment web2 --image=nginx --replicas=2",
+        "expose deployment web2 --port 80",
+        "create ingress web2 --rule=\"web2.example.com/*=web2:80\"",
+        "rollout status deployment/web2",
+        "get ingress web2",
+    ] {
+        let line = with(step);
+        assert_eq!(line.len(), 1, "one line `{step}` in:\n{output}");
+        assert_eq!(line[0], format!("{kubectl} {step}"));
+        run_until(line[0], |out| {
+            step != "get ingress web2" || out.contains("127.0.0.2,127.0.0.3")
+        });
+    }
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let services = ingress_services(api[0]);
+        if services.len() == 1 && services[0].2.iter().any(|h| h == "web2.example.com") {
+            assert_eq!(services[0].1, hosts, "{services:?}");
+            break;
+        }
+        assert!(Instant::now() < end, "web2 did not join: {services:?}");
+        pause(200);
+    }
+
+    let scale = with("scale deployment web2 --replicas=3");
+    assert_eq!(scale.len(), 1, "one scale line in:\n{output}");
+    run_until(scale[0], |_| true);
+    run_until(
+        &format!(
+            "{kubectl} get endpointslices -l kubernetes.io/service-name=web2 \
+             -o jsonpath='{{.items[*].endpoints[*].addresses[0]}}'"
+        ),
+        |out| out.split_whitespace().count() == 3,
+    );
+    let delete = with("delete pod nginx-");
+    assert_eq!(delete.len(), 1, "one delete pod line in:\n{output}");
+    let deleted = delete[0].rsplit(' ').next().unwrap_or_default();
+    run_until(delete[0], |_| true);
+    run_until(&format!("{kubectl} get pods -l app=nginx -o name"), |out| {
+        out.lines().count() == 2 && !out.contains(deleted)
+    });
 }
