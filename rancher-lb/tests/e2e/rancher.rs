@@ -400,6 +400,11 @@ async fn resolved_backends_target_services_and_errors_are_reported() {
 /// An HTTP load balancer routing `host``path` to one endpoint; with `tls`,
 /// also HTTPS on 443 with the example.org certificate as the default.
 pub(crate) fn http(id: &str, scale: u32, host: &str, path: &str, tls: bool) -> LoadBalancer {
+    LoadBalancer::new(&http_spec(id, scale, host, path, tls)).unwrap()
+}
+
+/// The spec of [`http`]'s load balancer.
+fn http_spec(id: &str, scale: u32, host: &str, path: &str, tls: bool) -> LoadBalancerSpec {
     let mut listeners = vec![ListenerSpec {
         port: 80,
         protocol: Protocol::Http,
@@ -428,7 +433,7 @@ pub(crate) fn http(id: &str, scale: u32, host: &str, path: &str, tls: bool) -> L
             backend: "web".into(),
         })
         .collect();
-    LoadBalancer::new(&LoadBalancerSpec {
+    LoadBalancerSpec {
         id: id.into(),
         listeners,
         http_routes,
@@ -443,8 +448,7 @@ pub(crate) fn http(id: &str, scale: u32, host: &str, path: &str, tls: bool) -> L
         certificates,
         scale,
         ..Default::default()
-    })
-    .unwrap()
+    }
 }
 
 /// `(hostname, path, backendName)` of a service's rules, sorted.
@@ -620,6 +624,46 @@ async fn a_tcp_port_is_not_shared_and_the_shortfall_names_who_holds_it() {
         "{}",
         status.message
     );
+}
+
+/// Two HTTP load balancers on port 80 whose placements differ cannot share
+/// a service: the one that does not fit on the other's hosts is short, and
+/// its shortfall names who holds port 80 there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_placements_do_not_share_and_the_shortfall_names_who_holds_the_port() {
+    let fake = fake().await;
+    let driver = RancherDriver::new(fake.client(), RancherConfig::new());
+    let mut zone_a = http_spec("web-a", 2, "a.example.org", "/", false);
+    zone_a.placement.required_labels = [("zone".to_owned(), "a".to_owned())].into();
+    let zone_a = LoadBalancer::new(&zone_a).unwrap();
+    let status = settled(&driver, &zone_a, 2).await;
+    assert_eq!(status.addresses, vec![ips()[0], ips()[1]]);
+    let anywhere = http("web-any", 3, "any.example.org", "/", false);
+    let status = eventually("a shortfall", 10, || async {
+        let s = driver.ensure(&anywhere).await.unwrap();
+        (s.addresses.len() == 1)
+            .then(|| s.condition(ConditionKind::Shortfall).cloned())
+            .flatten()
+    })
+    .await;
+    assert_eq!(live(&fake).len(), 2, "separate services");
+    assert!(
+        status.message.starts_with("wanted 3, placed 1: "),
+        "{}",
+        status.message
+    );
+    for ip in [IPS[0], IPS[1]] {
+        assert!(
+            status.message.contains(&format!(
+                "port 80 on {ip} is held by load balancer web-a (Rancher service web-a)"
+            )),
+            "{}",
+            status.message
+        );
+    }
+    // The holder keeps both its hosts.
+    let a = driver.status(zone_a.id()).await.unwrap().unwrap();
+    assert_eq!(a.addresses, vec![ips()[0], ips()[1]]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
