@@ -25,6 +25,7 @@
 
 mod federation;
 mod guide;
+mod pod_network;
 mod rancher_fake;
 mod scoped;
 
@@ -117,11 +118,13 @@ pub struct SandboxArgs {
     /// server instead of HAProxy (statuses only: no traffic is served).
     #[arg(long)]
     pub rancher_fake: bool,
-    /// How pods get their addresses: `loopback` (a loopback address per pod) or
+    /// How pods get their addresses: `loopback` (a loopback address per pod),
     /// `cni` (root only: a network namespace per pod wired by the `rancher-cni`
     /// plugin built next to this binary, with an address from the node's range
-    /// of `--cluster-cidr`, reachable from the host).
-    #[arg(long, value_name = "MODE", default_value = "loopback", value_parser = ["loopback", "cni"])]
+    /// of `--cluster-cidr`, reachable from the host) or `auto`: `cni` when run
+    /// as root with the plugin built and `--cluster-cidr` not routed on the
+    /// host already, `loopback` otherwise (the first line says which and why).
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = pod_network::MODES)]
     pub pod_network: String,
     /// The cluster's pod range, a /24 per node.
     #[arg(long, value_name = "CIDR", default_value = rancher_sandbox::workloads::DEFAULT_CLUSTER_CIDR)]
@@ -534,11 +537,19 @@ fn announce(all: &Readiness, name: &str, part: Readiness, what: String) {
 /// (the topology labels, and Rancher's host labels the cloud provider reads).
 fn workloads(args: &SandboxArgs, hosts: &[HostSpec], run_dir: &Path) -> Workloads {
     let mut w = Workloads::new().cluster_cidr(args.cluster_cidr.clone());
-    if args.pod_network == "cni" {
-        let plugin = std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(|d| d.join("rancher-cni")))
-            .unwrap_or_else(|| PathBuf::from("rancher-cni"));
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let host = pod_network::Host::read(exe_dir.as_deref());
+    let (mode, fallback) = pod_network::choose(&args.pod_network, &args.cluster_cidr, &host);
+    if let Some(reason) = fallback {
+        say(format_args!(
+            "  pods on loopback addresses: {reason} (--pod-network auto)"
+        ));
+    }
+    if mode == "cni" {
+        let plugin =
+            exe_dir.map_or_else(|| PathBuf::from("rancher-cni"), |d| d.join("rancher-cni"));
         w = w.pod_network(PodNetwork::Cni(CniNetwork::new(
             plugin,
             run_dir.join("cni"),
