@@ -66,9 +66,7 @@ impl DnsBackend for HostsFile {
     async fn sync(&self, zone: &dyn ZoneRecords) -> Result<()> {
         let mut names = self.names.lock();
         names.clear();
-        for (name, records) in zone.names() {
-            Self::upsert(&mut names, name, records);
-        }
+        zone.for_each_name(&mut |name, records| Self::upsert(&mut names, name, records));
         self.write(&names)
     }
 

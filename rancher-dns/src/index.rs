@@ -139,8 +139,11 @@ impl DnsIndex {
     /// A sink and the receiving end of its changes.
     pub fn new(options: Options, metrics: Metrics) -> (Self, mpsc::UnboundedReceiver<Vec<Change>>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let mut records = RecordIndex::new(options);
+        // Until the publisher takes the full state, changes would be dropped.
+        records.set_changes_wanted(false);
         let index = Self {
-            records: RecordIndex::new(options),
+            records,
             changes: tx,
             metrics,
             skipped_seen: 0,
@@ -158,6 +161,7 @@ impl DnsIndex {
     /// lock held while taking the full state the publisher syncs first.
     pub fn start_publishing(&mut self) {
         self.publishing = true;
+        self.records.set_changes_wanted(true);
     }
 
     fn emit(&mut self, changes: Vec<Change>) {

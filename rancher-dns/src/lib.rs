@@ -37,9 +37,9 @@
 //! impl DnsBackend for LogBackend {
 //!     async fn sync(&self, zone: &dyn ZoneRecords) -> Result<()> {
 //!         println!("full zone: {} names", zone.len());
-//!         for (name, records) in zone.names() {
+//!         zone.for_each_name(&mut |name, records| {
 //!             println!("{name}: {} records", records.len());
-//!         }
+//!         });
 //!         Ok(())
 //!     }
 //!     async fn apply(&self, changes: &[Change]) -> Result<()> {

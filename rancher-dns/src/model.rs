@@ -353,8 +353,9 @@ pub struct NameRecords {
 /// once, with its records.
 ///
 /// The index hands out a [`ZoneView`](crate::records::ZoneView), which
-/// borrows the records the index already holds instead of copying them; a
-/// list of [`NameRecords`] (a `Vec`, an array) is a zone too.
+/// shares the index's objects and builds each name's records as it is read
+/// (so a backend copies only what it keeps); a list of [`NameRecords`] (a
+/// `Vec`, an array) is a zone too.
 pub trait ZoneRecords: Sync {
     /// Number of owner names.
     fn len(&self) -> usize;
@@ -364,10 +365,11 @@ pub trait ZoneRecords: Sync {
         self.len() == 0
     }
 
-    /// Every owner name (lower-case, no trailing dot) with its records
-    /// (sorted, deduplicated; empty for an empty non-terminal). Each name
-    /// comes once; the order is unspecified.
-    fn names(&self) -> Box<dyn Iterator<Item = (&str, &[RData])> + '_>;
+    /// Calls `f` with every owner name (lower-case, no trailing dot) and its
+    /// records (sorted, deduplicated; empty for an empty non-terminal). Each
+    /// name comes once; the order is unspecified. The records are only
+    /// borrowed for the call: a backend copies what it keeps.
+    fn for_each_name(&self, f: &mut dyn FnMut(&str, &[RData]));
 }
 
 impl ZoneRecords for [NameRecords] {
@@ -375,8 +377,10 @@ impl ZoneRecords for [NameRecords] {
         <[NameRecords]>::len(self)
     }
 
-    fn names(&self) -> Box<dyn Iterator<Item = (&str, &[RData])> + '_> {
-        Box::new(self.iter().map(|n| (n.name.as_str(), n.records.as_slice())))
+    fn for_each_name(&self, f: &mut dyn FnMut(&str, &[RData])) {
+        for n in self {
+            f(&n.name, &n.records);
+        }
     }
 }
 
@@ -385,8 +389,8 @@ impl ZoneRecords for Vec<NameRecords> {
         self.as_slice().len()
     }
 
-    fn names(&self) -> Box<dyn Iterator<Item = (&str, &[RData])> + '_> {
-        ZoneRecords::names(self.as_slice())
+    fn for_each_name(&self, f: &mut dyn FnMut(&str, &[RData])) {
+        self.as_slice().for_each_name(f);
     }
 }
 
@@ -395,8 +399,8 @@ impl<const N: usize> ZoneRecords for [NameRecords; N] {
         N
     }
 
-    fn names(&self) -> Box<dyn Iterator<Item = (&str, &[RData])> + '_> {
-        ZoneRecords::names(self.as_slice())
+    fn for_each_name(&self, f: &mut dyn FnMut(&str, &[RData])) {
+        self.as_slice().for_each_name(f);
     }
 }
 

@@ -5,16 +5,25 @@
 //! name, SRV names, endpoint names, PTRs and the empty non-terminals above
 //! them). An update recomputes only the changed owner's names and returns the
 //! per-name [`Change`]s, which backends apply.
+//!
+//! The index keeps the model objects and no records: an owner's records are
+//! built from its objects when they are needed (to diff an update, for
+//! [`RecordIndex::get`], for a [`ZoneView`]). Names below a Service's own
+//! name (`<svc>.<ns>.svc.<zone>` and everything under it) can only be that
+//! Service's, so they are not tracked at all; only the names several owners
+//! may share (empty non-terminals above the Services, PTR names, pod and
+//! static names) are kept with their owners.
 
-use std::collections::{BTreeMap, HashMap, HashSet, hash_map::Entry};
-use std::net::IpAddr;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::model::{
-    Change, EndpointSlice, NameRecords, Options, Pod, PodRecords, RData, SCHEMA_VERSION, Service,
-    ServiceKey, ServiceKind, Soa, ZoneRecords,
+    Change, EndpointSlice, NameRecords, Options, Pod, RData, Service, ServiceKey, ZoneRecords,
 };
-use crate::name;
+
+mod build;
+
+use build::{Build, Owned, Slices};
 
 /// Who contributes a name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,44 +33,55 @@ enum Owner {
     Pod(ServiceKey),
 }
 
-/// Records an owner builds, by name (transient).
-type Owned = BTreeMap<String, Vec<RData>>;
-
-/// Records an owner contributes, sorted by name (stored: the only copy of
-/// the records in the index). Shared with the [`ZoneView`]s taken while it
-/// is current; an update replaces it rather than changing it.
-type Stored = Vec<(Arc<str>, Vec<RData>)>;
-
 type OwnerId = u32;
 
-/// The owners of a name; almost always exactly one.
+/// Set on an owner id in [`Owners`] when the owner contributes records to
+/// the name, not only an empty non-terminal.
+const HAS_RECORDS: u32 = 1 << 31;
+
+/// The owners of a shared name (ids, with [`HAS_RECORDS`]); almost always
+/// exactly one.
 #[derive(Debug, Clone)]
 enum Owners {
-    One(OwnerId),
-    // Boxed: the names table holds one `Owners` per name, and a bare `Vec`
-    // would double its size for the few names with several owners.
+    One(u32),
+    // Boxed: the table holds one `Owners` per name, and a bare `Vec` would
+    // double its size for the few names with several owners.
     #[allow(clippy::box_collection)]
-    Many(Box<Vec<OwnerId>>),
+    Many(Box<Vec<u32>>),
 }
 
 impl Owners {
-    fn as_slice(&self) -> &[OwnerId] {
+    fn as_slice(&self) -> &[u32] {
         match self {
             Self::One(o) => std::slice::from_ref(o),
             Self::Many(v) => v,
         }
     }
 
-    fn push(&mut self, id: OwnerId) {
+    /// Adds an owner (tagged) that is not one yet.
+    fn push(&mut self, tagged: u32) {
         match self {
-            Self::One(o) => *self = Self::Many(Box::new(vec![*o, id])),
-            Self::Many(v) => v.push(id),
+            Self::One(o) => *self = Self::Many(Box::new(vec![*o, tagged])),
+            Self::Many(v) => v.push(tagged),
+        }
+    }
+
+    /// Updates whether owner `id` has records (adds it if it is not one).
+    fn set(&mut self, id: OwnerId, has_records: bool) {
+        let tagged = if has_records { id | HAS_RECORDS } else { id };
+        match self {
+            Self::One(o) if *o & !HAS_RECORDS == id => *o = tagged,
+            Self::One(o) => *self = Self::Many(Box::new(vec![*o, tagged])),
+            Self::Many(v) => match v.iter_mut().find(|o| **o & !HAS_RECORDS == id) {
+                Some(o) => *o = tagged,
+                None => v.push(tagged),
+            },
         }
     }
 
     fn remove(&mut self, id: OwnerId) {
         if let Self::Many(v) = self {
-            v.retain(|o| *o != id);
+            v.retain(|o| *o & !HAS_RECORDS != id);
             if let [only] = v.as_slice() {
                 *self = Self::One(*only);
             }
@@ -69,28 +89,30 @@ impl Owners {
     }
 }
 
-fn lookup<'a>(stored: &'a Stored, name: &str) -> Option<&'a Vec<RData>> {
-    stored
-        .binary_search_by(|(n, _)| (**n).cmp(name))
-        .ok()
-        .map(|i| &stored[i].1)
-}
-
 /// Incremental index from objects to records. Not thread-safe by itself:
 /// the controller owns it and hands the resulting changes to backends.
 #[derive(Debug)]
 pub struct RecordIndex {
-    options: Options,
+    options: Arc<Options>,
     zone_suffix: String,
-    services: HashMap<ServiceKey, Service>,
-    slices: HashMap<ServiceKey, BTreeMap<String, EndpointSlice>>,
+    /// `.svc.<zone>`: names ending in it below `<ns>.svc.<zone>` are a
+    /// Service's own.
+    svc_suffix: String,
+    services: HashMap<ServiceKey, Arc<Service>>,
+    slices: HashMap<ServiceKey, Arc<Slices>>,
     slice_service: HashMap<(String, String), ServiceKey>,
-    pods: HashMap<ServiceKey, Pod>,
+    pods: HashMap<ServiceKey, Arc<Pod>>,
     owner_ids: HashMap<Owner, OwnerId>,
+    owners: HashMap<OwnerId, Owner>,
     next_owner: OwnerId,
-    owned: HashMap<OwnerId, Arc<Stored>>,
-    /// Who contributes each name; a name exists while it has a contributor.
-    names: HashMap<Arc<str>, Owners>,
+    /// Names outside every Service's own subtree, with their contributors;
+    /// such a name exists while it has one.
+    shared: HashMap<Box<str>, Owners>,
+    /// Names in Services' own subtrees.
+    private_names: usize,
+    /// Whether updates return their changes (see
+    /// [`RecordIndex::set_changes_wanted`]).
+    changes_wanted: bool,
     skipped: u64,
 }
 
@@ -99,27 +121,39 @@ impl RecordIndex {
     /// `dns-version.<zone>` TXT and `ns.dns.<zone>`.
     pub fn new(options: Options) -> Self {
         let zone_suffix = format!(".{}", options.zone);
+        let svc_suffix = format!(".svc.{}", options.zone);
         let mut index = Self {
-            options,
+            options: Arc::new(options),
             zone_suffix,
+            svc_suffix,
             services: HashMap::new(),
             slices: HashMap::new(),
             slice_service: HashMap::new(),
             pods: HashMap::new(),
             owner_ids: HashMap::new(),
+            owners: HashMap::new(),
             next_owner: 0,
-            owned: HashMap::new(),
-            names: HashMap::new(),
+            shared: HashMap::new(),
+            private_names: 0,
+            changes_wanted: true,
             skipped: 0,
         };
-        let statics = index.static_records();
-        index.set_owner(Owner::Static, statics);
+        let statics = index.build_reported(&Owner::Static);
+        index.replace(Owner::Static, Owned::new(), statics);
         index
     }
 
     /// The options the index was built with.
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// Whether updates return the per-name [`Change`]s they make (the
+    /// default). A caller that will sync the full state to its backends
+    /// anyway (the controller before its first sync) turns them off, so an
+    /// initial list does not build a change for every name of the zone.
+    pub fn set_changes_wanted(&mut self, wanted: bool) {
+        self.changes_wanted = wanted;
     }
 
     /// How many objects or parts of objects were skipped as invalid so far.
@@ -129,61 +163,111 @@ impl RecordIndex {
 
     /// Number of owner names in the zone (including empty non-terminals).
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.private_names + self.shared.len()
     }
 
     /// Whether the zone is empty (never: the apex always exists).
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.len() == 0
     }
 
     /// The records of a name, if it exists (lower-case, no trailing dot).
     pub fn get(&self, name: &str) -> Option<Vec<RData>> {
-        let owners = self.names.get(name)?;
-        Some(self.merge(name, owners.as_slice()))
+        if let Some(owners) = self.shared.get(name) {
+            return Some(self.merge(name, owners.as_slice()));
+        }
+        let (namespace, service) = self.private_key(name)?;
+        self.build(&Owner::Service(ServiceKey::new(namespace, service)))
+            .remove(name)
     }
 
-    /// The records all `owners` contribute to `name`, sorted.
-    fn merge(&self, name: &str, owners: &[OwnerId]) -> Vec<RData> {
-        let mut parts = owners
-            .iter()
-            .filter_map(|o| lookup(self.owned.get(o)?, name));
-        let first = parts.next().cloned().unwrap_or_default();
-        let Some(second) = parts.next() else {
-            return first;
-        };
-        let mut merged: Vec<RData> = first.into_iter().chain(second.iter().cloned()).collect();
-        for p in parts {
-            merged.extend(p.iter().cloned());
+    /// The Service whose own subtree `name` is in: `(namespace, name)` for
+    /// `<svc>.<ns>.svc.<zone>` and the names below it.
+    fn private_key<'n>(&self, name: &'n str) -> Option<(&'n str, &'n str)> {
+        let rest = name.strip_suffix(self.svc_suffix.as_str())?;
+        let (above, namespace) = rest.rsplit_once('.')?;
+        let service = above.rsplit('.').next()?;
+        Some((namespace, service))
+    }
+
+    fn is_private(&self, owner: &Owner, name: &str) -> bool {
+        match owner {
+            Owner::Service(key) => self
+                .private_key(name)
+                .is_some_and(|(ns, svc)| ns == key.namespace && svc == key.name),
+            Owner::Static | Owner::Pod(_) => false,
+        }
+    }
+
+    /// Builds what `owner` contributes now, reporting nothing.
+    fn build(&self, owner: &Owner) -> Owned {
+        let mut build = Build::new(&self.options, false);
+        self.build_with(owner, &mut build)
+    }
+
+    /// Builds what `owner` contributes now, counting invalid data.
+    fn build_reported(&mut self, owner: &Owner) -> Owned {
+        let options = self.options.clone();
+        let mut build = Build::new(&options, true);
+        let owned = self.build_with(owner, &mut build);
+        self.skipped += build.skipped;
+        owned
+    }
+
+    fn build_with(&self, owner: &Owner, build: &mut Build<'_>) -> Owned {
+        match owner {
+            Owner::Static => build.statics(),
+            Owner::Service(key) => match self.services.get(key) {
+                Some(svc) => build.service(svc, self.slices.get(key).map(|s| &**s)),
+                None => Owned::new(),
+            },
+            Owner::Pod(key) => match self.pods.get(key) {
+                Some(pod) => build.pod(pod),
+                None => Owned::new(),
+            },
+        }
+    }
+
+    /// The records the `owners` (tagged ids) contribute to `name`, sorted.
+    fn merge(&self, name: &str, owners: &[u32]) -> Vec<RData> {
+        let mut merged = Vec::new();
+        for tagged in owners.iter().filter(|o| **o & HAS_RECORDS != 0) {
+            let Some(owner) = self.owners.get(&(tagged & !HAS_RECORDS)) else {
+                continue;
+            };
+            if let Some(records) = self.build(owner).remove(name) {
+                merged.extend(records);
+            }
         }
         merged.sort();
         merged.dedup();
         merged
     }
 
-    /// The full state as it is now, without copying the records: the view
-    /// shares them with the index, and later changes to the index do not
-    /// show through it. This is what [`DnsBackend::sync`] is given.
+    /// The full state as it is now, without building any record: the view
+    /// shares the index's model objects, builds the records as it is read,
+    /// and later changes to the index do not show through it. This is what
+    /// [`DnsBackend::sync`] is given.
     ///
     /// [`DnsBackend::sync`]: crate::backend::DnsBackend::sync
     pub fn view(&self) -> ZoneView {
-        let mut parts: Vec<(OwnerId, Arc<Stored>)> = self
-            .owned
-            .iter()
-            .map(|(id, stored)| (*id, stored.clone()))
-            .collect();
-        parts.sort_unstable_by_key(|(id, _)| *id);
-        let mut shared: Stored = self
-            .names
+        let mut multi: Vec<(Box<str>, Vec<RData>)> = self
+            .shared
             .iter()
             .filter(|(_, owners)| owners.as_slice().len() > 1)
             .map(|(n, owners)| (n.clone(), self.merge(n, owners.as_slice())))
             .collect();
-        shared.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        multi.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         ZoneView {
-            parts: parts.into_iter().map(|(_, stored)| stored).collect(),
-            shared,
-            len: self.names.len(),
+            options: self.options.clone(),
+            services: self
+                .services
+                .iter()
+                .map(|(key, svc)| (svc.clone(), self.slices.get(key).cloned()))
+                .collect(),
+            pods: self.pods.values().cloned().collect(),
+            multi,
+            len: self.len(),
         }
     }
 
@@ -193,70 +277,106 @@ impl RecordIndex {
         self.view().to_vec()
     }
 
+    /// Runs `change` on the model objects and returns what it did to
+    /// `owner`'s names.
+    fn update(&mut self, owner: Owner, change: impl FnOnce(&mut Self)) -> Vec<Change> {
+        let old = self.build(&owner);
+        change(self);
+        let new = self.build_reported(&owner);
+        self.replace(owner, old, new)
+    }
+
     /// Adds or replaces a Service.
     pub fn apply_service(&mut self, service: Service) -> Vec<Change> {
         let key = service.key.clone();
-        self.services.insert(key.clone(), service);
-        self.rebuild_service(&key)
+        self.update(Owner::Service(key.clone()), |index| {
+            index.services.insert(key, Arc::new(service));
+        })
     }
 
     /// Removes a Service.
     pub fn delete_service(&mut self, key: &ServiceKey) -> Vec<Change> {
-        self.services.remove(key);
-        self.rebuild_service(key)
+        self.update(Owner::Service(key.clone()), |index| {
+            index.services.remove(key);
+        })
+    }
+
+    /// Drops what the records never read and spare capacity, as the slice
+    /// is kept until it changes.
+    fn trim(&self, slice: &mut EndpointSlice) {
+        for ep in &mut slice.endpoints {
+            if !self.options.endpoint_pod_names {
+                ep.pod_name = None;
+            }
+            ep.addresses.shrink_to_fit();
+        }
+        slice.endpoints.shrink_to_fit();
+        slice.ports.shrink_to_fit();
+    }
+
+    fn insert_slice(&mut self, key: ServiceKey, slice: EndpointSlice) {
+        let id = (slice.namespace.clone(), slice.name.clone());
+        let name = id.1.clone();
+        self.slice_service.insert(id, key.clone());
+        Arc::make_mut(self.slices.entry(key).or_default()).insert(name, slice);
+    }
+
+    fn remove_slice(&mut self, key: &ServiceKey, name: &str) {
+        if let Some(slices) = self.slices.get_mut(key) {
+            Arc::make_mut(slices).remove(name);
+            if slices.is_empty() {
+                self.slices.remove(key);
+            }
+        }
     }
 
     /// Adds or replaces an EndpointSlice.
-    pub fn apply_slice(&mut self, slice: EndpointSlice) -> Vec<Change> {
-        let id = (slice.namespace.clone(), slice.name.clone());
+    pub fn apply_slice(&mut self, mut slice: EndpointSlice) -> Vec<Change> {
+        self.trim(&mut slice);
         let key = ServiceKey::new(slice.namespace.clone(), slice.service.clone());
         let mut changes = Vec::new();
-        if let Some(previous) = self.slice_service.insert(id.clone(), key.clone())
+        let id = (slice.namespace.clone(), slice.name.clone());
+        if let Some(previous) = self.slice_service.get(&id).cloned()
             && previous != key
         {
-            if let Some(m) = self.slices.get_mut(&previous) {
-                m.remove(&id.1);
-            }
-            changes.extend(self.rebuild_service(&previous));
+            changes.extend(self.update(Owner::Service(previous.clone()), |index| {
+                index.slice_service.remove(&id);
+                index.remove_slice(&previous, &id.1);
+            }));
         }
-        self.slices
-            .entry(key.clone())
-            .or_default()
-            .insert(id.1, slice);
-        changes.extend(self.rebuild_service(&key));
+        changes.extend(self.update(Owner::Service(key.clone()), |index| {
+            index.insert_slice(key, slice);
+        }));
         changes
     }
 
     /// Removes an EndpointSlice.
     pub fn delete_slice(&mut self, namespace: &str, name: &str) -> Vec<Change> {
-        let Some(key) = self
-            .slice_service
-            .remove(&(namespace.to_owned(), name.to_owned()))
-        else {
+        let id = (namespace.to_owned(), name.to_owned());
+        let Some(key) = self.slice_service.get(&id).cloned() else {
             return Vec::new();
         };
-        if let Entry::Occupied(mut e) = self.slices.entry(key.clone()) {
-            e.get_mut().remove(name);
-            if e.get().is_empty() {
-                e.remove();
-            }
-        }
-        self.rebuild_service(&key)
+        self.update(Owner::Service(key.clone()), |index| {
+            index.slice_service.remove(&id);
+            index.remove_slice(&key, name);
+        })
     }
 
-    /// Adds or replaces a Pod (only used with [`PodRecords::Verified`]).
+    /// Adds or replaces a Pod (only used with
+    /// [`PodRecords::Verified`](crate::model::PodRecords::Verified)).
     pub fn apply_pod(&mut self, pod: Pod) -> Vec<Change> {
         let key = ServiceKey::new(pod.namespace.clone(), pod.name.clone());
-        let records = self.pod_records(&pod);
-        self.pods.insert(key.clone(), pod);
-        self.set_owner(Owner::Pod(key), records)
+        self.update(Owner::Pod(key.clone()), |index| {
+            index.pods.insert(key, Arc::new(pod));
+        })
     }
 
     /// Removes a Pod.
     pub fn delete_pod(&mut self, namespace: &str, name: &str) -> Vec<Change> {
         let key = ServiceKey::new(namespace, name);
-        self.pods.remove(&key);
-        self.set_owner(Owner::Pod(key), Owned::new())
+        self.update(Owner::Pod(key.clone()), |index| {
+            index.pods.remove(&key);
+        })
     }
 
     /// Replaces every Service (a re-list): Services not in `services` go.
@@ -273,14 +393,15 @@ impl RecordIndex {
             changes.extend(self.delete_service(&key));
         }
         for s in services {
-            if self.services.get(&s.key) != Some(&s) {
+            if self.services.get(&s.key).is_none_or(|now| **now != s) {
                 changes.extend(self.apply_service(s));
             }
         }
         changes
     }
 
-    /// Replaces every EndpointSlice.
+    /// Replaces every EndpointSlice. Each Service's records are rebuilt
+    /// once for all its slices.
     pub fn reset_slices(&mut self, slices: Vec<EndpointSlice>) -> Vec<Change> {
         let keep: HashSet<(String, String)> = slices
             .iter()
@@ -292,20 +413,28 @@ impl RecordIndex {
             .filter(|k| !keep.contains(*k))
             .cloned()
             .collect();
+        drop(keep);
         let mut changes = Vec::new();
         for (ns, name) in gone {
             changes.extend(self.delete_slice(&ns, &name));
         }
-        for s in slices {
-            let unchanged = self
-                .slice_service
-                .get(&(s.namespace.clone(), s.name.clone()))
-                .and_then(|k| self.slices.get(k))
-                .and_then(|m| m.get(&s.name))
-                == Some(&s);
-            if !unchanged {
-                changes.extend(self.apply_slice(s));
+        let mut by_service: HashMap<ServiceKey, Vec<EndpointSlice>> = HashMap::new();
+        for mut s in slices {
+            self.trim(&mut s);
+            let key = ServiceKey::new(s.namespace.clone(), s.service.clone());
+            let id = (s.namespace.clone(), s.name.clone());
+            match self.slice_service.get(&id) {
+                Some(now) if *now != key => changes.extend(self.apply_slice(s)),
+                Some(now) if self.slices.get(now).and_then(|m| m.get(&s.name)) == Some(&s) => {}
+                _ => by_service.entry(key).or_default().push(s),
             }
+        }
+        for (key, group) in by_service {
+            changes.extend(self.update(Owner::Service(key.clone()), |index| {
+                for s in group {
+                    index.insert_slice(key.clone(), s);
+                }
+            }));
         }
         changes
     }
@@ -332,367 +461,141 @@ impl RecordIndex {
         changes
     }
 
-    fn static_records(&self) -> Owned {
-        let o = &self.options;
-        let mut owned = Owned::new();
-        let ns = o.nameserver();
-        owned.insert(
-            o.zone.clone(),
-            vec![
-                RData::Soa(Box::new(Soa::for_options(o))),
-                RData::Ns(ns.clone()),
-            ],
-        );
-        owned.insert(
-            format!("dns-version.{}", o.zone),
-            vec![RData::Txt(vec![SCHEMA_VERSION.to_owned()])],
-        );
-        if !o.nameserver_addresses.is_empty() {
-            let recs = o
-                .nameserver_addresses
-                .iter()
-                .map(|ip| addr_record(*ip))
-                .collect();
-            self.insert_with_parents(&mut owned, ns, recs);
+    fn owner_id(&mut self, owner: &Owner) -> OwnerId {
+        if let Some(id) = self.owner_ids.get(owner) {
+            return *id;
         }
-        owned
+        let mut id = self.next_owner & !HAS_RECORDS;
+        while self.owners.contains_key(&id) {
+            id = id.wrapping_add(1) & !HAS_RECORDS;
+        }
+        self.next_owner = id.wrapping_add(1);
+        self.owner_ids.insert(owner.clone(), id);
+        self.owners.insert(id, owner.clone());
+        id
     }
 
-    fn pod_records(&mut self, pod: &Pod) -> Owned {
-        let mut owned = Owned::new();
-        if self.options.pods != PodRecords::Verified
-            || !self.options.serves_namespace(&pod.namespace)
-        {
-            return owned;
-        }
-        if !name::is_rfc1123_label(&pod.namespace) {
-            self.skip(
-                format!("pod/{}/{}", pod.namespace, pod.name),
-                "metadata.namespace",
-                "not a DNS label",
-            );
-            return owned;
-        }
-        for ip in &pod.ips {
-            let n = format!(
-                "{}.{}.pod.{}",
-                name::dashed_ip(*ip),
-                pod.namespace,
-                self.options.zone
-            );
-            self.insert_with_parents(&mut owned, n, vec![addr_record(*ip)]);
-        }
-        owned
-    }
-
-    fn skip(&mut self, object: String, field: &'static str, reason: impl Into<String>) {
-        let reason = reason.into();
-        tracing::warn!(%object, field, %reason, "skipping invalid data");
-        self.skipped += 1;
-    }
-
-    /// Adds `records` at `name`, plus empty non-terminals up to the apex.
-    fn insert_with_parents(&self, owned: &mut Owned, name: String, records: Vec<RData>) {
-        let mut parent = name.as_str();
-        while let Some((_, rest)) = parent.split_once('.') {
-            if rest.len() <= self.options.zone.len() {
-                break;
-            }
-            owned.entry(rest.to_owned()).or_default();
-            parent = rest;
-        }
-        owned.entry(name).or_default().extend(records);
-    }
-
-    fn rebuild_service(&mut self, key: &ServiceKey) -> Vec<Change> {
-        // Taken out while its records are built (no copy), then put back.
-        let owned = match self.services.remove(key) {
-            Some(svc) => {
-                let owned = self.service_records(&svc);
-                self.services.insert(key.clone(), svc);
-                owned
-            }
-            None => Owned::new(),
-        };
-        self.set_owner(Owner::Service(key.clone()), owned)
-    }
-
-    fn service_records(&mut self, svc: &Service) -> Owned {
-        let mut owned = Owned::new();
-        let key = &svc.key;
-        if !self.options.serves_namespace(&key.namespace) {
-            return owned;
-        }
-        let object = format!("service/{key}");
-        if !name::is_rfc1123_label(&key.name) || !name::is_rfc1123_label(&key.namespace) {
-            self.skip(object, "metadata.name", "not a DNS label");
-            return owned;
-        }
-        let base = format!("{}.{}.svc.{}", key.name, key.namespace, self.options.zone);
-        match &svc.kind {
-            ServiceKind::ClusterIp(ips) => {
-                if ips.is_empty() {
-                    return owned;
-                }
-                let recs = ips.iter().map(|ip| addr_record(*ip)).collect();
-                self.insert_with_parents(&mut owned, base.clone(), recs);
-                for ip in ips {
-                    owned
-                        .entry(name::reverse_name(*ip))
-                        .or_default()
-                        .push(RData::Ptr(base.clone()));
-                }
-                for port in &svc.ports {
-                    let Some(pname) = &port.name else { continue };
-                    if !valid_port_name(pname) {
-                        self.skip(
-                            format!("service/{key}"),
-                            "spec.ports.name",
-                            format!("{pname:?} is not a DNS label"),
-                        );
-                        continue;
-                    }
-                    let srv = format!("_{pname}._{}.{base}", port.protocol.label());
-                    let rec = RData::Srv {
-                        priority: 0,
-                        weight: 100,
-                        port: port.port,
-                        target: base.clone(),
-                    };
-                    self.insert_with_parents(&mut owned, srv, vec![rec]);
-                }
-            }
-            ServiceKind::ExternalName(target) => match name::normalize(target) {
-                Ok(t) if !t.is_empty() => {
-                    self.insert_with_parents(&mut owned, base, vec![RData::Cname(t)]);
-                }
-                _ => self.skip(
-                    object,
-                    "spec.externalName",
-                    format!("{target:?} is not a domain name"),
-                ),
-            },
-            ServiceKind::Headless => self.headless_records(svc, &base, &mut owned),
-        }
-        owned
-    }
-
-    fn headless_records(&mut self, svc: &Service, base: &str, owned: &mut Owned) {
-        // Taken out while the records are built (no copy), put back below.
-        let Some(slices) = self.slices.remove(&svc.key) else {
-            return;
-        };
-        let mut srv: BTreeMap<String, Vec<(u16, String)>> = BTreeMap::new();
-        for slice in slices.values() {
-            let object = format!("endpointslice/{}/{}", slice.namespace, slice.name);
-            for ep in &slice.endpoints {
-                if !(ep.ready || svc.publish_not_ready_addresses) {
-                    continue;
-                }
-                if ep.addresses.is_empty() {
-                    self.skip(
-                        object.clone(),
-                        "endpoints.addresses",
-                        "endpoint has no addresses",
-                    );
-                    continue;
-                }
-                if let Some(h) = &ep.hostname
-                    && !name::is_rfc1123_label(h)
-                {
-                    self.skip(
-                        object.clone(),
-                        "endpoints.hostname",
-                        format!("{h:?} is not a DNS label"),
-                    );
-                    continue;
-                }
-                let label_for = |ip: IpAddr| -> String {
-                    if let Some(h) = &ep.hostname {
-                        return h.to_ascii_lowercase();
-                    }
-                    if self.options.endpoint_pod_names
-                        && let Some(p) =
-                            ep.pod_name.as_deref().filter(|p| name::is_rfc1123_label(p))
-                    {
-                        return p.to_ascii_lowercase();
-                    }
-                    name::dashed_ip(ip)
-                };
-                for ip in &ep.addresses {
-                    let host = format!("{}.{base}", label_for(*ip));
-                    self.insert_with_parents(owned, base.to_owned(), vec![addr_record(*ip)]);
-                    self.insert_with_parents(owned, host.clone(), vec![addr_record(*ip)]);
-                    if ep.hostname.is_some() {
-                        owned
-                            .entry(name::reverse_name(*ip))
-                            .or_default()
-                            .push(RData::Ptr(host.clone()));
-                    }
-                    for port in &slice.ports {
-                        let Some(pname) = &port.name else { continue };
-                        if !valid_port_name(pname) {
-                            continue;
-                        }
-                        let n = format!("_{pname}._{}.{base}", port.protocol.label());
-                        srv.entry(n).or_default().push((port.port, host.clone()));
-                    }
-                }
-            }
-        }
-        for (n, targets) in srv {
-            let weight = u16::try_from((100 / targets.len()).max(1)).unwrap_or(1);
-            let recs = targets
-                .into_iter()
-                .map(|(port, target)| RData::Srv {
-                    priority: 0,
-                    weight,
-                    port,
-                    target,
-                })
-                .collect();
-            self.insert_with_parents(owned, n, recs);
-        }
-        self.slices.insert(svc.key.clone(), slices);
-    }
-
-    /// Replaces what `owner` contributes and returns the per-name changes.
-    fn set_owner(&mut self, owner: Owner, new: Owned) -> Vec<Change> {
-        let id = match self.owner_ids.get(&owner) {
-            Some(id) => *id,
-            None if new.is_empty() => return Vec::new(),
-            None => {
-                let id = self.next_owner;
-                self.next_owner = self.next_owner.wrapping_add(1);
-                self.owner_ids.insert(owner.clone(), id);
-                id
-            }
-        };
-        let old = self.owned.remove(&id).unwrap_or_default();
-        let old: &Stored = &old;
-        let new: Stored = new
-            .into_iter()
-            .map(|(n, mut r)| {
-                r.sort();
-                r.dedup();
-                // Kept until the owner changes: no spare capacity.
-                r.shrink_to_fit();
-                // Share the name with the names table when it is there.
-                let name = match self.names.get_key_value(n.as_str()) {
-                    Some((k, _)) => k.clone(),
-                    None => Arc::from(n),
-                };
-                (name, r)
-            })
-            .collect();
+    /// Replaces what `owner` contributed (`old`) with `new` and returns the
+    /// per-name changes.
+    fn replace(&mut self, owner: Owner, old: Owned, new: Owned) -> Vec<Change> {
+        let gone = new.is_empty();
         let mut changes = Vec::new();
-        let (mut i, mut j) = (0, 0);
-        while i < old.len() || j < new.len() {
-            let (name, before, after) = match (old.get(i), new.get(j)) {
-                (Some(o), Some(n)) if o.0 == n.0 => {
-                    i += 1;
-                    j += 1;
-                    (&o.0, Some(&o.1), Some(&n.1))
-                }
-                (Some(o), Some(n)) if o.0 < n.0 => {
-                    i += 1;
-                    (&o.0, Some(&o.1), None)
-                }
-                (Some(o), None) => {
-                    i += 1;
-                    (&o.0, Some(&o.1), None)
-                }
-                (_, Some(n)) => {
-                    j += 1;
-                    (&n.0, None, Some(&n.1))
-                }
+        let mut old = old.into_iter().peekable();
+        let mut new = new.into_iter().peekable();
+        loop {
+            let (name, before, after) = match (old.peek(), new.peek()) {
                 (None, None) => break,
+                (Some((o, _)), Some((n, _))) if o == n => {
+                    let (name, before) = old.next().unzip();
+                    let after = new.next().map(|(_, r)| r);
+                    (name, before, after)
+                }
+                (Some((o, _)), Some((n, _))) if o < n => {
+                    let (name, before) = old.next().unzip();
+                    (name, before, None)
+                }
+                (Some(_), None) => {
+                    let (name, before) = old.next().unzip();
+                    (name, before, None)
+                }
+                (_, Some(_)) => {
+                    let (name, after) = new.next().unzip();
+                    (name, None, after)
+                }
             };
+            let Some(name) = name else { break };
             if before == after {
                 continue;
             }
-            if let Some(c) = self.contribute(&name.clone(), id, before, after) {
-                changes.push(c);
+            if self.is_private(&owner, &name) {
+                let change = match after {
+                    Some(records) => {
+                        if before.is_none() {
+                            self.private_names += 1;
+                        }
+                        Change::Upsert(NameRecords { name, records })
+                    }
+                    None => {
+                        self.private_names -= 1;
+                        Change::Remove(name)
+                    }
+                };
+                if self.changes_wanted {
+                    changes.push(change);
+                }
+            } else {
+                let id = self.owner_id(&owner);
+                changes.extend(self.contribute(name, id, before, after));
             }
         }
-        if new.is_empty() {
-            self.owner_ids.remove(&owner);
-        } else {
-            self.owned.insert(id, Arc::new(new));
+        if gone && let Some(id) = self.owner_ids.remove(&owner) {
+            self.owners.remove(&id);
         }
         changes
     }
 
     /// Records that owner `id` now contributes `after` (was `before`) to
-    /// `name`; `self.owned` holds neither version of `id` at this point.
+    /// the shared `name`; the model already holds `after`.
     fn contribute(
         &mut self,
-        name: &Arc<str>,
+        name: String,
         id: OwnerId,
-        before: Option<&Vec<RData>>,
-        after: Option<&Vec<RData>>,
+        before: Option<Vec<RData>>,
+        after: Option<Vec<RData>>,
     ) -> Option<Change> {
+        let not_id = |o: &u32| *o & !HAS_RECORDS != id;
         let has_others = self
-            .names
-            .get(name)
-            .is_some_and(|v| v.as_slice().iter().any(|o| *o != id));
-        let blank = |r: Option<&Vec<RData>>| r.is_none_or(|r| r.is_empty());
-        let change = if !has_others {
-            Some(match after {
-                Some(records) => Change::Upsert(NameRecords {
-                    name: name.to_string(),
-                    records: records.clone(),
-                }),
-                None => Change::Remove(name.to_string()),
-            })
-        } else if blank(before) && blank(after) {
-            // An empty non-terminal others keep alive: nothing visible changes.
-            None
-        } else {
-            let others: Vec<OwnerId> = self
-                .names
-                .get(name)
-                .map(Owners::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .copied()
-                .filter(|o| *o != id)
-                .collect();
-            let base = self.merge(name, &others);
-            let with = |r: Option<&Vec<RData>>| {
-                let mut m = base.clone();
-                m.extend(r.into_iter().flatten().cloned());
-                m.sort();
-                m.dedup();
-                m
-            };
-            let new = with(after);
-            (with(before) != new).then(|| {
-                Change::Upsert(NameRecords {
-                    name: name.to_string(),
-                    records: new,
-                })
-            })
-        };
-        match (before, after) {
-            (None, Some(_)) => match self.names.get_mut(name) {
-                Some(owners) => owners.push(id),
-                None => {
-                    self.names.insert(name.clone(), Owners::One(id));
-                }
-            },
-            (Some(_), None) => {
-                if has_others {
-                    if let Some(v) = self.names.get_mut(name) {
-                        v.remove(id);
-                    }
-                } else {
-                    self.names.remove(name);
-                }
+            .shared
+            .get(name.as_str())
+            .is_some_and(|owners| owners.as_slice().iter().any(not_id));
+        let has_records = after.as_ref().is_some_and(|r| !r.is_empty());
+        let tagged = if has_records { id | HAS_RECORDS } else { id };
+        match (&before, &after, self.shared.get_mut(name.as_str())) {
+            (None, Some(_), Some(owners)) => owners.push(tagged),
+            (None, Some(_), None) => {
+                self.shared
+                    .insert(name.clone().into_boxed_str(), Owners::One(tagged));
+            }
+            (Some(_), Some(_), Some(owners)) => owners.set(id, has_records),
+            (Some(_), None, Some(owners)) if has_others => owners.remove(id),
+            (Some(_), None, Some(_)) => {
+                self.shared.remove(name.as_str());
             }
             _ => {}
         }
-        change
+        let blank = |r: &Option<Vec<RData>>| r.as_ref().is_none_or(Vec::is_empty);
+        if !self.changes_wanted {
+            return None;
+        }
+        if !has_others {
+            return Some(match after {
+                Some(records) => Change::Upsert(NameRecords { name, records }),
+                None => Change::Remove(name),
+            });
+        }
+        if blank(&before) && blank(&after) {
+            // An empty non-terminal others keep alive: nothing visible changes.
+            return None;
+        }
+        let others: Vec<u32> = self
+            .shared
+            .get(name.as_str())
+            .map(Owners::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .copied()
+            .filter(not_id)
+            .collect();
+        let base = self.merge(&name, &others);
+        let with = |r: Option<Vec<RData>>| {
+            let mut m = base.clone();
+            m.extend(r.into_iter().flatten());
+            m.sort();
+            m.dedup();
+            m
+        };
+        let records = with(after);
+        (with(before) != records).then_some(Change::Upsert(NameRecords { name, records }))
     }
 
     /// Whether `name` (normalised) is inside the cluster zone.
@@ -702,36 +605,38 @@ impl RecordIndex {
 }
 
 /// The full zone as it was when [`RecordIndex::view`] took it: shares the
-/// index's records (no copy), so taking one is cheap and holding one costs
-/// only the records the index has replaced since.
+/// index's model objects (no copy) and builds each owner's records as it
+/// is read, so taking one is cheap and holding one costs only the objects
+/// the index has replaced since.
 #[derive(Debug, Clone)]
 pub struct ZoneView {
-    /// What each owner contributed, as the index stores it.
-    parts: Vec<Arc<Stored>>,
+    options: Arc<Options>,
+    services: Vec<(Arc<Service>, Option<Arc<Slices>>)>,
+    pods: Vec<Arc<Pod>>,
     /// Names several owners contribute to, merged; sorted by name. They are
     /// few (the namespace and `svc` empty non-terminals, shared PTRs).
-    shared: Stored,
+    multi: Vec<(Box<str>, Vec<RData>)>,
     len: usize,
 }
 
 impl ZoneView {
-    fn is_shared(&self, name: &str) -> bool {
-        !self.shared.is_empty()
+    fn is_multi(&self, name: &str) -> bool {
+        !self.multi.is_empty()
             && self
-                .shared
+                .multi
                 .binary_search_by(|(n, _)| (**n).cmp(name))
                 .is_ok()
     }
 
     /// A copy of every name and its records, sorted by name.
     pub fn to_vec(&self) -> Vec<NameRecords> {
-        let mut all: Vec<NameRecords> = self
-            .names()
-            .map(|(name, records)| NameRecords {
+        let mut all = Vec::with_capacity(self.len);
+        self.for_each_name(&mut |name, records| {
+            all.push(NameRecords {
                 name: name.to_owned(),
                 records: records.to_vec(),
-            })
-            .collect();
+            });
+        });
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
@@ -742,26 +647,25 @@ impl ZoneRecords for ZoneView {
         self.len
     }
 
-    fn names(&self) -> Box<dyn Iterator<Item = (&str, &[RData])> + '_> {
-        let shared = self.shared.iter().map(|(n, r)| (&**n, r.as_slice()));
-        let single = self
-            .parts
-            .iter()
-            .flat_map(|stored| stored.iter())
-            .filter(|(n, _)| !self.is_shared(n))
-            .map(|(n, r)| (&**n, r.as_slice()));
-        Box::new(shared.chain(single))
-    }
-}
-
-fn valid_port_name(name: &str) -> bool {
-    name::is_rfc1123_label(name)
-}
-
-fn addr_record(ip: IpAddr) -> RData {
-    match ip {
-        IpAddr::V4(v4) => RData::A(v4),
-        IpAddr::V6(v6) => RData::Aaaa(v6),
+    fn for_each_name(&self, f: &mut dyn FnMut(&str, &[RData])) {
+        let mut build = Build::new(&self.options, false);
+        let mut emit = |owned: Owned| {
+            for (name, records) in &owned {
+                if !self.is_multi(name) {
+                    f(name, records);
+                }
+            }
+        };
+        emit(build.statics());
+        for (svc, slices) in &self.services {
+            emit(build.service(svc, slices.as_deref()));
+        }
+        for pod in &self.pods {
+            emit(build.pod(pod));
+        }
+        for (name, records) in &self.multi {
+            f(name, records);
+        }
     }
 }
 

@@ -408,8 +408,9 @@ impl SnapshotBuilder {
         }
     }
 
-    /// Replaces the whole zone, reading the records where they are (a
-    /// [`ZoneView`](crate::records::ZoneView) borrows the index's).
+    /// Replaces the whole zone, reading the records as the zone hands them
+    /// out (a [`ZoneView`](crate::records::ZoneView) builds them from the
+    /// index's objects one owner at a time).
     pub fn replace_all(&mut self, zone: &dyn ZoneRecords) {
         // Sized up front: the shards do not grow (and leave freed tables
         // behind) while the zone is built.
@@ -419,9 +420,7 @@ impl SnapshotBuilder {
             .map(|_| Arc::new(Shard::with_capacity_and_hasher(per_shard, hasher.clone())))
             .collect();
         self.current.names = 0;
-        for (name, records) in zone.names() {
-            self.upsert_borrowed(name, records);
-        }
+        zone.for_each_name(&mut |name, records| self.upsert_borrowed(name, records));
     }
 
     /// Marks the zone synced (or not).

@@ -145,10 +145,10 @@ impl AnswersBackend {
 impl DnsBackend for AnswersBackend {
     async fn sync(&self, zone: &dyn ZoneRecords) -> Result<()> {
         let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
-        *names = zone
-            .names()
-            .map(|(name, records)| (name.to_owned(), records.to_vec()))
-            .collect();
+        names.clear();
+        zone.for_each_name(&mut |name, records| {
+            names.insert(name.to_owned(), records.to_vec());
+        });
         self.write(&names)
     }
 

@@ -1,6 +1,7 @@
 use super::*;
 use crate::fixtures::*;
-use crate::model::{Port, Protocol, RecordType};
+use crate::model::{PodRecords, Port, Protocol, RecordType};
+use crate::name;
 
 fn index() -> RecordIndex {
     RecordIndex::new(Options::default())
@@ -330,15 +331,16 @@ fn a_view_lists_every_name_once_and_keeps_its_moment() {
         ));
     }
     let view = idx.view();
-    let listed: Vec<(&str, &[RData])> = view.names().collect();
+    let mut listed: Vec<(String, Vec<RData>)> = Vec::new();
+    view.for_each_name(&mut |n, r| listed.push((n.to_owned(), r.to_vec())));
     assert_eq!(listed.len(), view.len());
     assert_eq!(view.len(), idx.len());
-    let mut names: Vec<&str> = listed.iter().map(|(n, _)| *n).collect();
+    let mut names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), listed.len(), "every name once");
     for (name, records) in &listed {
-        assert_eq!(idx.get(name).as_deref(), Some(*records), "{name}");
+        assert_eq!(idx.get(name).as_ref(), Some(records), "{name}");
     }
     let before = view.to_vec();
 
@@ -364,4 +366,151 @@ fn a_view_lists_every_name_once_and_keeps_its_moment() {
         .map(|(name, records)| NameRecords { name, records })
         .collect();
     assert_eq!(now, idx.full());
+}
+
+/// Random changes to a small cluster (shared addresses, moving slices,
+/// mixed-case hostnames, pods): after each, replaying the returned changes
+/// on the previous zone gives exactly the index's zone, every name's
+/// records from `get` agree with it, and `len` counts it.
+#[test]
+fn incremental_changes_replay_to_the_full_zone() {
+    let opts = Options {
+        pods: PodRecords::Verified,
+        nameserver_addresses: vec!["10.43.0.10".parse().unwrap()],
+        ..Options::default()
+    };
+    let mut idx = RecordIndex::new(opts);
+    let mut rng = fastrand::Rng::with_seed(21);
+    let mut zone: std::collections::BTreeMap<String, Vec<RData>> = idx
+        .full()
+        .into_iter()
+        .map(|n| (n.name, n.records))
+        .collect();
+    let namespaces = ["a", "b"];
+    let services = ["x", "y", "svc"];
+    let addrs = ["10.42.0.1", "10.42.0.2", "10.43.0.10", "fd00::1", "fd00::2"];
+    let hostnames = [Some("h0"), Some("Mdb-1"), None, Some("bad_name")];
+    for round in 0..400 {
+        let ns = namespaces[rng.usize(..namespaces.len())];
+        let svc = services[rng.usize(..services.len())];
+        let changes = match rng.u8(..8) {
+            0 | 1 => {
+                let ip = addrs[rng.usize(..addrs.len())];
+                let port = if rng.bool() { tcp("http", 80) } else { tcp("p", 81) };
+                idx.apply_service(match rng.u8(..4) {
+                    0 => mk_service(ns, svc, &[ip], vec![port]),
+                    1 => mk_external(ns, svc, "WWW.example.org"),
+                    _ => {
+                        let mut s = mk_headless(ns, svc, vec![]);
+                        s.publish_not_ready_addresses = rng.bool();
+                        s
+                    }
+                })
+            }
+            2 => idx.delete_service(&ServiceKey::new(ns, svc)),
+            3 | 4 => {
+                let eps = (0..rng.usize(..4))
+                    .map(|_| {
+                        let ip = addrs[rng.usize(..addrs.len())];
+                        let host = hostnames[rng.usize(..hostnames.len())];
+                        mk_endpoint(ip, host, rng.u8(..4) != 0)
+                    })
+                    .collect();
+                let name = format!("s{}", rng.u8(..4));
+                idx.apply_slice(mk_slice(ns, &name, svc, eps, vec![tcp("db", 5432)]))
+            }
+            5 => idx.delete_slice(ns, &format!("s{}", rng.u8(..4))),
+            6 => idx.apply_pod(Pod {
+                namespace: ns.into(),
+                name: format!("p{}", rng.u8(..3)),
+                ips: vec![addrs[rng.usize(..addrs.len())].parse().unwrap()],
+            }),
+            _ => idx.delete_pod(ns, &format!("p{}", rng.u8(..3))),
+        };
+        for change in changes {
+            match change {
+                Change::Upsert(n) => {
+                    zone.insert(n.name, n.records);
+                }
+                Change::Remove(name) => {
+                    assert!(zone.remove(&name).is_some(), "round {round}: {name} removed twice");
+                }
+            }
+        }
+        let full: std::collections::BTreeMap<String, Vec<RData>> = idx
+            .full()
+            .into_iter()
+            .map(|n| (n.name, n.records))
+            .collect();
+        assert_eq!(zone, full, "round {round}");
+        assert_eq!(idx.len(), full.len(), "round {round}");
+        for (name, records) in &full {
+            assert_eq!(idx.get(name).as_ref(), Some(records), "round {round}: {name}");
+        }
+    }
+}
+
+#[test]
+fn names_under_a_service_belong_to_it_alone() {
+    let mut idx = index();
+    // A Service named like a namespace, in a namespace named `svc`.
+    idx.apply_service(mk_service("svc", "a", &["10.43.0.1"], vec![tcp("http", 80)]));
+    idx.apply_service(mk_headless("a", "svc", vec![]));
+    idx.apply_slice(mk_slice(
+        "a",
+        "s",
+        "svc",
+        vec![mk_endpoint("10.42.0.1", Some("A-0"), true)],
+        vec![tcp("http", 80)],
+    ));
+    assert_eq!(
+        idx.get("a.svc.svc.cluster.local").unwrap(),
+        vec![RData::A("10.43.0.1".parse().unwrap())]
+    );
+    assert_eq!(
+        idx.get("a-0.svc.a.svc.cluster.local").unwrap(),
+        vec![RData::A("10.42.0.1".parse().unwrap())],
+        "hostnames are lower-cased"
+    );
+    assert_eq!(
+        idx.get("1.0.42.10.in-addr.arpa").unwrap(),
+        vec![RData::Ptr("a-0.svc.a.svc.cluster.local".into())]
+    );
+    assert_eq!(idx.get("svc.svc.cluster.local").unwrap(), &[], "namespace ENT");
+    assert_eq!(idx.get("a.svc.cluster.local").unwrap(), &[], "namespace ENT");
+    assert!(idx.get("b.a.svc.svc.cluster.local").is_none());
+    assert!(idx.get("x.svc.a.svc.cluster.local").is_none());
+    assert_eq!(idx.len(), idx.full().len());
+}
+
+#[test]
+fn ipv6_endpoint_ptr_and_a_ptr_shared_with_a_cluster_ip() {
+    let mut idx = index();
+    idx.apply_service(mk_service("ns", "web", &["fd00::7"], vec![]));
+    idx.apply_service(mk_headless("ns", "db", vec![]));
+    idx.apply_slice(mk_slice(
+        "ns",
+        "db-1",
+        "db",
+        vec![mk_endpoint("fd00::7", Some("db-0"), true)],
+        vec![],
+    ));
+    let ptr = name::reverse_name("fd00::7".parse().unwrap());
+    assert_eq!(
+        idx.get(&ptr).unwrap(),
+        vec![
+            RData::Ptr("db-0.db.ns.svc.cluster.local".into()),
+            RData::Ptr("web.ns.svc.cluster.local".into()),
+        ]
+    );
+    assert_eq!(
+        idx.get("db-0.db.ns.svc.cluster.local").unwrap(),
+        vec![RData::Aaaa("fd00::7".parse().unwrap())]
+    );
+    let changes = idx.delete_slice("ns", "db-1");
+    assert!(changes.contains(&Change::Upsert(NameRecords {
+        name: ptr.clone(),
+        records: vec![RData::Ptr("web.ns.svc.cluster.local".into())],
+    })));
+    assert!(changes.contains(&Change::Remove("db.ns.svc.cluster.local".into())));
 }
