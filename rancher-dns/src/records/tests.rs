@@ -396,7 +396,11 @@ fn incremental_changes_replay_to_the_full_zone() {
         let changes = match rng.u8(..8) {
             0 | 1 => {
                 let ip = addrs[rng.usize(..addrs.len())];
-                let port = if rng.bool() { tcp("http", 80) } else { tcp("p", 81) };
+                let port = if rng.bool() {
+                    tcp("http", 80)
+                } else {
+                    tcp("p", 81)
+                };
                 idx.apply_service(match rng.u8(..4) {
                     0 => mk_service(ns, svc, &[ip], vec![port]),
                     1 => mk_external(ns, svc, "WWW.example.org"),
@@ -433,7 +437,10 @@ fn incremental_changes_replay_to_the_full_zone() {
                     zone.insert(n.name, n.records);
                 }
                 Change::Remove(name) => {
-                    assert!(zone.remove(&name).is_some(), "round {round}: {name} removed twice");
+                    assert!(
+                        zone.remove(&name).is_some(),
+                        "round {round}: {name} removed twice"
+                    );
                 }
             }
         }
@@ -445,7 +452,11 @@ fn incremental_changes_replay_to_the_full_zone() {
         assert_eq!(zone, full, "round {round}");
         assert_eq!(idx.len(), full.len(), "round {round}");
         for (name, records) in &full {
-            assert_eq!(idx.get(name).as_ref(), Some(records), "round {round}: {name}");
+            assert_eq!(
+                idx.get(name).as_ref(),
+                Some(records),
+                "round {round}: {name}"
+            );
         }
     }
 }
@@ -454,7 +465,12 @@ fn incremental_changes_replay_to_the_full_zone() {
 fn names_under_a_service_belong_to_it_alone() {
     let mut idx = index();
     // A Service named like a namespace, in a namespace named `svc`.
-    idx.apply_service(mk_service("svc", "a", &["10.43.0.1"], vec![tcp("http", 80)]));
+    idx.apply_service(mk_service(
+        "svc",
+        "a",
+        &["10.43.0.1"],
+        vec![tcp("http", 80)],
+    ));
     idx.apply_service(mk_headless("a", "svc", vec![]));
     idx.apply_slice(mk_slice(
         "a",
@@ -476,8 +492,16 @@ fn names_under_a_service_belong_to_it_alone() {
         idx.get("1.0.42.10.in-addr.arpa").unwrap(),
         vec![RData::Ptr("a-0.svc.a.svc.cluster.local".into())]
     );
-    assert_eq!(idx.get("svc.svc.cluster.local").unwrap(), &[], "namespace ENT");
-    assert_eq!(idx.get("a.svc.cluster.local").unwrap(), &[], "namespace ENT");
+    assert_eq!(
+        idx.get("svc.svc.cluster.local").unwrap(),
+        &[],
+        "namespace ENT"
+    );
+    assert_eq!(
+        idx.get("a.svc.cluster.local").unwrap(),
+        &[],
+        "namespace ENT"
+    );
     assert!(idx.get("b.a.svc.svc.cluster.local").is_none());
     assert!(idx.get("x.svc.a.svc.cluster.local").is_none());
     assert_eq!(idx.len(), idx.full().len());

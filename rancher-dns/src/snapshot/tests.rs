@@ -355,3 +355,101 @@ fn snapshots_are_immutable() {
         Some(Rcode::NxDomain)
     );
 }
+
+/// The answers the server gives are the same whether the snapshot was
+/// built from a view of the index (the first sync) or from the changes of
+/// each update, byte for byte: mixed-case and 63-byte labels, StatefulSet
+/// hostnames, IPv6 PTRs, headless next to ClusterIP, and a name with so
+/// many endpoints that UDP truncates it while TCP carries it whole.
+#[test]
+fn a_snapshot_synced_from_a_view_answers_as_one_built_from_changes() {
+    let long = "a".repeat(63);
+    let mut z = Zone::new(Options::default());
+    z.update(|i| {
+        i.apply_service(mk_service(
+            "ns",
+            "web",
+            &["10.43.0.7", "fd00::7"],
+            vec![tcp("http", 80)],
+        ))
+    });
+    z.update(|i| i.apply_service(mk_headless("ns", &long, vec![tcp("db", 5432)])));
+    z.update(|i| {
+        i.apply_slice(mk_slice(
+            "ns",
+            "long-1",
+            &long,
+            vec![
+                mk_endpoint("10.42.0.10", Some("Mdb-0"), true),
+                mk_endpoint("fd00::10", Some(&"b".repeat(63)), true),
+                mk_endpoint("10.42.0.12", None, true),
+            ],
+            vec![tcp("db", 5432)],
+        ))
+    });
+    z.update(|i| i.apply_service(mk_headless("ns", "big", vec![])));
+    let eps = (0..300)
+        .map(|n| mk_endpoint(&format!("10.42.{}.{}", n / 250 + 2, n % 250), None, true))
+        .collect();
+    z.update(|i| i.apply_slice(mk_slice("ns", "big-1", "big", eps, vec![])));
+
+    let mut synced = SnapshotBuilder::new(z.index.options());
+    synced.replace_all(&z.index.view());
+    synced.set_synced(true);
+    let (incremental, synced) = (z.builder.snapshot(), synced.snapshot());
+    let full = z.index.full();
+    assert_eq!(incremental.len(), full.len());
+    assert_eq!(synced.len(), full.len());
+    let mut asked = 0;
+    for n in &full {
+        for qtype in [1u16, 28, 12, 33, 5, 16] {
+            for limit in [512, 65535] {
+                let p = query_packet(&n.name, qtype, None);
+                let q = wire::parse_query(&p).unwrap();
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                let ra = incremental.respond(&p, &q, &mut a, limit);
+                let rb = synced.respond(&p, &q, &mut b, limit);
+                assert_eq!((ra, &a), (rb, &b), "{} type {qtype} limit {limit}", n.name);
+                asked += 1;
+            }
+        }
+    }
+    assert!(asked > 100);
+
+    let ask = |name: &str, qtype: u16, limit: usize| {
+        let p = query_packet(name, qtype, None);
+        let q = wire::parse_query(&p).unwrap();
+        let mut out = Vec::new();
+        synced.respond(&p, &q, &mut out, limit);
+        Message::from_vec(&out).unwrap()
+    };
+    let m = ask("BIG.ns.svc.cluster.local", 1, 512);
+    assert!(
+        m.metadata.truncation,
+        "300 addresses do not fit in 512 bytes"
+    );
+    let m = ask("BIG.ns.svc.cluster.local", 1, 65535);
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.answers.len(), 300);
+    let host = format!("mdb-0.{long}.ns.svc.cluster.local");
+    assert_eq!(
+        data(&ask(&host.to_uppercase(), 1, 512)),
+        vec!["A 10.42.0.10"]
+    );
+    let ptr = crate::name::reverse_name("fd00::10".parse().unwrap());
+    assert_eq!(
+        data(&ask(&ptr, 12, 512)),
+        vec![format!(
+            "PTR {}.{long}.ns.svc.cluster.local.",
+            "b".repeat(63)
+        )]
+    );
+    assert_eq!(
+        data(&ask(
+            &format!("10-42-0-12.{long}.ns.svc.cluster.local"),
+            1,
+            512
+        )),
+        vec!["A 10.42.0.12"]
+    );
+}
