@@ -67,26 +67,42 @@ impl State {
             (None, None) => std::ops::Bound::Unbounded,
         };
         let limit = opts.limit.filter(|l| *l > 0);
+        let selected =
+            opts.labels != LabelSelector::default() || opts.fields != FieldSelector::default();
         let mut items = Vec::new();
         let mut continue_token = None;
         let mut remaining = None;
+        let in_ns = |((k_ns, _), _): &(&(String, String), _)| ns.is_none_or(|n| n == k_ns);
         let mut iter = table
             .range((lower, std::ops::Bound::Unbounded))
-            .take_while(|((k_ns, _), _)| ns.is_none_or(|n| n == k_ns))
-            .filter(|(_, obj)| Self::matches(rt, obj, &opts.labels, &opts.fields));
+            .take_while(in_ns)
+            .filter(|(_, obj)| !selected || Self::matches(rt, obj, &opts.labels, &opts.fields));
+        let mut last = None;
         for (key, obj) in iter.by_ref() {
             items.push(obj.clone());
             if limit.is_some_and(|l| items.len() >= l) {
-                continue_token = Some(encode_continue(rv, key));
+                last = Some(key);
                 break;
             }
         }
-        if continue_token.is_some() {
-            let rest = iter.count();
-            if rest == 0 {
-                continue_token = None;
+        if let Some(key) = last {
+            // As kube-apiserver: the count of what is left only for a list
+            // without selectors, where every key left is an item, so it is
+            // counted from the keys without reading an object; with
+            // selectors only whether anything is left.
+            let more = if selected {
+                iter.next().is_some()
             } else {
-                remaining = Some(rest);
+                let after = (
+                    std::ops::Bound::Excluded(key.clone()),
+                    std::ops::Bound::Unbounded,
+                );
+                let rest = table.range(after).take_while(in_ns).count();
+                remaining = (rest > 0).then_some(rest);
+                rest > 0
+            };
+            if more {
+                continue_token = Some(encode_continue(rv, key));
             }
         }
         Ok(ListPage {
