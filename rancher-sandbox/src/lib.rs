@@ -54,7 +54,10 @@
 //!
 //! - Authentication and authorization are off unless configured ([`SandboxBuilder::access`]:
 //!   webhooks only, as kube-apiserver's token and authorization webhooks; no RBAC
-//!   enforcement, RBAC objects are stored). No admission webhooks or `dryRun`. Protobuf request bodies are read for what kubectl's generators
+//!   enforcement, RBAC objects are stored). No admission webhooks. `dryRun=All` writes go
+//!   to a copy of the store that is dropped after: the answer is what would be stored, and
+//!   no object, allocation, resourceVersion or watch event changes. Protobuf request bodies
+//!   are read for what kubectl's generators
 //!   post (`kubectl create namespace|configmap|secret|serviceaccount|deployment|service|
 //!   ingress`, `kubectl expose`), other protobuf bodies get 415; responses are always JSON.
 //! - A `continue` token resumes after the last key of the previous page; later pages see

@@ -22,7 +22,7 @@ use crate::resource::{NameRule, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult};
 use crate::store::{
-    Deleted, ListOptions, Obj, Part, PatchType, Propagation, State, Store, WatchFrom,
+    Deleted, ListOptions, Obj, Part, PatchType, Propagation, State, Store, WatchFrom, dry_run,
 };
 use crate::table::{self, IncludeObject};
 use crate::watch::{self, WatchParams};
@@ -461,11 +461,7 @@ async fn resource(
         let state = shared.store.lock();
         parse_target(&state, group, version, rest, &path)?
     };
-    if query.get("dryRun").is_some_and(|d| !d.is_empty()) {
-        return Err(ApiError::bad_request(
-            "dryRun is not supported by the sandbox",
-        ));
-    }
+    let dry = dry_run::requested(query.get("dryRun").map(String::as_str), &Value::Null)?;
     let Target {
         rt,
         namespace,
@@ -475,6 +471,17 @@ async fn resource(
     let ns = namespace.clone().unwrap_or_default();
     let output = output_for(req.headers(), &query);
     let ok = |code: StatusCode, obj: &Value| respond(&rt, output, code, obj);
+    // What a write answers with: the object written, or what a dry run would have written.
+    let shown = |dry: bool, previous: Option<Arc<Obj>>, written: Arc<Obj>| {
+        if dry {
+            Obj::new(dry_run::answer(
+                previous.as_deref().map(|p| &p.value),
+                &written,
+            ))
+        } else {
+            written
+        }
+    };
     if part == Part::Log {
         if method != Method::GET {
             return Err(ApiError::method_not_allowed(format!(
@@ -493,7 +500,8 @@ async fn resource(
         );
     }
     if part == Part::Scale {
-        return scale(shared, req, &rt, (&ns, name.unwrap_or_default()), &writer).await;
+        let target = (ns.as_str(), name.unwrap_or_default());
+        return scale(shared, req, (&rt, target), &writer, dry).await;
     }
     match (method.clone(), name.as_deref()) {
         (Method::GET, Some(name)) => {
@@ -510,24 +518,23 @@ async fn resource(
             }
             let (headers, body) = read_body(req).await?;
             let obj = decode_object(&headers, &body)?;
-            let created = shared.store.lock().create(&rt, &ns, obj, &writer)?;
-            ok(StatusCode::CREATED, &created)
+            let created = write(shared, dry, |s| s.create(&rt, &ns, obj, &writer))?;
+            ok(StatusCode::CREATED, &shown(dry, None, created))
         }
         (Method::PUT, Some(name)) => {
             let (headers, body) = read_body(req).await?;
             let obj = decode_object(&headers, &body)?;
-            let existed = shared.store.lock().get(&rt, &ns, name).is_ok();
-            let updated = shared
-                .store
-                .lock()
-                .update(&rt, &ns, name, obj, part, &writer)?;
+            let previous = shared.store.lock().get(&rt, &ns, name).ok();
+            let updated = write(shared, dry, |s| {
+                s.update(&rt, &ns, name, obj, part, &writer)
+            })?;
             ok(
-                if existed {
+                if previous.is_some() {
                     StatusCode::OK
                 } else {
                     StatusCode::CREATED
                 },
-                &updated,
+                &shown(dry, previous, updated),
             )
         }
         (Method::PATCH, Some(name)) => {
@@ -535,60 +542,52 @@ async fn resource(
             let ct = content_type(&headers);
             let kind = patch_type(&ct, &rt)?;
             let patch = decode(&body, kind == PatchType::Apply)?;
-            let existed = shared.store.lock().get(&rt, &ns, name).is_ok();
-            let patched = shared.store.lock().patch(
-                &rt,
-                &ns,
-                name,
-                kind,
-                patch,
-                part,
-                &writer,
-                flag(&query, "force"),
-            )?;
+            let previous = shared.store.lock().get(&rt, &ns, name).ok();
+            let force = flag(&query, "force");
+            let patched = write(shared, dry, |s| {
+                s.patch(&rt, &ns, name, kind, patch, part, &writer, force)
+            })?;
             ok(
-                if existed {
+                if previous.is_some() {
                     StatusCode::OK
                 } else {
                     StatusCode::CREATED
                 },
-                &patched,
+                &shown(dry, previous, patched),
             )
         }
         (Method::DELETE, Some(name)) => {
-            let (_, body) = read_body(req).await?;
-            let opts = if body.iter().all(u8::is_ascii_whitespace) {
-                Value::Null
-            } else {
-                decode(&body, false)?
-            };
+            let opts = delete_options(req).await?;
             let pre = &opts["preconditions"];
             let propagation = propagation(&opts, &query)?;
-            let result = shared.store.lock().delete_propagating(
-                &rt,
-                &ns,
-                name,
-                (pre["resourceVersion"].as_str(), pre["uid"].as_str()),
-                propagation,
-            )?;
+            let dry = dry || dry_run::requested(None, &opts)?;
+            let previous = shared.store.lock().get(&rt, &ns, name).ok();
+            let result = write(shared, dry, |s| {
+                s.delete_propagating(
+                    &rt,
+                    &ns,
+                    name,
+                    (pre["resourceVersion"].as_str(), pre["uid"].as_str()),
+                    propagation,
+                )
+            })?;
             match result {
                 Deleted::Now(obj) if rt.group.is_empty() && rt.plural == "pods" => {
-                    ok(StatusCode::OK, &obj)
+                    ok(StatusCode::OK, &shown(dry, previous, obj))
                 }
                 Deleted::Now(obj) => Ok(json_response(
                     StatusCode::OK,
                     &State::delete_status(&rt, &obj),
                 )),
-                Deleted::Pending(obj) => ok(StatusCode::OK, &obj),
+                Deleted::Pending(obj) => ok(StatusCode::OK, &shown(dry, previous, obj)),
             }
         }
         (Method::DELETE, None) => {
+            let dry = dry || dry_run::requested(None, &delete_options(req).await?)?;
             let opts = list_options(&rt, &query)?;
-            let deleted =
-                shared
-                    .store
-                    .lock()
-                    .delete_collection(&rt, namespace.as_deref(), &opts)?;
+            let deleted = write(shared, dry, |s| {
+                s.delete_collection(&rt, namespace.as_deref(), &opts)
+            })?;
             let rv = shared.store.lock().resource_version();
             let body = ListBody {
                 kind: format!("{}List", rt.kind),
@@ -601,6 +600,31 @@ async fn resource(
         (m, _) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow {m} on {path}"
         ))),
+    }
+}
+
+/// The `DeleteOptions` body of a DELETE (`null` when there is none).
+async fn delete_options(req: Request) -> ApiResult<Value> {
+    let (_, body) = read_body(req).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(Value::Null)
+    } else {
+        decode(&body, false)
+    }
+}
+
+/// Runs `write` on the store, or for a dry run (`dry`) on a copy of it that is dropped
+/// after: the write is checked as the real one would be and nothing changes.
+fn write<T>(
+    shared: &Shared,
+    dry: bool,
+    write: impl FnOnce(&mut State) -> ApiResult<T>,
+) -> ApiResult<T> {
+    if dry {
+        let mut copy = shared.store.lock().dry_run_copy();
+        write(&mut copy)
+    } else {
+        write(&mut shared.store.lock())
     }
 }
 
@@ -637,9 +661,9 @@ fn respond(
 async fn scale(
     shared: &Arc<Shared>,
     req: Request,
-    rt: &Arc<ResourceType>,
-    (ns, name): (&str, String),
+    (rt, (ns, name)): (&Arc<ResourceType>, (&str, String)),
     writer: &Writer,
+    dry: bool,
 ) -> ApiResult<Response> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -651,10 +675,9 @@ async fn scale(
         Method::PUT | Method::PATCH => {
             let (headers, body) = read_body(req).await?;
             let ct = content_type(&headers);
-            let scale = shared
-                .store
-                .lock()
-                .scale(rt, ns, &name, writer, |current| {
+            let previous = shared.store.lock().get(rt, ns, &name).ok();
+            let scale = write(shared, dry, |s| {
+                s.scale(rt, ns, &name, writer, |current| {
                     match (method.as_str(), ct.as_str()) {
                         ("PUT", _) => decode_object(&headers, &body),
                         (_, "application/merge-patch+json") => {
@@ -680,7 +703,14 @@ async fn scale(
                         }
                         (_, other) => Err(ApiError::unsupported_media_type(other)),
                     }
-                })?;
+                })
+            })?;
+            let scale = if dry {
+                let before = previous.map(|p| State::scale_of(&p));
+                dry_run::answer(before.as_ref(), &scale)
+            } else {
+                scale
+            };
             Ok(json_response(StatusCode::OK, &scale))
         }
         m => Err(ApiError::method_not_allowed(format!(

@@ -22,6 +22,7 @@ use crate::status::{ApiError, ApiResult};
 use crate::validate;
 
 mod delete;
+pub(crate) mod dry_run;
 mod read;
 
 /// A stored object with its JSON encoding, made once on first use and shared by every

@@ -4,6 +4,8 @@ mod access;
 mod alloc;
 mod api;
 mod bad_input;
+mod deploy;
+mod dry_run;
 mod faults;
 mod kubectl;
 mod lease;
