@@ -35,6 +35,7 @@
 //! [`HaproxyConfig::snippets`] is set.
 
 mod apply;
+mod limits;
 pub mod metrics;
 pub mod process;
 pub mod render;
@@ -119,7 +120,9 @@ pub struct HaproxyConfig {
     pub snippets: bool,
     /// The smallest number of server slots per backend.
     pub server_slots: usize,
-    /// `maxconn` per process.
+    /// `maxconn` per process; lowered by [`HaproxyDriver::new`] to what the
+    /// hard limit on open files allows (HAProxy needs two per connection and
+    /// refuses to start when the limit is short), with a warning.
     pub maxconn: u32,
     /// Old workers are stopped this long after a reload at the latest.
     pub hard_stop_after: Duration,
@@ -365,6 +368,18 @@ impl HaproxyDriver {
             });
         }
         mkdir_private(&config.work_dir)?;
+        let mut config = config;
+        let hard_limit = limits::open_files_hard_limit();
+        let maxconn = limits::fitting_maxconn(config.maxconn, hard_limit);
+        if maxconn < config.maxconn {
+            tracing::warn!(
+                configured = config.maxconn,
+                maxconn,
+                open_files_limit = hard_limit,
+                "HAProxy's maxconn lowered to fit the open-files limit"
+            );
+            config.maxconn = maxconn;
+        }
         let (changed, mut changed_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
