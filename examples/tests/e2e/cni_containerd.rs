@@ -4,11 +4,11 @@
 //! through `/etc/cni/net.d` and its CNI bin dir, bind-mounted for ctr alone (in
 //! the private mount namespace `ip netns exec` gives it), so the machine's own
 //! CNI configuration is neither used nor touched. containerd runs with its own
-//! root, state and socket, and is stopped after.
+//! root, state and socket ([`Containerd`]), and is stopped after.
 
 use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    path::Path,
+    process::{Command, Output},
 };
 
 use k8s_openapi::api::core::v1::Node;
@@ -18,74 +18,14 @@ use serde_json::Value;
 use crate::{
     cni_overlay::{Host, hosts, node},
     cni_plugin::{PLUGIN, reservations},
+    containerd::{Containerd, text},
     support::eventually,
 };
 
-/// containerd with its own directories, stopped (with its containers) on drop.
-struct Containerd {
-    dir: tempfile::TempDir,
-    child: Child,
-    containers: Vec<String>,
-}
-
 impl Containerd {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path();
-        let config = format!(
-            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-             [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n",
-            root = d.join("root").display(),
-            state = d.join("state").display(),
-            sock = d.join("containerd.sock").display(),
-        );
-        std::fs::write(d.join("config.toml"), config).expect("config");
-        let log = std::fs::File::create(d.join("containerd.log")).expect("log");
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("containerd (Debian package containerd) must be installed");
-        Self {
-            dir,
-            child,
-            containers: Vec::new(),
-        }
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("containerd.sock")
-    }
-
-    fn ctr(&self, args: &[&str]) -> Output {
-        Command::new("ctr")
-            .arg("-a")
-            .arg(self.socket())
-            .args(args)
-            .output()
-            .expect("ctr")
-    }
-
-    /// A rootfs of busybox-static.
-    fn rootfs(&self, name: &str) -> PathBuf {
-        let root = self.dir.path().join(name);
-        for d in ["bin", "proc", "sys", "dev", "etc", "tmp"] {
-            std::fs::create_dir_all(root.join(d)).expect("rootfs dir");
-        }
-        std::fs::copy("/bin/busybox", root.join("bin/busybox"))
-            .expect("/bin/busybox (Debian package busybox-static) must be installed");
-        for applet in ["sh", "nc", "ip", "cat", "sleep", "seq"] {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("applet");
-        }
-        root
-    }
-
     /// `ctr run --cni` inside `host`'s namespace, with `net_d` as /etc/cni/net.d and
     /// `bin` as the CNI bin dirs, for ctr and the plugins it runs only.
-    fn run_on(&mut self, host: &Host, net_d: &Path, bin: &Path, args: &[&str]) -> Output {
+    fn run_on(&self, host: &Host, net_d: &Path, bin: &Path, args: &[&str]) -> Output {
         let mut script = format!(
             "mkdir -p /opt/cni/bin /usr/lib/cni /etc/cni/net.d && \
              mount --bind {net_d} /etc/cni/net.d && mount --bind {bin} /opt/cni/bin && \
@@ -104,27 +44,6 @@ impl Containerd {
             .output()
             .expect("ip netns exec ctr")
     }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        for id in &self.containers {
-            let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
-            let _ = self.ctr(&["task", "delete", "--force", id]);
-            let _ = self.ctr(&["container", "delete", id]);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,14 +93,9 @@ async fn containerd_runs_containers_that_talk_across_hosts() {
         net_ds.push(net_d);
     }
 
-    let mut containerd = Containerd::start();
-    eventually("containerd answers", || async {
-        containerd.ctr(&["version"]).status.success().then_some(())
-    })
-    .await;
+    let containerd = Containerd::start().await;
     let server_root = containerd.rootfs("rootfs-a");
     let client_root = containerd.rootfs("rootfs-b");
-    containerd.containers.push("rcni-server".into());
     let started = containerd.run_on(
         &hosts[0],
         &net_ds[0],

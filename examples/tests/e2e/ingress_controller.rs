@@ -12,7 +12,9 @@ use rancher_lb::testing::HttpEcho;
 
 const HOSTS: [&str; 2] = ["127.0.0.2", "127.0.0.3"];
 
-fn manifests(http_port: u16, backend_port: u16) -> String {
+/// The seed's `scalelb` Ingress (scale 2, `foo.bar.com/foo`) on `http_port`, its
+/// IngressClass, and the Service and EndpointSlice of a backend on 127.0.0.1.
+pub(crate) fn manifests(http_port: u16, backend_port: u16) -> String {
     format!(
         r#"apiVersion: networking.k8s.io/v1
 kind: IngressClass
