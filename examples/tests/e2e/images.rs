@@ -88,7 +88,11 @@ fn build_images() -> PathBuf {
     out
 }
 
-/// `ctr run --rm --net-host [opts] image id cmd...`.
+/// `ctr run --rm --net-host [opts] image id cmd...`. Every command run this way
+/// prints something; ctr can lose a short-lived task's output when the task
+/// exits before its FIFO is read (containerd/containerd#770 and its kin, seen
+/// here once under a loaded test run: exit status 0, nothing printed), so a
+/// run that succeeded without output is tried again, twice at most.
 fn run(containerd: &Containerd, image: &Image, id: &str, opts: &[&str], cmd: &[&str]) -> Output {
     let reference = image.reference();
     let mut args = vec!["run", "--rm", "--net-host"];
@@ -96,7 +100,14 @@ fn run(containerd: &Containerd, image: &Image, id: &str, opts: &[&str], cmd: &[&
     args.push(&reference);
     args.push(id);
     args.extend_from_slice(cmd);
-    containerd.ctr(&args)
+    let mut out = containerd.ctr(&args);
+    for _ in 0..2 {
+        if !(out.status.success() && out.stdout.is_empty()) {
+            break;
+        }
+        out = containerd.ctr(&args);
+    }
+    out
 }
 
 /// `ctr run -d --net-host` with the kubeconfig directory mounted and the task's

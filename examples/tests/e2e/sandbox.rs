@@ -433,6 +433,26 @@ fn the_guide_commands_work_and_ctrl_c_leaves_nothing_behind() {
         answered.len() == 3
     });
     assert_eq!(reloads(), before, "scaling reloaded HAProxy");
+    // Scaled down: the pod left answers alone, still without a reload.
+    run_until(
+        &format!("{kubectl} scale deployment web2 --replicas=1"),
+        |_| true,
+    );
+    let left = run_until(
+        &format!("{kubectl} get pods -l app=web2 -o jsonpath='{{.items[*].metadata.name}}'"),
+        |out| out.split_whitespace().count() == 1,
+    );
+    let left = format!("{} ", left.trim());
+    let mut streak = 0;
+    run_until(curl[0], |out| {
+        streak = if out.starts_with(&left) {
+            streak + 1
+        } else {
+            0
+        };
+        streak == 10
+    });
+    assert_eq!(reloads(), before, "scaling down reloaded HAProxy");
     // A deleted pod is replaced.
     let delete = with("delete pod nginx-");
     assert_eq!(delete.len(), 1, "one delete pod line in:\n{output}");
