@@ -96,6 +96,27 @@ impl Sources {
         self.versions.insert(dep, self.next_version);
     }
 
+    /// After a delete: a new version while something of `dep` is left, else no
+    /// version at all, as for what was never seen. Version 0 then means nothing
+    /// exists, which is what a parse that read version 0 saw, and the counters of
+    /// short-lived Services and Secrets do not pile up.
+    fn settle(&mut self, dep: Dep) {
+        let left = match &dep {
+            Dep::Service(namespace, name) => {
+                let key = (namespace.clone(), name.clone());
+                self.services.contains_key(&key) || self.slices.contains_key(&key)
+            }
+            Dep::Secret(namespace, name) => self
+                .secrets
+                .contains_key(&(namespace.clone(), name.clone())),
+        };
+        if left {
+            self.bump(dep);
+        } else {
+            self.versions.remove(&dep);
+        }
+    }
+
     fn forget(&mut self, key: &IngressKey) {
         self.cache
             .get_mut()
@@ -162,9 +183,9 @@ impl Sources {
 
     /// Removes a Service.
     pub fn delete_service(&mut self, namespace: &str, name: &str) {
-        self.bump(Dep::Service(namespace.to_owned(), name.to_owned()));
         self.services
             .remove(&(namespace.to_owned(), name.to_owned()));
+        self.settle(Dep::Service(namespace.to_owned(), name.to_owned()));
     }
 
     /// Stores or replaces an EndpointSlice.
@@ -186,7 +207,6 @@ impl Sources {
     pub fn delete_slice(&mut self, namespace: &str, name: &str) {
         let key = (namespace.to_owned(), name.to_owned());
         if let Some(service) = self.slice_owner.remove(&key) {
-            self.bump(Dep::Service(key.0.clone(), service.clone()));
             let by_service = (key.0, service);
             if let Some(slices) = self.slices.get_mut(&by_service) {
                 slices.remove(&key.1);
@@ -194,6 +214,7 @@ impl Sources {
                     self.slices.remove(&by_service);
                 }
             }
+            self.settle(Dep::Service(by_service.0, by_service.1));
         }
     }
 
@@ -218,9 +239,9 @@ impl Sources {
 
     /// Removes a Secret.
     pub fn delete_secret(&mut self, namespace: &str, name: &str) {
-        self.bump(Dep::Secret(namespace.to_owned(), name.to_owned()));
         self.secrets
             .remove(&(namespace.to_owned(), name.to_owned()));
+        self.settle(Dep::Secret(namespace.to_owned(), name.to_owned()));
     }
 
     /// Whether the Secret `namespace/name` is stored (used to skip Secrets no

@@ -1,16 +1,57 @@
 //! Recording Kubernetes Events (`events.k8s.io/v1`) under a reporting controller's
 //! name.
 //!
-//! A thin layer over kube-runtime's recorder, which deduplicates repeated events
-//! into series; this one fixes the reporting controller and instance once and adds
-//! one-line helpers for the two event types.
+//! Repeats of an event (same object, type, reason, action and note) within six
+//! minutes become a series on the first one (`series.count`,
+//! `series.lastObservedTime`) instead of new objects, as client-go's recorder
+//! does. The events remembered for that are bounded ([`CACHE_ENTRIES`]): a
+//! controller that sees many short-lived objects keeps its memory, which
+//! kube-runtime's recorder (every event of the last six minutes, and a table
+//! that never shrinks) did not.
 
-use kube::{
-    Resource,
-    runtime::events::{Event, EventType, Recorder as KubeRecorder, Reporter},
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
 };
 
-pub use kube::runtime::events::EventType as Type;
+use k8s_openapi::{
+    api::{core::v1::ObjectReference, events::v1 as events},
+    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Resource,
+    api::{Patch, PatchParams, PostParams},
+};
+use parking_lot::Mutex;
+use serde_json::json;
+
+/// Whether an event is informational or a problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Type {
+    /// `Normal`.
+    Normal,
+    /// `Warning`.
+    Warning,
+}
+
+impl Type {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "Normal",
+            Self::Warning => "Warning",
+        }
+    }
+}
+
+/// How long a repeat still counts into the first event's series (client-go's
+/// and kube-runtime's six minutes).
+pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+
+/// How many recent events a recorder remembers for series at most (client-go's
+/// event correlator keeps 4 096). Past that the oldest is forgotten, and its next
+/// repeat starts a new event.
+pub const CACHE_ENTRIES: usize = 4096;
 
 /// An error and its causes on one line (`outer: cause: root cause`), for
 /// event notes and status messages, which show no source chain by
@@ -55,25 +96,100 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 /// Records events for one controller. Cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {
-    inner: KubeRecorder,
+    client: kube::Client,
+    controller: String,
+    instance: String,
+    recent: std::sync::Arc<Mutex<Recent>>,
 }
 
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Recorder").finish_non_exhaustive()
+        f.debug_struct("Recorder")
+            .field("controller", &self.controller)
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What makes two events the same for a series.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    type_: Type,
+    reason: String,
+    action: String,
+    note: String,
+    /// apiVersion, kind, namespace, name and uid of the object; not its
+    /// resourceVersion, which changes with every write.
+    regarding: [Option<String>; 5],
+}
+
+/// The Event object a key was last written as.
+#[derive(Debug)]
+struct Seen {
+    namespace: String,
+    name: String,
+    count: i32,
+    last: Instant,
+}
+
+/// The recent events, at most [`CACHE_ENTRIES`].
+#[derive(Debug, Default)]
+struct Recent {
+    seen: HashMap<Key, Seen>,
+}
+
+impl Recent {
+    /// The series count the next write of `key` should carry, if it repeats a
+    /// recent event.
+    fn repeat(&self, key: &Key, now: Instant) -> Option<(String, String, i32)> {
+        let seen = self.seen.get(key)?;
+        (now.duration_since(seen.last) < SERIES_WINDOW).then(|| {
+            (
+                seen.namespace.clone(),
+                seen.name.clone(),
+                seen.count.saturating_add(1),
+            )
+        })
+    }
+
+    /// Remembers `key`'s latest write, making room first: events past the
+    /// window go, then, if it is still full, the least recently seen one.
+    fn remember(&mut self, key: Key, seen: Seen) {
+        if !self.seen.contains_key(&key) && self.seen.len() >= CACHE_ENTRIES {
+            let now = seen.last;
+            self.seen
+                .retain(|_, s| now.duration_since(s.last) < SERIES_WINDOW);
+            if self.seen.len() >= CACHE_ENTRIES {
+                let oldest = self
+                    .seen
+                    .iter()
+                    .min_by_key(|(_, s)| s.last)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    self.seen.remove(&oldest);
+                }
+            }
+            self.seen.shrink_to(CACHE_ENTRIES);
+        }
+        self.seen.insert(key, seen);
+    }
+
+    fn forget(&mut self, key: &Key) {
+        self.seen.remove(key);
     }
 }
 
 impl Recorder {
     /// A recorder reporting as `controller` (e.g. `rancher.io/ingress`), with this
-    /// replica as the instance (`$POD_NAME`, else none).
+    /// replica as the instance (`$POD_NAME`, else the controller's name).
     pub fn new(client: kube::Client, controller: impl Into<String>) -> Self {
-        let reporter = Reporter {
-            controller: controller.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
+        let controller = controller.into();
+        let instance = std::env::var("POD_NAME").unwrap_or_else(|_| controller.clone());
         Self {
-            inner: KubeRecorder::new(client, reporter),
+            client,
+            controller,
+            instance,
+            recent: std::sync::Arc::default(),
         }
     }
 
@@ -82,28 +198,122 @@ impl Recorder {
     pub async fn publish<K>(
         &self,
         object: &K,
-        type_: EventType,
+        type_: Type,
         reason: &str,
         action: &str,
         note: impl Into<String>,
     ) where
         K: Resource<DynamicType = ()>,
     {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(truncate_note(note.into())),
-            action: action.to_owned(),
-            secondary: None,
-        };
         let reference = object.object_ref(&());
-        if let Err(error) = self.inner.publish(&event, &reference).await {
+        if let Err(error) = self
+            .write(
+                reference.clone(),
+                type_,
+                reason,
+                action,
+                truncate_note(note.into()),
+            )
+            .await
+        {
             tracing::warn!(
                 reason,
                 name = reference.name.as_deref().unwrap_or_default(),
                 error = &error as &dyn std::error::Error,
                 "failed to record event"
             );
+        }
+    }
+
+    async fn write(
+        &self,
+        regarding: ObjectReference,
+        type_: Type,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) -> Result<(), kube::Error> {
+        let key = Key {
+            type_,
+            reason: reason.to_owned(),
+            action: action.to_owned(),
+            note,
+            regarding: [
+                regarding.api_version.clone(),
+                regarding.kind.clone(),
+                regarding.namespace.clone(),
+                regarding.name.clone(),
+                regarding.uid.clone(),
+            ],
+        };
+        let now = Instant::now();
+        let repeat = self.recent.lock().repeat(&key, now);
+        if let Some((namespace, name, count)) = repeat {
+            let api: Api<events::Event> = Api::namespaced(self.client.clone(), &namespace);
+            let series = json!({"series": {
+                "count": count,
+                "lastObservedTime": MicroTime(Timestamp::now()),
+            }});
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&series))
+                .await
+            {
+                Ok(_) => {
+                    let seen = Seen {
+                        namespace,
+                        name,
+                        count,
+                        last: now,
+                    };
+                    self.recent.lock().remember(key, seen);
+                    return Ok(());
+                }
+                // The event expired on the API server (or was deleted): a new one.
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    self.recent.lock().forget(&key);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        let event = self.event(regarding, &key, &namespace);
+        let name = event.metadata.name.clone().unwrap_or_default();
+        Api::<events::Event>::namespaced(self.client.clone(), &namespace)
+            .create(&PostParams::default(), &event)
+            .await?;
+        let seen = Seen {
+            namespace,
+            name,
+            count: 1,
+            last: now,
+        };
+        self.recent.lock().remember(key, seen);
+        Ok(())
+    }
+
+    /// A new Event for `key` about `regarding`, named as client-go names them
+    /// (`<object>.<unique suffix>`).
+    fn event(&self, regarding: ObjectReference, key: &Key, namespace: &str) -> events::Event {
+        let now = Timestamp::now();
+        let object = regarding.name.as_deref().unwrap_or(&self.controller);
+        events::Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{object}.{:x}", now.as_nanosecond())),
+                namespace: Some(namespace.to_owned()),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            type_: Some(key.type_.as_str().to_owned()),
+            reason: Some(key.reason.clone()),
+            action: Some(key.action.clone()),
+            note: Some(key.note.clone()),
+            regarding: Some(regarding),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..events::Event::default()
         }
     }
 
@@ -115,7 +325,7 @@ impl Recorder {
         action: &str,
         note: impl Into<String>,
     ) {
-        self.publish(object, EventType::Normal, reason, action, note)
+        self.publish(object, Type::Normal, reason, action, note)
             .await;
     }
 
@@ -127,8 +337,14 @@ impl Recorder {
         action: &str,
         note: impl Into<String>,
     ) {
-        self.publish(object, EventType::Warning, reason, action, note)
+        self.publish(object, Type::Warning, reason, action, note)
             .await;
+    }
+
+    /// How many events this recorder remembers for series.
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        self.recent.lock().seen.len()
     }
 }
 
@@ -149,6 +365,109 @@ fn truncate_note(mut note: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(name: &str) -> Key {
+        Key {
+            type_: Type::Warning,
+            reason: "Failed".into(),
+            action: "Sync".into(),
+            note: "no".into(),
+            regarding: [None, Some("Ingress".into()), None, Some(name.into()), None],
+        }
+    }
+
+    fn seen(name: &str, last: Instant) -> Seen {
+        Seen {
+            namespace: "default".into(),
+            name: name.into(),
+            count: 1,
+            last,
+        }
+    }
+
+    #[test]
+    fn recent_events_stay_bounded_and_the_oldest_go_first() {
+        let mut recent = Recent::default();
+        let start = Instant::now();
+        for i in 0..CACHE_ENTRIES + 500 {
+            let at = start + Duration::from_millis(i as u64);
+            recent.remember(key(&format!("a{i}")), seen(&format!("a{i}"), at));
+        }
+        assert_eq!(recent.seen.len(), CACHE_ENTRIES);
+        // The 500 oldest were forgotten; the newest is still a repeat.
+        assert!(!recent.seen.contains_key(&key("a0")));
+        assert!(!recent.seen.contains_key(&key("a499")));
+        let last = start + Duration::from_millis(CACHE_ENTRIES as u64 + 499);
+        let newest = key(&format!("a{}", CACHE_ENTRIES + 499));
+        assert_eq!(recent.repeat(&newest, last).map(|r| r.2), Some(2));
+        // Past the window, everything old goes at once to make room.
+        let later = last + SERIES_WINDOW;
+        recent.remember(key("b"), seen("b", later));
+        assert_eq!(recent.seen.len(), 1);
+        assert!(recent.seen.capacity() <= 2 * CACHE_ENTRIES);
+        assert_eq!(recent.repeat(&newest, later), None);
+    }
+
+    #[tokio::test]
+    async fn repeats_become_a_series_and_other_notes_new_events() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let sb = rancher_sandbox::Sandbox::builder()
+            .start()
+            .await
+            .expect("sandbox");
+        let object = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("cm".into()),
+                namespace: Some("default".into()),
+                uid: Some("u1".into()),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        };
+        let recorder = Recorder::new(sb.client(), "example.org/test");
+        for _ in 0..3 {
+            recorder
+                .warning(&object, "Failed", "Sync", "it broke")
+                .await;
+        }
+        recorder.normal(&object, "Synced", "Sync", "fine").await;
+        let api: Api<events::Event> = Api::namespaced(sb.client(), "default");
+        let mut listed = api.list(&Default::default()).await.expect("list").items;
+        listed.sort_by_key(|e| e.reason.clone());
+        let summary: Vec<_> = listed
+            .iter()
+            .map(|e| {
+                (
+                    e.reason.clone().unwrap_or_default(),
+                    e.type_.clone().unwrap_or_default(),
+                    e.series.as_ref().map(|s| s.count),
+                    e.reporting_controller.clone().unwrap_or_default(),
+                    e.regarding.as_ref().and_then(|r| r.name.clone()),
+                )
+            })
+            .collect();
+        let controller = "example.org/test".to_owned();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "Failed".into(),
+                    "Warning".into(),
+                    Some(3),
+                    controller.clone(),
+                    Some("cm".into())
+                ),
+                (
+                    "Synced".into(),
+                    "Normal".into(),
+                    None,
+                    controller,
+                    Some("cm".into())
+                ),
+            ]
+        );
+        assert_eq!(recorder.remembered(), 2);
+    }
 
     #[test]
     fn long_notes_are_cut_on_a_char_boundary() {

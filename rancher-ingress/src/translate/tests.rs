@@ -773,3 +773,65 @@ fn cached_parses_follow_every_change_they_depend_on() {
         Outcome::Programmed { .. }
     ));
 }
+
+#[test]
+fn deleted_services_leave_no_counter_and_cached_parses_see_them_go() {
+    let mut sources = sources();
+    let web = mk_ingress(
+        "default",
+        "web",
+        1,
+        vec![rule(
+            "web.example.org",
+            vec![path("/", "Prefix", svc("brief", 80))],
+        )],
+    );
+    sources.apply_ingress(web);
+    let endpoints = |sources: &Sources| {
+        translate(sources, &Config::default()).balancers["ingress-http80-x1"]
+            .route("web.example.org", "/")
+            .unwrap()
+            .endpoints
+            .clone()
+    };
+    assert!(endpoints(&sources).is_empty());
+    for round in 0..3 {
+        sources.apply_service(mk_service("default", "brief", &[("", 80)]));
+        sources.apply_slice(mk_slice(
+            "default",
+            "brief-1",
+            "brief",
+            &[("", 9000)],
+            &["10.42.1.1"],
+        ));
+        assert_eq!(endpoints(&sources).len(), 1, "round {round}: served");
+        // The slice goes first: the Service is still there, so a change.
+        sources.delete_slice("default", "brief-1");
+        assert!(endpoints(&sources).is_empty(), "round {round}: slice gone");
+        sources.delete_service("default", "brief");
+        assert!(
+            endpoints(&sources).is_empty(),
+            "round {round}: service gone"
+        );
+    }
+    // Short-lived Services and Secrets leave no change counter behind.
+    for i in 0..50 {
+        let name = format!("gone-{i}");
+        sources.apply_service(mk_service("default", &name, &[("", 80)]));
+        sources.apply_slice(mk_slice(
+            "default",
+            &name,
+            &name,
+            &[("", 9000)],
+            &["10.42.1.2"],
+        ));
+        sources.delete_service("default", &name);
+        sources.delete_slice("default", &name);
+    }
+    let left: Vec<_> = sources
+        .versions
+        .keys()
+        .filter(|dep| matches!(dep, Dep::Service(_, name) if name != "nginx-service"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
