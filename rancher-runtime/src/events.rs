@@ -49,9 +49,10 @@ impl Type {
 pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 
 /// How many recent events a recorder remembers for series at most (client-go's
-/// event correlator keeps 4 096). Past that the oldest is forgotten, and its next
-/// repeat starts a new event.
-pub const CACHE_ENTRIES: usize = 4096;
+/// older correlator keeps 4 096; a series is for one object's repeated event,
+/// and a controller has few of those at a time). Past that the oldest is
+/// forgotten, and its next repeat starts a new event. About 300 kB when full.
+pub const CACHE_ENTRIES: usize = 1024;
 
 /// An error and its causes on one line (`outer: cause: root cause`), for
 /// event notes and status messages, which show no source chain by

@@ -112,12 +112,17 @@ impl Drop for Containerd {
         let _ = self.child.wait();
         // Whatever is still mounted below our directories (a task containerd
         // could not delete) would keep them from being removed.
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let ours = self.dir.path().display().to_string();
-        for point in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
-            if point.starts_with(&ours) {
-                let _ = Command::new("umount").args(["-l", point]).status();
-            }
+        unmount_below(self.dir.path());
+    }
+}
+
+/// Lazily unmounts whatever is still mounted below `dir`, so that it can go.
+pub(crate) fn unmount_below(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let ours = dir.display().to_string();
+    for point in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+        if point.starts_with(&ours) {
+            let _ = Command::new("umount").args(["-l", point]).status();
         }
     }
 }

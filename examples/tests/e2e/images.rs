@@ -6,7 +6,9 @@
 //! `rancher-dns` answers `dig` and `/readyz` against the sandbox API server; the
 //! ingress controller runs HAProxy inside its container and serves the seed's
 //! `scalelb` Ingress to `curl`; the CNI agent's image installs the plugin with
-//! the DaemonSet's own init container command.
+//! the DaemonSet's own init container command. Then the same archives load into
+//! Debian's podman and dockerd (each the test's own), under the same names, with
+//! the same user and entrypoint, and every entrypoint answers `--version` there.
 
 use std::{
     os::unix::fs::PermissionsExt,
@@ -21,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::{
     containerd::{Containerd, text},
+    engines::{Docker, Engine, Podman},
     ingress_controller::manifests,
     support::{curl, free_dns_port, free_port, kubectl, short},
 };
@@ -253,6 +256,52 @@ async fn the_images_run_in_containerd() {
     .await;
     cni_plugin_installs(&containerd, image("rancher-cni-agent"), dir.path());
     drop(containerd);
+
+    // The same archives in the two other engines operators use.
+    let podman = Podman::new();
+    loads_and_runs(&podman, &archives, &images);
+    drop(podman);
+    let docker = Docker::start().await;
+    loads_and_runs(&docker, &archives, &images);
+}
+
+/// Every archive loads into `engine` under its name, the image is configured with
+/// its user and entrypoint, and the entrypoint answers `--version`.
+fn loads_and_runs(engine: &dyn Engine, archives: &Path, images: &[Image]) {
+    for image in images {
+        let archive = archives.join(format!("{}-{VERSION}.oci.tar", image.name));
+        let loaded = engine.load(&archive);
+        let name = format!("rancher-plugins/{}:{VERSION}", image.name);
+        assert!(
+            loaded.iter().any(|r| r.ends_with(&name)),
+            "{}: {} loaded as {loaded:?}",
+            engine.name(),
+            archive.display()
+        );
+        let entrypoint = format!("/usr/local/bin/{}", image.binaries[0]);
+        let inspect = engine.client(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.User}} {{json .Config.Entrypoint}}",
+            &name,
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&inspect.stdout).trim(),
+            format!("{} [\"{entrypoint}\"]", image.user),
+            "{}: {name}: {}",
+            engine.name(),
+            text(&inspect)
+        );
+        let out = engine.run(&name, &["--version"]);
+        let expected = format!("{} {VERSION}", image.binaries[0]);
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&expected),
+            "{}: {name} --version: {}",
+            engine.name(),
+            text(&out)
+        );
+    }
 }
 
 /// rancher-dns in its container against the sandbox: `dig` and `/readyz`, as nonroot.

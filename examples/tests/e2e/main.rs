@@ -14,6 +14,7 @@ mod cni_reference;
 mod containerd;
 mod credential_provider;
 mod dns;
+mod engines;
 mod failover;
 mod federation_controller;
 mod images;
