@@ -195,9 +195,15 @@ impl Drop for Docker {
         unmount_below(self.dir.path());
         if std::thread::panicking() {
             let log = std::fs::read_to_string(self.log()).unwrap_or_default();
-            eprintln!("dockerd's log:\n{log}");
+            print_log(&log);
         }
     }
+}
+
+/// dockerd's log beside a failed test's message.
+#[allow(clippy::print_stderr)]
+fn print_log(log: &str) {
+    eprintln!("dockerd's log:\n{log}");
 }
 
 /// A short wait in `drop`, which cannot await.
