@@ -450,12 +450,20 @@ async fn resources_come_back_after_churn() {
             a.haproxies
         );
     }
-    for ((binary, b), a) in binaries.iter().zip(&before).zip(&after) {
-        if let Err(why) = back(b, a) {
-            panic!("{}: {why}", binary.name);
-        }
-    }
+    let failures: Vec<String> = binaries
+        .iter()
+        .zip(&before)
+        .zip(&after)
+        .filter_map(|((binary, b), a)| {
+            back(b, a)
+                .err()
+                .map(|why| format!("{}: {why}", binary.name))
+        })
+        .collect();
+    // Stopped gracefully before any verdict: a controller killed by a panic's
+    // unwinding would leave its HAProxy running.
     for binary in &mut binaries {
         terminate(&mut binary.child).await;
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
