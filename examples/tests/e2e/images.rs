@@ -25,7 +25,7 @@ use crate::{
     containerd::{Containerd, text},
     engines::{Docker, Engine, Podman},
     ingress_controller::manifests,
-    support::{curl, free_dns_port, free_port, kubectl, short},
+    support::{DEADLINE, curl, free_dns_port, free_port, kubectl, short, within},
 };
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -341,17 +341,12 @@ async fn dns_answers(
         ],
     );
     let name = "web.default.svc.cluster.local";
-    let answered = tokio::time::timeout(crate::support::DEADLINE * 2, async {
-        loop {
-            if short(port, name).await == [web_ip.clone()] {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+    let answered = within(DEADLINE * 2, || async {
+        (short(port, name).await == [web_ip.clone()]).then_some(())
     })
     .await;
     assert!(
-        answered.is_ok(),
+        answered.is_some(),
         "dig {name} in time; log:\n{}",
         task_log(containerd, "dns")
     );
@@ -401,19 +396,14 @@ async fn ingress_serves(
     );
     for host in ["127.0.0.2", "127.0.0.3"] {
         let url = format!("http://{host}:{http_port}/foo/bar");
-        let served = tokio::time::timeout(crate::support::DEADLINE * 2, async {
-            loop {
-                let (code, body) = curl(&url, Some("foo.bar.com")).await;
-                if code == 200 {
-                    return body;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
+        let served = within(DEADLINE * 2, || async {
+            let (code, body) = curl(&url, Some("foo.bar.com")).await;
+            (code == 200).then_some(body)
         })
         .await;
         let log = task_log(containerd, "ingress");
         assert_eq!(
-            served.as_deref().ok(),
+            served.as_deref(),
             Some("nginx /foo/bar"),
             "{url}; log:\n{log}"
         );
