@@ -37,6 +37,9 @@ pub struct Index {
     services: HashMap<ServiceKey, Arc<Service>>,
     nodes: BTreeMap<String, Arc<Node>>,
     slices: HashMap<ServiceKey, BTreeMap<String, Arc<EndpointSlice>>>,
+    /// The Service each slice (by namespace and name) is filed under, so that a
+    /// deleted or relabelled slice is found without a scan.
+    slice_owners: HashMap<(String, String), ServiceKey>,
     eligible: Vec<NodeFingerprint>,
     service_queue: Queue<ServiceKey>,
     node_queue: Option<Queue<String>>,
@@ -66,6 +69,7 @@ impl Index {
             services: HashMap::new(),
             nodes: BTreeMap::new(),
             slices: HashMap::new(),
+            slice_owners: HashMap::new(),
             eligible: Vec::new(),
             service_queue,
             node_queue,
@@ -234,38 +238,146 @@ fn slice_owner(slice: &EndpointSlice) -> Option<ServiceKey> {
     ))
 }
 
-impl IndexNamespacedResource<EndpointSlice> for Index {
-    fn apply(&mut self, slice: EndpointSlice) {
-        let Some(key) = slice_owner(&slice) else {
-            return;
-        };
-        let name = slice.name_any();
-        // A slice moving to another Service (relabelled) leaves its old owner.
-        for (owner, slices) in &mut self.slices {
-            if owner != &key && slices.remove(&name).is_some() {
-                self.service_queue.add(owner.clone());
+impl Index {
+    /// Takes slice `namespace/name` out from under the Service it was filed
+    /// under, dropping that Service's entry once it has no slices left, and
+    /// returns that Service.
+    fn unfile_slice(&mut self, namespace: &str, name: &str) -> Option<ServiceKey> {
+        let owner = self
+            .slice_owners
+            .remove(&(namespace.to_owned(), name.to_owned()))?;
+        if let Some(slices) = self.slices.get_mut(&owner) {
+            slices.remove(name);
+            if slices.is_empty() {
+                self.slices.remove(&owner);
             }
         }
-        self.slices
-            .entry(key.clone())
-            .or_default()
-            .insert(name, Arc::new(slice));
+        Some(owner)
+    }
+
+    /// Queues Service `key` if this controller handles it.
+    fn queue_if_relevant(&self, key: ServiceKey) {
         if self.services.get(&key).is_some_and(|s| self.relevant(s)) {
             self.service_queue.add(key);
         }
     }
+}
+
+impl IndexNamespacedResource<EndpointSlice> for Index {
+    fn apply(&mut self, slice: EndpointSlice) {
+        let namespace = slice.namespace().unwrap_or_default();
+        let name = slice.name_any();
+        let owner = slice_owner(&slice);
+        // A slice moving to another Service (relabelled) or losing its label
+        // leaves its old owner.
+        if let Some(previous) = self.unfile_slice(&namespace, &name)
+            && Some(&previous) != owner.as_ref()
+        {
+            self.queue_if_relevant(previous);
+        }
+        let Some(key) = owner else {
+            return;
+        };
+        self.slice_owners
+            .insert((namespace, name.clone()), key.clone());
+        self.slices
+            .entry(key.clone())
+            .or_default()
+            .insert(name, Arc::new(slice));
+        self.queue_if_relevant(key);
+    }
 
     fn delete(&mut self, namespace: String, name: String) {
-        let mut touched = Vec::new();
-        for (owner, slices) in &mut self.slices {
-            if owner.namespace == namespace && slices.remove(&name).is_some() {
-                touched.push(owner.clone());
-            }
+        if let Some(owner) = self.unfile_slice(&namespace, &name) {
+            self.queue_if_relevant(owner);
         }
-        for key in touched {
-            if self.services.get(&key).is_some_and(|s| self.relevant(s)) {
-                self.service_queue.add(key);
-            }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn lb_service(name: &str) -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}
+        }))
+        .expect("service")
+    }
+
+    fn slice(name: &str, service: Option<&str>) -> EndpointSlice {
+        let labels = service.map(|s| json!({ SERVICE_NAME_LABEL: s }));
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "labels": labels},
+            "addressType": "IPv4",
+            "endpoints": []
+        }))
+        .expect("slice")
+    }
+
+    fn key(name: &str) -> ServiceKey {
+        ServiceKey::new("default", name)
+    }
+
+    #[test]
+    fn deleted_slices_leave_nothing_behind() {
+        let mut index = Index::new(None, Queue::new(), None);
+        for i in 0..100 {
+            let name = format!("app-{i}");
+            IndexNamespacedResource::<Service>::apply(&mut index, lb_service(&name));
+            IndexNamespacedResource::<EndpointSlice>::apply(
+                &mut index,
+                slice(&format!("{name}-1"), Some(&name)),
+            );
+            IndexNamespacedResource::<EndpointSlice>::delete(
+                &mut index,
+                "default".into(),
+                format!("{name}-1"),
+            );
+            IndexNamespacedResource::<Service>::delete(&mut index, "default".into(), name);
         }
+        assert!(
+            index.slices.is_empty(),
+            "{} services kept",
+            index.slices.len()
+        );
+        assert!(index.slice_owners.is_empty());
+    }
+
+    /// Takes every waiting key off `queue`.
+    async fn drain(queue: &Queue<ServiceKey>) -> Vec<ServiceKey> {
+        let mut keys = Vec::new();
+        while !queue.is_empty() {
+            let Some(key) = queue.next().await else { break };
+            queue.done(&key);
+            keys.push(key);
+        }
+        keys.sort();
+        keys
+    }
+
+    #[tokio::test]
+    async fn a_relabelled_slice_moves_and_queues_both_services() {
+        let queue = Queue::new();
+        let mut index = Index::new(None, queue.clone(), None);
+        IndexNamespacedResource::<Service>::apply(&mut index, lb_service("a"));
+        IndexNamespacedResource::<Service>::apply(&mut index, lb_service("b"));
+        IndexNamespacedResource::<EndpointSlice>::apply(&mut index, slice("s", Some("a")));
+        drain(&queue).await;
+        IndexNamespacedResource::<EndpointSlice>::apply(&mut index, slice("s", Some("b")));
+        assert!(index.slices(&key("a")).is_empty());
+        assert_eq!(index.slices(&key("b")).len(), 1);
+        assert_eq!(
+            drain(&queue).await,
+            [key("a"), key("b")],
+            "old and new owner"
+        );
+
+        // Losing the label takes it away from its owner too.
+        IndexNamespacedResource::<EndpointSlice>::apply(&mut index, slice("s", None));
+        assert!(index.slices(&key("b")).is_empty());
+        assert!(index.slices.is_empty() && index.slice_owners.is_empty());
     }
 }
