@@ -46,7 +46,7 @@ const SETTLE: Duration = Duration::from_secs(90);
 
 /// What is measured of one binary.
 #[derive(Clone, Copy, Debug, Default)]
-struct Sample {
+pub(crate) struct Sample {
     rss_kib: u64,
     sockets: usize,
     /// Of those, TCP connections to the API server: the Kubernetes client
@@ -58,18 +58,19 @@ struct Sample {
     haproxies: usize,
 }
 
-struct Binary {
-    name: &'static str,
-    child: Child,
-    admin: u16,
+/// A long-running binary under churn.
+pub(crate) struct Binary {
+    pub(crate) name: &'static str,
+    pub(crate) child: Child,
+    pub(crate) admin: u16,
     /// The prefix of its metrics.
-    prefix: &'static str,
+    pub(crate) prefix: &'static str,
     /// Its HAProxy work directory, if it runs HAProxy.
-    work_dir: Option<std::path::PathBuf>,
+    pub(crate) work_dir: Option<std::path::PathBuf>,
 }
 
-/// The socket inodes of TCP connections to `port` on loopback.
-fn connections_to(port: u16) -> std::collections::HashSet<String> {
+/// The socket inodes of TCP connections to any of `ports` on loopback.
+fn connections_to(ports: &[u16]) -> std::collections::HashSet<String> {
     let mut out = std::collections::HashSet::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let text = std::fs::read_to_string(table).unwrap_or_default();
@@ -79,7 +80,7 @@ fn connections_to(port: u16) -> std::collections::HashSet<String> {
                 .get(2)
                 .and_then(|r| r.rsplit_once(':'))
                 .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            if remote_port == Some(port)
+            if remote_port.is_some_and(|p| ports.contains(&p))
                 && let Some(inode) = fields.get(9)
             {
                 out.insert((*inode).to_owned());
@@ -90,7 +91,8 @@ fn connections_to(port: u16) -> std::collections::HashSet<String> {
 }
 
 impl Binary {
-    async fn sample(&self, api_port: u16) -> Sample {
+    /// Its figures now; `api_ports` are the API servers it talks to.
+    async fn sample(&self, api_ports: &[u16]) -> Sample {
         let pid = self.child.id().expect("running");
         let proc = format!("/proc/{pid}");
         let status = std::fs::read_to_string(format!("{proc}/status")).unwrap_or_default();
@@ -110,7 +112,7 @@ impl Binary {
                 Some(inode.to_owned())
             })
             .collect();
-        let api = connections_to(api_port);
+        let api = connections_to(api_ports);
         let api_connections = sockets.iter().filter(|i| api.contains(*i)).count();
         let sockets = sockets.len();
         let threads = std::fs::read_dir(format!("{proc}/task"))
@@ -371,34 +373,13 @@ async fn resources_come_back_after_churn() {
     // Warm-up round, then the level before the churn.
     round(&client, 0, http_port, echo.port()).await;
     settled(&kubeconfig, dns_port, http_port, 0).await;
-    let mut before = Vec::new();
-    for binary in &binaries {
-        before.push(binary.sample(api_port).await);
+    let api_ports = [api_port];
+    let mut churn = Churn::start(&binaries, &api_ports).await;
+    while let Some(n) = churn.next_round() {
+        let changes = round(&client, n, http_port, echo.port()).await;
+        churn.round_done(&binaries, changes).await;
     }
-
-    let seconds: Option<u64> = std::env::var("CHURN_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok());
-    let started = Instant::now();
-    let (mut changes, mut rounds) = (0, 0);
-    let mut peak = before.clone();
-    loop {
-        let done = match seconds {
-            Some(s) => started.elapsed() >= Duration::from_secs(s),
-            None => rounds >= CHURN_ROUNDS,
-        };
-        if done {
-            break;
-        }
-        rounds += 1;
-        changes += round(&client, rounds, http_port, echo.port()).await;
-        for (binary, peak) in binaries.iter().zip(&mut peak) {
-            let now = binary.sample(api_port).await;
-            peak.rss_kib = peak.rss_kib.max(now.rss_kib);
-        }
-    }
-    let churn = started.elapsed();
-    settled(&kubeconfig, dns_port, http_port, rounds).await;
+    settled(&kubeconfig, dns_port, http_port, churn.rounds).await;
     // The base app is still served and answered.
     let url = format!("http://{INGRESS_HOST}:{http_port}/x");
     assert_eq!(curl(&url, Some("base.example.org")).await.0, 200);
@@ -408,62 +389,136 @@ async fn resources_come_back_after_churn() {
             .len(),
         1
     );
+    churn.verdict(&mut binaries).await;
+}
 
-    // Everything comes back to its level.
-    let settle = Instant::now();
-    let after = loop {
-        let mut after = Vec::new();
-        for binary in &binaries {
-            after.push(binary.sample(api_port).await);
+/// One churn run over some binaries: its rounds, and their figures before,
+/// at the peak and after.
+pub(crate) struct Churn<'a> {
+    api_ports: &'a [u16],
+    /// `CHURN_SECONDS`, when set; otherwise `CHURN_ROUNDS` rounds.
+    seconds: Option<u64>,
+    started: Instant,
+    pub(crate) rounds: usize,
+    changes: usize,
+    before: Vec<Sample>,
+    peak: Vec<Sample>,
+}
+
+impl<'a> Churn<'a> {
+    /// Takes the level before the churn (call it after a warm-up round);
+    /// `api_ports` are the API servers the binaries talk to.
+    pub(crate) async fn start(binaries: &[Binary], api_ports: &'a [u16]) -> Self {
+        let mut before = Vec::new();
+        for binary in binaries {
+            before.push(binary.sample(api_ports).await);
         }
-        let back = before.iter().zip(&after).all(|(b, a)| back(b, a).is_ok());
-        if back || settle.elapsed() > SETTLE {
-            break after;
+        Self {
+            api_ports,
+            seconds: std::env::var("CHURN_SECONDS")
+                .ok()
+                .and_then(|s| s.parse().ok()),
+            started: Instant::now(),
+            rounds: 0,
+            changes: 0,
+            peak: before.clone(),
+            before,
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    println!(
-        "churn: {changes} changes in {rounds} rounds over {:.0} s; back to level after {:.1} s",
-        churn.as_secs_f64(),
-        settle.elapsed().as_secs_f64()
-    );
-    println!(
-        "binary | RSS before / peak / after (KiB) | after/before | sockets (API connections) | tasks | threads | HAProxy processes"
-    );
-    for ((binary, b), (p, a)) in binaries.iter().zip(&before).zip(peak.iter().zip(&after)) {
+    }
+
+    /// The number of the next round, or `None` when the churn is over.
+    pub(crate) fn next_round(&mut self) -> Option<usize> {
+        let over = match self.seconds {
+            Some(s) => self.started.elapsed() >= Duration::from_secs(s),
+            None => self.rounds >= CHURN_ROUNDS,
+        };
+        if over {
+            return None;
+        }
+        self.rounds += 1;
+        Some(self.rounds)
+    }
+
+    /// Counts a round's `changes` and the binaries' peak memory.
+    pub(crate) async fn round_done(&mut self, binaries: &[Binary], changes: usize) {
+        self.changes += changes;
+        for (binary, peak) in binaries.iter().zip(&mut self.peak) {
+            let now = binary.sample(self.api_ports).await;
+            peak.rss_kib = peak.rss_kib.max(now.rss_kib);
+        }
+    }
+
+    /// Once the churn has settled: waits (up to `SETTLE`) for every binary
+    /// to come back to its level, prints the figures, stops the binaries,
+    /// then fails naming those that did not come back.
+    #[allow(clippy::print_stdout)] // the figures BENCHMARKS.md records
+    pub(crate) async fn verdict(self, binaries: &mut [Binary]) {
+        let churn = self.started.elapsed();
+        let settle = Instant::now();
+        let after = loop {
+            let mut after = Vec::new();
+            for binary in binaries.iter() {
+                after.push(binary.sample(self.api_ports).await);
+            }
+            let level = self
+                .before
+                .iter()
+                .zip(&after)
+                .all(|(b, a)| back(b, a).is_ok());
+            if level || settle.elapsed() > SETTLE {
+                break after;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
         println!(
-            "{} | {} / {} / {} | {:.3} | {} ({}) -> {} ({}) | {} -> {} | {} -> {} | {} -> {}",
-            binary.name,
-            b.rss_kib,
-            p.rss_kib,
-            a.rss_kib,
-            a.rss_kib as f64 / b.rss_kib as f64,
-            b.sockets,
-            b.api_connections,
-            a.sockets,
-            a.api_connections,
-            b.tasks,
-            a.tasks,
-            b.threads,
-            a.threads,
-            b.haproxies,
-            a.haproxies
+            "churn: {} changes in {} rounds over {:.0} s; back to level after {:.1} s",
+            self.changes,
+            self.rounds,
+            churn.as_secs_f64(),
+            settle.elapsed().as_secs_f64()
         );
+        println!(
+            "binary | RSS before / peak / after (KiB) | after/before | sockets (API connections) | tasks | threads | HAProxy processes"
+        );
+        let figures = binaries
+            .iter()
+            .zip(&self.before)
+            .zip(self.peak.iter().zip(&after));
+        for ((binary, b), (p, a)) in figures {
+            println!(
+                "{} | {} / {} / {} | {:.3} | {} ({}) -> {} ({}) | {} -> {} | {} -> {} | {} -> {}",
+                binary.name,
+                b.rss_kib,
+                p.rss_kib,
+                a.rss_kib,
+                a.rss_kib as f64 / b.rss_kib as f64,
+                b.sockets,
+                b.api_connections,
+                a.sockets,
+                a.api_connections,
+                b.tasks,
+                a.tasks,
+                b.threads,
+                a.threads,
+                b.haproxies,
+                a.haproxies
+            );
+        }
+        let failures: Vec<String> = binaries
+            .iter()
+            .zip(&self.before)
+            .zip(&after)
+            .filter_map(|((binary, b), a)| {
+                back(b, a)
+                    .err()
+                    .map(|why| format!("{}: {why}", binary.name))
+            })
+            .collect();
+        // Stopped gracefully before any verdict: a controller killed by a
+        // panic's unwinding would leave its HAProxy running.
+        for binary in binaries.iter_mut() {
+            terminate(&mut binary.child).await;
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
-    let failures: Vec<String> = binaries
-        .iter()
-        .zip(&before)
-        .zip(&after)
-        .filter_map(|((binary, b), a)| {
-            back(b, a)
-                .err()
-                .map(|why| format!("{}: {why}", binary.name))
-        })
-        .collect();
-    // Stopped gracefully before any verdict: a controller killed by a panic's
-    // unwinding would leave its HAProxy running.
-    for binary in &mut binaries {
-        terminate(&mut binary.child).await;
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

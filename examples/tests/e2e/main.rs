@@ -4,8 +4,14 @@
 
 mod support;
 
+/// BIND on loopback, shared with rancher-federation's own end-to-end tests.
+#[allow(dead_code)]
+#[path = "../../../rancher-federation/tests/e2e/bind.rs"]
+mod bind;
+
 mod auth;
 mod churn;
+mod churn_federation;
 mod cloud_controller;
 mod cni_containerd;
 mod cni_overlay;
