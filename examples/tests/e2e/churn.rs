@@ -32,7 +32,7 @@ use tokio::process::Child;
 
 use crate::support::{
     CLASS, app, curl, dns_command, eventually, free_dns_port, free_port, kubectl, metric, short,
-    spawn_haproxy_controller, terminate,
+    spawn_haproxy_controller, terminate, within,
 };
 
 const INGRESS_HOST: &str = "127.0.97.1";
@@ -455,21 +455,24 @@ impl<'a> Churn<'a> {
     pub(crate) async fn verdict(self, binaries: &mut [Binary]) {
         let churn = self.started.elapsed();
         let settle = Instant::now();
-        let after = loop {
-            let mut after = Vec::new();
-            for binary in binaries.iter() {
-                after.push(binary.sample(self.api_ports).await);
+        let samples = async |binaries: &[Binary]| {
+            let mut samples = Vec::new();
+            for binary in binaries {
+                samples.push(binary.sample(self.api_ports).await);
             }
+            samples
+        };
+        within(SETTLE, || async {
+            let now = samples(binaries).await;
             let level = self
                 .before
                 .iter()
-                .zip(&after)
+                .zip(&now)
                 .all(|(b, a)| back(b, a).is_ok());
-            if level || settle.elapsed() > SETTLE {
-                break after;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+            level.then_some(())
+        })
+        .await;
+        let after = samples(binaries).await;
         println!(
             "churn: {} changes in {} rounds over {:.0} s; back to level after {:.1} s",
             self.changes,

@@ -11,20 +11,16 @@
 use k8s_openapi::{
     ByteString,
     api::{
-        core::v1::{Namespace, Node, Secret, Service, ServicePort, ServiceSpec},
+        core::v1::{Node, Secret, Service, ServicePort, ServiceSpec},
         discovery::v1::EndpointSlice,
     },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, CustomResourceExt,
+    Api,
     api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
 };
 use rancher_federation::{
-    crd::{
-        FederatedCluster, FederatedService, FederatedServiceSpec, Federation, FederationSpec,
-        ServiceTemplate,
-    },
+    crd::{FederatedCluster, FederatedService, FederatedServiceSpec, ServiceTemplate},
     well_known::{FEDERATION_LABEL, KUBECONFIG_KEY, REGION_LABEL, ZONE_LABEL},
 };
 use serde_json::json;
@@ -32,11 +28,10 @@ use serde_json::json;
 use crate::{
     bind::{ALGORITHM, Bind, KEY_NAME, ZONE},
     churn::{Binary, Churn},
+    federation_controller::{FED, NS, install_federation},
     support::{eventually, free_port},
 };
 
-const NS: &str = "federation-system";
-const FED: &str = "myfed";
 /// The member's load balancer address, as its cloud controller would write it.
 const LB_ADDRESS: &str = "127.0.42.2";
 /// Federated Services made and deleted per round.
@@ -47,39 +42,8 @@ fn global(name: &str) -> String {
     format!("{name}.default.{FED}.svc.{ZONE}")
 }
 
-/// The CRDs, the federation namespace, the Federation (health checks every
-/// second) in the host, and a labelled node in the member.
-async fn federation(host: &kube::Client, member: &kube::Client) {
-    for crd in [
-        Federation::crd(),
-        FederatedCluster::crd(),
-        FederatedService::crd(),
-    ] {
-        Api::<CustomResourceDefinition>::all(host.clone())
-            .create(&PostParams::default(), &crd)
-            .await
-            .expect("crd created");
-    }
-    let mut ns = Namespace::default();
-    ns.metadata.name = Some(NS.into());
-    Api::<Namespace>::all(host.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
-    let mut federation = Federation::new(
-        FED,
-        FederationSpec {
-            dns_suffix: ZONE.into(),
-            ttl: None,
-            health_check_period_seconds: Some(1),
-            health_check_timeout_seconds: Some(2),
-        },
-    );
-    federation.metadata.namespace = Some(NS.into());
-    Api::<Federation>::namespaced(host.clone(), NS)
-        .create(&PostParams::default(), &federation)
-        .await
-        .expect("federation");
+/// A labelled node in the member.
+async fn member_node(member: &kube::Client) {
     let node: Node = serde_json::from_value(json!({
         "metadata": {"name": "r1-a-node",
             "labels": {REGION_LABEL: "r1", ZONE_LABEL: "r1-a"}},
@@ -238,7 +202,8 @@ async fn the_federation_controller_comes_back_after_churn() {
     let host = sandbox.client();
     let member_cluster = &sandbox.clusters()[1];
     let member = member_cluster.client();
-    federation(&host, &member).await;
+    install_federation(&host).await;
+    member_node(&member).await;
     join(&host, &member_cluster.url()).await;
     let bind = Bind::start().await;
     let secret_file = dir.path().join("tsig.secret");

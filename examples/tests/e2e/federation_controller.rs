@@ -21,7 +21,48 @@ use tokio::process::Command;
 
 use crate::support::{DEADLINE, eventually, free_port, terminate};
 
-const NS: &str = "federation-system";
+pub(crate) const NS: &str = "federation-system";
+pub(crate) const FED: &str = "myfed";
+
+/// The federation CRDs, the namespace `NS` and the Federation `FED` (DNS
+/// suffix `example.org`, health checks every second) in the host cluster.
+pub(crate) async fn install_federation(host: &kube::Client) {
+    for crd in [
+        Federation::crd(),
+        FederatedCluster::crd(),
+        FederatedService::crd(),
+    ] {
+        Api::<CustomResourceDefinition>::all(host.clone())
+            .create(&PostParams::default(), &crd)
+            .await
+            .expect("crd created");
+    }
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(NS.into()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    Api::<Namespace>::all(host.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    let mut federation = Federation::new(
+        FED,
+        FederationSpec {
+            dns_suffix: "example.org".into(),
+            ttl: None,
+            health_check_period_seconds: Some(1),
+            health_check_timeout_seconds: Some(2),
+        },
+    );
+    federation.metadata.namespace = Some(NS.into());
+    Api::<Federation>::namespaced(host.clone(), NS)
+        .create(&PostParams::default(), &federation)
+        .await
+        .expect("federation");
+}
 
 fn controller(kubeconfig: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rancher-federation-controller"));
@@ -53,47 +94,13 @@ async fn labelled_rancher_environments_become_members() {
         .await
         .unwrap();
     let host = sandbox.client();
-    for crd in [
-        Federation::crd(),
-        FederatedCluster::crd(),
-        FederatedService::crd(),
-    ] {
-        Api::<CustomResourceDefinition>::all(host.clone())
-            .create(&PostParams::default(), &crd)
-            .await
-            .unwrap();
-    }
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(NS.into()),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    Api::<Namespace>::all(host.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-    let mut federation = Federation::new(
-        "myfed",
-        FederationSpec {
-            dns_suffix: "example.org".into(),
-            ttl: None,
-            health_check_period_seconds: Some(1),
-            health_check_timeout_seconds: Some(2),
-        },
-    );
-    federation.metadata.namespace = Some(NS.into());
-    Api::<Federation>::namespaced(host.clone(), NS)
-        .create(&PostParams::default(), &federation)
-        .await
-        .unwrap();
+    install_federation(&host).await;
 
     let fake = FakeRancher::builder().start().await.unwrap();
     let east = fake
         .add_project(
             FakeProject::new("east")
-                .label(FEDERATION_LABEL, "myfed")
+                .label(FEDERATION_LABEL, FED)
                 .kubernetes(sandbox.clusters()[1].url()),
         )
         .unwrap();
